@@ -1,0 +1,12 @@
+// The TrainingFederation API shared by the operator, the trainer and the tools: generated types,
+// the schema, resource names and validation.
+export type { ObjectMeta, OwnerReference } from "./meta.js";
+export * from "./resource.js";
+export { trainingFederationSchema } from "./schema.generated.js";
+export type * from "./types.generated.js";
+export {
+  type FieldError,
+  formatFieldErrors,
+  type ValidationResult,
+  validateTrainingFederation,
+} from "./validation.js";

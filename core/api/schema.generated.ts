@@ -1,0 +1,1218 @@
+// Generated from crds/trainingfederations.fedtrain.dev.yaml by scripts/gen-api.ts. Do not edit:
+// change the CRD and run `npm run gen:api`.
+
+/** The openAPIV3Schema of TrainingFederation v1alpha1, exactly as in the CRD. */
+export const trainingFederationSchema = {
+  "type": "object",
+  "description": "TrainingFederation makes this cluster a member of a federation of independently owned clusters that train one model together with DiLoCo-style low-communication optimisation. Create one per member cluster: spec.federation is identical in every member, spec.contribution and spec.transport are this cluster's own.",
+  "required": [
+    "spec"
+  ],
+  "properties": {
+    "apiVersion": {
+      "type": "string",
+      "description": "Versioned schema of this representation of an object (fedtrain.dev/v1alpha1)."
+    },
+    "kind": {
+      "type": "string",
+      "description": "REST resource this object represents (TrainingFederation)."
+    },
+    "metadata": {
+      "type": "object"
+    },
+    "spec": {
+      "type": "object",
+      "description": "The desired state of this member.",
+      "required": [
+        "federation"
+      ],
+      "x-kubernetes-validations": [
+        {
+          "rule": "!has(self.federation.data.text) || !has(self.federation.data.text.path) || has(self.contribution.dataVolumeClaim)",
+          "message": "federation.data.text.path reads from a mounted volume: set contribution.dataVolumeClaim to the PersistentVolumeClaim that holds the data",
+          "fieldPath": ".contribution",
+          "reason": "FieldValueRequired"
+        }
+      ],
+      "properties": {
+        "suspend": {
+          "type": "boolean",
+          "default": false,
+          "description": "Pause this member: its trainers stop after checkpointing and it stops contributing; the rest of the federation carries on. Set back to false to rejoin from the latest checkpoint."
+        },
+        "federation": {
+          "type": "object",
+          "description": "The shared part: identical in every member, usually from one Git base. The operator hashes its canonical form (status.federationSpecHash) and members co-train only when their hashes agree.",
+          "required": [
+            "id",
+            "model",
+            "data"
+          ],
+          "x-kubernetes-validations": [
+            {
+              "rule": "self.model.preset == 'MLP' ? has(self.data.synthetic) && self.data.synthetic.preset == 'GaussianClusters' : has(self.data.text) || self.data.synthetic.preset == 'Arithmetic'",
+              "message": "the MLP preset trains on synthetic GaussianClusters data; the CharTransformer preset on synthetic Arithmetic or text data",
+              "fieldPath": ".data"
+            },
+            {
+              "rule": "self.membership.policy != 'Allowlist' || !has(self.sync.quorum.minMembers) || self.sync.quorum.minMembers <= size(self.membership.members)",
+              "message": "sync.quorum.minMembers cannot be larger than the number of members in membership.members",
+              "fieldPath": ".sync.quorum.minMembers"
+            },
+            {
+              "rule": "self.training.innerOptimizer.warmupSteps <= self.training.rounds * self.training.innerSteps",
+              "message": "training.innerOptimizer.warmupSteps cannot exceed the total number of inner steps (rounds × innerSteps)",
+              "fieldPath": ".training.innerOptimizer.warmupSteps"
+            },
+            {
+              "rule": "self.sync.checkpointEveryRounds <= self.training.rounds",
+              "message": "sync.checkpointEveryRounds cannot exceed training.rounds",
+              "fieldPath": ".sync.checkpointEveryRounds"
+            }
+          ],
+          "properties": {
+            "id": {
+              "type": "string",
+              "description": "The federation's name, shared by all members (a DNS label). Immutable: a different id is a different federation.",
+              "minLength": 1,
+              "maxLength": 63,
+              "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+              "x-kubernetes-validations": [
+                {
+                  "rule": "self == oldSelf",
+                  "message": "federation.id is immutable; create a new TrainingFederation to join another federation"
+                }
+              ]
+            },
+            "model": {
+              "type": "object",
+              "description": "The model all members train. Immutable: changing it would make the members' models incompatible.",
+              "required": [
+                "preset"
+              ],
+              "x-kubernetes-validations": [
+                {
+                  "rule": "self == oldSelf",
+                  "message": "federation.model is immutable; start a new federation to train another model"
+                },
+                {
+                  "rule": "!has(self.mlp) || self.preset == 'MLP'",
+                  "message": "model.mlp may only be set when model.preset is MLP",
+                  "fieldPath": ".mlp"
+                },
+                {
+                  "rule": "!has(self.charTransformer) || self.preset == 'CharTransformer'",
+                  "message": "model.charTransformer may only be set when model.preset is CharTransformer",
+                  "fieldPath": ".charTransformer"
+                }
+              ],
+              "properties": {
+                "preset": {
+                  "type": "string",
+                  "description": "Built-in model architecture: MLP (a multi-layer perceptron classifier) or CharTransformer (a small decoder-only character-level language model).",
+                  "enum": [
+                    "MLP",
+                    "CharTransformer"
+                  ]
+                },
+                "mlp": {
+                  "type": "object",
+                  "description": "Settings of the MLP preset (defaults apply when omitted).",
+                  "properties": {
+                    "hiddenLayers": {
+                      "type": "array",
+                      "description": "Width of each hidden layer, input side first.",
+                      "default": [
+                        128,
+                        128
+                      ],
+                      "x-kubernetes-list-type": "atomic",
+                      "minItems": 1,
+                      "maxItems": 16,
+                      "items": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 16384
+                      }
+                    },
+                    "activation": {
+                      "type": "string",
+                      "description": "Activation function of the hidden layers.",
+                      "enum": [
+                        "ReLU",
+                        "GELU",
+                        "Tanh"
+                      ],
+                      "default": "ReLU"
+                    }
+                  }
+                },
+                "charTransformer": {
+                  "type": "object",
+                  "description": "Settings of the CharTransformer preset (defaults apply when omitted).",
+                  "x-kubernetes-validations": [
+                    {
+                      "rule": "self.modelWidth % self.heads == 0",
+                      "message": "charTransformer.modelWidth must be a multiple of charTransformer.heads",
+                      "fieldPath": ".heads"
+                    }
+                  ],
+                  "properties": {
+                    "layers": {
+                      "type": "integer",
+                      "description": "Number of transformer blocks.",
+                      "minimum": 1,
+                      "maximum": 48,
+                      "default": 2
+                    },
+                    "modelWidth": {
+                      "type": "integer",
+                      "description": "Width of the residual stream (d_model).",
+                      "minimum": 8,
+                      "maximum": 8192,
+                      "default": 128
+                    },
+                    "heads": {
+                      "type": "integer",
+                      "description": "Attention heads per block; modelWidth must be a multiple of it.",
+                      "minimum": 1,
+                      "maximum": 128,
+                      "default": 4
+                    },
+                    "contextLength": {
+                      "type": "integer",
+                      "description": "Characters of context the model attends to.",
+                      "minimum": 8,
+                      "maximum": 4096,
+                      "default": 64
+                    },
+                    "feedForwardMultiplier": {
+                      "type": "integer",
+                      "description": "Width of the feed-forward layer as a multiple of modelWidth.",
+                      "minimum": 1,
+                      "maximum": 16,
+                      "default": 4
+                    }
+                  }
+                }
+              }
+            },
+            "data": {
+              "type": "object",
+              "description": "Where the training data comes from: exactly one of synthetic (built in, deterministic from training.seed, no download) or text.",
+              "x-kubernetes-validations": [
+                {
+                  "rule": "has(self.synthetic) != has(self.text)",
+                  "message": "set exactly one of data.synthetic and data.text"
+                }
+              ],
+              "properties": {
+                "synthetic": {
+                  "type": "object",
+                  "description": "A built-in synthetic dataset generated from training.seed.",
+                  "required": [
+                    "preset"
+                  ],
+                  "properties": {
+                    "preset": {
+                      "type": "string",
+                      "description": "GaussianClusters (classification, for the MLP) or Arithmetic (text of small sums and products, for the CharTransformer).",
+                      "enum": [
+                        "GaussianClusters",
+                        "Arithmetic"
+                      ]
+                    },
+                    "trainExamples": {
+                      "type": "integer",
+                      "description": "Training examples generated in total, split across workers.",
+                      "minimum": 1,
+                      "maximum": 100000000,
+                      "default": 20000
+                    },
+                    "evalExamples": {
+                      "type": "integer",
+                      "description": "Held-out examples for evaluation, the same on every member.",
+                      "minimum": 1,
+                      "maximum": 1000000,
+                      "default": 2000
+                    },
+                    "features": {
+                      "type": "integer",
+                      "description": "Input features per example (GaussianClusters).",
+                      "minimum": 1,
+                      "maximum": 65536,
+                      "default": 32
+                    },
+                    "classes": {
+                      "type": "integer",
+                      "description": "Number of classes (GaussianClusters).",
+                      "minimum": 2,
+                      "maximum": 10000,
+                      "default": 10
+                    },
+                    "noise": {
+                      "type": "number",
+                      "description": "Standard deviation of the noise around each class centre (GaussianClusters).",
+                      "minimum": 0,
+                      "maximum": 100,
+                      "default": 1
+                    },
+                    "maxOperand": {
+                      "type": "integer",
+                      "description": "Largest operand in generated expressions (Arithmetic).",
+                      "minimum": 1,
+                      "maximum": 1000000,
+                      "default": 99
+                    }
+                  }
+                },
+                "text": {
+                  "type": "object",
+                  "description": "Text or JSONL training data, read from a URL or from a file on the volume that contribution.dataVolumeClaim mounts at /data.",
+                  "x-kubernetes-validations": [
+                    {
+                      "rule": "has(self.url) != has(self.path)",
+                      "message": "set exactly one of data.text.url and data.text.path"
+                    },
+                    {
+                      "rule": "!has(self.field) || self.format == 'JSONL'",
+                      "message": "data.text.field only applies to the JSONL format",
+                      "fieldPath": ".field"
+                    }
+                  ],
+                  "required": [
+                    "format"
+                  ],
+                  "properties": {
+                    "format": {
+                      "type": "string",
+                      "description": "Text (one document, split into examples) or JSONL (one JSON object per line).",
+                      "enum": [
+                        "Text",
+                        "JSONL"
+                      ]
+                    },
+                    "url": {
+                      "type": "string",
+                      "description": "An http(s) URL to download the data from.",
+                      "maxLength": 2048,
+                      "pattern": "^https?://[^\\s]+$"
+                    },
+                    "path": {
+                      "type": "string",
+                      "description": "A path relative to /data, the mount point of contribution.dataVolumeClaim.",
+                      "minLength": 1,
+                      "maxLength": 1024,
+                      "x-kubernetes-validations": [
+                        {
+                          "rule": "!self.startsWith('/') && !self.contains('..')",
+                          "message": "data.text.path must be relative to /data and may not contain '..'"
+                        }
+                      ]
+                    },
+                    "field": {
+                      "type": "string",
+                      "description": "The JSONL field that holds the text (default \"text\").",
+                      "minLength": 1,
+                      "maxLength": 256
+                    },
+                    "evalFraction": {
+                      "type": "number",
+                      "description": "Fraction of the text held out for evaluation.",
+                      "minimum": 0.001,
+                      "maximum": 0.5,
+                      "default": 0.05
+                    }
+                  }
+                },
+                "sharding": {
+                  "type": "object",
+                  "description": "How the training data is split across workers.",
+                  "default": {},
+                  "properties": {
+                    "strategy": {
+                      "type": "string",
+                      "description": "IID (every worker sees the same distribution) or NonIID (each worker's label or task mix is drawn from a Dirichlet distribution).",
+                      "enum": [
+                        "IID",
+                        "NonIID"
+                      ],
+                      "default": "IID"
+                    },
+                    "concentration": {
+                      "type": "number",
+                      "description": "Dirichlet concentration for NonIID; smaller is more skewed.",
+                      "minimum": 0.01,
+                      "maximum": 1000,
+                      "default": 0.5
+                    }
+                  }
+                }
+              }
+            },
+            "training": {
+              "type": "object",
+              "description": "The schedule and the two optimisers of DiLoCo.",
+              "default": {},
+              "properties": {
+                "rounds": {
+                  "type": "integer",
+                  "description": "Outer rounds (synchronisations) of the whole run.",
+                  "minimum": 1,
+                  "maximum": 1000000,
+                  "default": 100
+                },
+                "innerSteps": {
+                  "type": "integer",
+                  "description": "Inner optimiser steps each worker takes between synchronisations (H).",
+                  "minimum": 1,
+                  "maximum": 1000000,
+                  "default": 100
+                },
+                "batchSize": {
+                  "type": "integer",
+                  "description": "Examples per inner step on each worker.",
+                  "minimum": 1,
+                  "maximum": 65536,
+                  "default": 32
+                },
+                "seed": {
+                  "type": "integer",
+                  "format": "int64",
+                  "description": "Seed of model initialisation and synthetic data; identical results on every member.",
+                  "minimum": 0,
+                  "default": 0
+                },
+                "innerOptimizer": {
+                  "type": "object",
+                  "description": "AdamW, run locally by every worker for innerSteps steps.",
+                  "default": {},
+                  "properties": {
+                    "learningRate": {
+                      "type": "number",
+                      "description": "Peak learning rate.",
+                      "exclusiveMinimum": true,
+                      "minimum": 0,
+                      "maximum": 10,
+                      "default": 0.001
+                    },
+                    "weightDecay": {
+                      "type": "number",
+                      "description": "Decoupled weight decay.",
+                      "minimum": 0,
+                      "maximum": 1,
+                      "default": 0.01
+                    },
+                    "warmupSteps": {
+                      "type": "integer",
+                      "description": "Inner steps of linear learning-rate warm-up at the start of the run.",
+                      "minimum": 0,
+                      "maximum": 100000000,
+                      "default": 0
+                    },
+                    "beta1": {
+                      "type": "number",
+                      "description": "Exponential decay of the first moment.",
+                      "minimum": 0,
+                      "exclusiveMaximum": true,
+                      "maximum": 1,
+                      "default": 0.9
+                    },
+                    "beta2": {
+                      "type": "number",
+                      "description": "Exponential decay of the second moment.",
+                      "minimum": 0,
+                      "exclusiveMaximum": true,
+                      "maximum": 1,
+                      "default": 0.999
+                    }
+                  }
+                },
+                "outerOptimizer": {
+                  "type": "object",
+                  "description": "SGD applied to the aggregated pseudo-gradient once per round (DiLoCo uses lr 0.7, Nesterov momentum 0.9).",
+                  "default": {},
+                  "properties": {
+                    "learningRate": {
+                      "type": "number",
+                      "description": "Outer learning rate.",
+                      "exclusiveMinimum": true,
+                      "minimum": 0,
+                      "maximum": 10,
+                      "default": 0.7
+                    },
+                    "momentum": {
+                      "type": "number",
+                      "description": "Momentum coefficient.",
+                      "minimum": 0,
+                      "exclusiveMaximum": true,
+                      "maximum": 1,
+                      "default": 0.9
+                    },
+                    "nesterov": {
+                      "type": "boolean",
+                      "description": "Use Nesterov momentum.",
+                      "default": true
+                    }
+                  }
+                }
+              }
+            },
+            "sync": {
+              "type": "object",
+              "description": "How workers exchange and combine their updates each round.",
+              "default": {},
+              "properties": {
+                "compression": {
+                  "type": "object",
+                  "description": "How pseudo-gradients are compressed before they are sent.",
+                  "default": {},
+                  "x-kubernetes-validations": [
+                    {
+                      "rule": "!has(self.int8) || self.method == 'Int8'",
+                      "message": "compression.int8 may only be set when compression.method is Int8",
+                      "fieldPath": ".int8"
+                    },
+                    {
+                      "rule": "!has(self.topK) || self.method == 'TopK'",
+                      "message": "compression.topK may only be set when compression.method is TopK",
+                      "fieldPath": ".topK"
+                    }
+                  ],
+                  "properties": {
+                    "method": {
+                      "type": "string",
+                      "description": "None (dense fp32), Int8 (dense int8 with a per-chunk scale) or TopK (the largest entries only, with low-bit values and error feedback).",
+                      "enum": [
+                        "None",
+                        "Int8",
+                        "TopK"
+                      ],
+                      "default": "Int8"
+                    },
+                    "int8": {
+                      "type": "object",
+                      "description": "Settings of the Int8 method (defaults apply when omitted).",
+                      "properties": {
+                        "chunkSize": {
+                          "type": "integer",
+                          "description": "Values that share one fp32 scale.",
+                          "minimum": 16,
+                          "maximum": 1048576,
+                          "default": 4096
+                        }
+                      }
+                    },
+                    "topK": {
+                      "type": "object",
+                      "description": "Settings of the TopK method (defaults apply when omitted).",
+                      "x-kubernetes-validations": [
+                        {
+                          "rule": "self.density > 0.0 && self.density <= 1.0",
+                          "message": "compression.topK.density must be in (0, 1]",
+                          "fieldPath": ".density"
+                        },
+                        {
+                          "rule": "self.valueBits in [2, 4, 8]",
+                          "message": "compression.topK.valueBits must be 2, 4 or 8",
+                          "fieldPath": ".valueBits"
+                        }
+                      ],
+                      "properties": {
+                        "density": {
+                          "type": "number",
+                          "description": "Fraction of entries sent each round, in (0, 1].",
+                          "default": 0.02
+                        },
+                        "valueBits": {
+                          "type": "integer",
+                          "description": "Bits per sent value (2, 4 or 8).",
+                          "default": 4
+                        },
+                        "errorFeedback": {
+                          "type": "boolean",
+                          "description": "Carry what was not sent into the next round (recommended).",
+                          "default": true
+                        }
+                      }
+                    }
+                  }
+                },
+                "aggregation": {
+                  "type": "object",
+                  "description": "How the round's updates are combined; robust rules resist poisoned or broken members.",
+                  "default": {},
+                  "x-kubernetes-validations": [
+                    {
+                      "rule": "!has(self.trimFraction) || self.rule == 'TrimmedMean'",
+                      "message": "aggregation.trimFraction may only be set when aggregation.rule is TrimmedMean",
+                      "fieldPath": ".trimFraction"
+                    },
+                    {
+                      "rule": "!has(self.centredClip) || self.rule == 'CentredClip'",
+                      "message": "aggregation.centredClip may only be set when aggregation.rule is CentredClip",
+                      "fieldPath": ".centredClip"
+                    }
+                  ],
+                  "properties": {
+                    "rule": {
+                      "type": "string",
+                      "description": "Mean, TrimmedMean (drop the largest and smallest values of each coordinate), Median (coordinate-wise) or CentredClip (clip each update's distance to a running centre).",
+                      "enum": [
+                        "Mean",
+                        "TrimmedMean",
+                        "Median",
+                        "CentredClip"
+                      ],
+                      "default": "Mean"
+                    },
+                    "trimFraction": {
+                      "type": "number",
+                      "description": "Fraction trimmed from each end per coordinate (TrimmedMean; default 0.2).",
+                      "x-kubernetes-validations": [
+                        {
+                          "rule": "self >= 0.0 && self < 0.5",
+                          "message": "aggregation.trimFraction must be at least 0 and below 0.5"
+                        }
+                      ]
+                    },
+                    "centredClip": {
+                      "type": "object",
+                      "description": "Settings of CentredClip (defaults apply when omitted).",
+                      "properties": {
+                        "radius": {
+                          "type": "number",
+                          "description": "Largest L2 distance from the centre an update may pull.",
+                          "exclusiveMinimum": true,
+                          "minimum": 0,
+                          "default": 1
+                        },
+                        "iterations": {
+                          "type": "integer",
+                          "description": "Clipping iterations.",
+                          "minimum": 1,
+                          "maximum": 20,
+                          "default": 3
+                        }
+                      }
+                    },
+                    "normBound": {
+                      "type": "object",
+                      "description": "Drop or clip updates whose L2 norm is out of bounds, before aggregation; recorded per member.",
+                      "x-kubernetes-validations": [
+                        {
+                          "rule": "has(self.maxNorm) != has(self.maxMedianMultiple)",
+                          "message": "set exactly one of normBound.maxNorm and normBound.maxMedianMultiple"
+                        }
+                      ],
+                      "properties": {
+                        "action": {
+                          "type": "string",
+                          "description": "Drop the update, or Clip it to the bound.",
+                          "enum": [
+                            "Drop",
+                            "Clip"
+                          ],
+                          "default": "Clip"
+                        },
+                        "maxNorm": {
+                          "type": "number",
+                          "description": "An absolute bound on an update's L2 norm.",
+                          "exclusiveMinimum": true,
+                          "minimum": 0
+                        },
+                        "maxMedianMultiple": {
+                          "type": "number",
+                          "description": "A bound relative to the round's median update norm.",
+                          "minimum": 1,
+                          "maximum": 1000
+                        }
+                      }
+                    }
+                  }
+                },
+                "quorum": {
+                  "type": "object",
+                  "description": "When a round may close: with at least minMembers members and at least fraction of the active members having contributed (both when both are set).",
+                  "default": {
+                    "minMembers": 1
+                  },
+                  "x-kubernetes-validations": [
+                    {
+                      "rule": "has(self.minMembers) || has(self.fraction)",
+                      "message": "set quorum.minMembers, quorum.fraction, or both"
+                    }
+                  ],
+                  "properties": {
+                    "minMembers": {
+                      "type": "integer",
+                      "description": "The fewest members whose updates a round needs.",
+                      "minimum": 1,
+                      "maximum": 1024
+                    },
+                    "fraction": {
+                      "type": "number",
+                      "description": "The smallest fraction of active members whose updates a round needs, in (0, 1].",
+                      "x-kubernetes-validations": [
+                        {
+                          "rule": "self > 0.0 && self <= 1.0",
+                          "message": "quorum.fraction must be in (0, 1]"
+                        }
+                      ]
+                    }
+                  }
+                },
+                "roundDeadlineSeconds": {
+                  "type": "integer",
+                  "description": "Seconds after a round opens until the coordinator closes it with whatever quorum it has.",
+                  "minimum": 1,
+                  "maximum": 86400,
+                  "default": 300
+                },
+                "overlap": {
+                  "type": "boolean",
+                  "description": "Start the next round's inner steps while this round is exchanged, applying it one round late.",
+                  "default": false
+                },
+                "checkpointEveryRounds": {
+                  "type": "integer",
+                  "description": "Rounds between checkpoints of the global model to the object store.",
+                  "minimum": 1,
+                  "maximum": 1000000,
+                  "default": 10
+                }
+              }
+            },
+            "membership": {
+              "type": "object",
+              "description": "Who may contribute to the federation.",
+              "default": {},
+              "x-kubernetes-validations": [
+                {
+                  "rule": "self.policy != 'Allowlist' || size(self.members) > 0",
+                  "message": "the Allowlist policy needs at least one entry in membership.members",
+                  "fieldPath": ".members"
+                },
+                {
+                  "rule": "self.members.all(m, self.members.exists_one(n, n.publicKey == m.publicKey))",
+                  "message": "each public key may appear only once in membership.members",
+                  "fieldPath": ".members"
+                }
+              ],
+              "properties": {
+                "policy": {
+                  "type": "string",
+                  "description": "Open (any member with a matching spec hash) or Allowlist (only the keys in members).",
+                  "enum": [
+                    "Open",
+                    "Allowlist"
+                  ],
+                  "default": "Open"
+                },
+                "members": {
+                  "type": "array",
+                  "description": "Members admitted under the Allowlist policy, each with its Ed25519 public key.",
+                  "default": [],
+                  "maxItems": 256,
+                  "x-kubernetes-list-type": "map",
+                  "x-kubernetes-list-map-keys": [
+                    "id"
+                  ],
+                  "items": {
+                    "type": "object",
+                    "description": "One admitted member.",
+                    "required": [
+                      "id",
+                      "publicKey"
+                    ],
+                    "properties": {
+                      "id": {
+                        "type": "string",
+                        "description": "The member id (a DNS label), as in that member's contribution.memberId.",
+                        "maxLength": 63,
+                        "x-kubernetes-validations": [
+                          {
+                            "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+                            "message": "member id must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"
+                          }
+                        ]
+                      },
+                      "publicKey": {
+                        "type": "string",
+                        "description": "The member's Ed25519 public key, base64 (44 characters), as shown in its status.publicKey.",
+                        "maxLength": 64,
+                        "x-kubernetes-validations": [
+                          {
+                            "rule": "size(self) == 44 && self.matches('^[A-Za-z0-9+/]{43}=$')",
+                            "message": "publicKey must be a base64-encoded 32-byte Ed25519 key (44 characters ending in '=')"
+                          }
+                        ]
+                      }
+                    }
+                  }
+                },
+                "organiserKeys": {
+                  "type": "array",
+                  "description": "Ed25519 public keys (base64) whose signed control messages may pause and resume the whole federation.",
+                  "default": [],
+                  "maxItems": 16,
+                  "x-kubernetes-list-type": "set",
+                  "items": {
+                    "type": "string",
+                    "maxLength": 64,
+                    "x-kubernetes-validations": [
+                      {
+                        "rule": "size(self) == 44 && self.matches('^[A-Za-z0-9+/]{43}=$')",
+                        "message": "organiser key must be a base64-encoded 32-byte Ed25519 key (44 characters ending in '=')"
+                      }
+                    ]
+                  }
+                }
+              }
+            }
+          }
+        },
+        "contribution": {
+          "type": "object",
+          "description": "The local part: what this cluster contributes. Changing replicas is elastic: workers come and go between rounds.",
+          "default": {},
+          "x-kubernetes-validations": [
+            {
+              "rule": "self.backend in ['Auto', 'CPU'] || self.gpusPerReplica > 0",
+              "message": "the CUDA and WebGPU backends need contribution.gpusPerReplica of at least 1",
+              "fieldPath": ".gpusPerReplica"
+            }
+          ],
+          "properties": {
+            "memberId": {
+              "type": "string",
+              "description": "This cluster's id in the federation (a DNS label). Defaults to the operator's cluster id.",
+              "maxLength": 63,
+              "x-kubernetes-validations": [
+                {
+                  "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+                  "message": "memberId must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit"
+                },
+                {
+                  "rule": "self == oldSelf",
+                  "message": "contribution.memberId is immutable: a member's identity cannot change while it is in the federation"
+                }
+              ]
+            },
+            "replicas": {
+              "type": "integer",
+              "description": "Trainer workers this cluster runs (0 keeps the membership without training).",
+              "minimum": 0,
+              "maximum": 1024,
+              "default": 1
+            },
+            "gpusPerReplica": {
+              "type": "integer",
+              "description": "GPUs each worker requests.",
+              "minimum": 0,
+              "maximum": 64,
+              "default": 1
+            },
+            "gpuResourceName": {
+              "type": "string",
+              "description": "Extended resource name of the GPUs to request.",
+              "maxLength": 253,
+              "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+              "default": "nvidia.com/gpu"
+            },
+            "backend": {
+              "type": "string",
+              "description": "Compute backend of the trainers: Auto (the best that loads), CUDA (tfjs-node-gpu), WebGPU (Dawn over Vulkan) or CPU (native, else WASM).",
+              "enum": [
+                "Auto",
+                "CUDA",
+                "WebGPU",
+                "CPU"
+              ],
+              "default": "Auto"
+            },
+            "image": {
+              "type": "string",
+              "description": "Trainer image; defaults to the operator's configured trainer image.",
+              "maxLength": 1024
+            },
+            "imagePullPolicy": {
+              "type": "string",
+              "description": "Pull policy of the trainer image.",
+              "enum": [
+                "Always",
+                "IfNotPresent",
+                "Never"
+              ]
+            },
+            "resources": {
+              "type": "object",
+              "description": "CPU and memory requests and limits of each trainer (GPUs come from gpusPerReplica).",
+              "properties": {
+                "requests": {
+                  "type": "object",
+                  "description": "Minimum resources each trainer needs, as Kubernetes quantities.",
+                  "maxProperties": 16,
+                  "additionalProperties": {
+                    "anyOf": [
+                      {
+                        "type": "integer"
+                      },
+                      {
+                        "type": "string"
+                      }
+                    ],
+                    "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+                    "x-kubernetes-int-or-string": true
+                  }
+                },
+                "limits": {
+                  "type": "object",
+                  "description": "Maximum resources each trainer may use, as Kubernetes quantities.",
+                  "maxProperties": 16,
+                  "additionalProperties": {
+                    "anyOf": [
+                      {
+                        "type": "integer"
+                      },
+                      {
+                        "type": "string"
+                      }
+                    ],
+                    "pattern": "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$",
+                    "x-kubernetes-int-or-string": true
+                  }
+                }
+              }
+            },
+            "nodeSelector": {
+              "type": "object",
+              "description": "Node labels a trainer's node must have.",
+              "maxProperties": 64,
+              "additionalProperties": {
+                "type": "string",
+                "maxLength": 63
+              }
+            },
+            "tolerations": {
+              "type": "array",
+              "description": "Tolerations of the trainer pods, for example of a GPU node taint.",
+              "maxItems": 32,
+              "x-kubernetes-list-type": "atomic",
+              "items": {
+                "type": "object",
+                "description": "A toleration, as in a Pod spec.",
+                "properties": {
+                  "key": {
+                    "type": "string",
+                    "description": "The taint key the toleration applies to; empty matches all keys.",
+                    "maxLength": 317
+                  },
+                  "operator": {
+                    "type": "string",
+                    "description": "Exists or Equal (default Equal).",
+                    "enum": [
+                      "Exists",
+                      "Equal"
+                    ]
+                  },
+                  "value": {
+                    "type": "string",
+                    "description": "The taint value the toleration matches (Equal only).",
+                    "maxLength": 63
+                  },
+                  "effect": {
+                    "type": "string",
+                    "description": "The taint effect to match; empty matches all effects.",
+                    "enum": [
+                      "NoSchedule",
+                      "PreferNoSchedule",
+                      "NoExecute"
+                    ]
+                  },
+                  "tolerationSeconds": {
+                    "type": "integer",
+                    "format": "int64",
+                    "description": "How long a NoExecute taint is tolerated before eviction."
+                  }
+                }
+              }
+            },
+            "priorityClassName": {
+              "type": "string",
+              "description": "PriorityClass of the trainer pods.",
+              "maxLength": 253
+            },
+            "serviceAccountName": {
+              "type": "string",
+              "description": "ServiceAccount the trainer pods run as (they need no Kubernetes API access).",
+              "maxLength": 253
+            },
+            "dataVolumeClaim": {
+              "type": "string",
+              "description": "A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path.",
+              "maxLength": 253
+            }
+          }
+        },
+        "transport": {
+          "type": "object",
+          "description": "The local part: how this cluster reaches the federation's NATS. Defaults to the operator's configured connection.",
+          "properties": {
+            "natsUrls": {
+              "type": "array",
+              "description": "NATS server URLs (nats://, tls://, ws:// or wss://); the client fails over between them.",
+              "minItems": 1,
+              "maxItems": 16,
+              "x-kubernetes-list-type": "atomic",
+              "items": {
+                "type": "string",
+                "maxLength": 1024,
+                "pattern": "^(nats|tls|ws|wss)://[^\\s]+$"
+              }
+            },
+            "credentialsSecretRef": {
+              "type": "object",
+              "description": "A Secret in this namespace whose key nats.creds holds the NATS user credentials.",
+              "required": [
+                "name"
+              ],
+              "properties": {
+                "name": {
+                  "type": "string",
+                  "description": "Name of the Secret.",
+                  "maxLength": 253
+                }
+              }
+            },
+            "tlsSecretRef": {
+              "type": "object",
+              "description": "A Secret in this namespace with ca.crt (and tls.crt, tls.key for mutual TLS).",
+              "required": [
+                "name"
+              ],
+              "properties": {
+                "name": {
+                  "type": "string",
+                  "description": "Name of the Secret.",
+                  "maxLength": 253
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "status": {
+      "type": "object",
+      "description": "The federation as seen from this member, written by the operator.",
+      "properties": {
+        "observedGeneration": {
+          "type": "integer",
+          "format": "int64",
+          "description": "The metadata.generation this status describes."
+        },
+        "conditions": {
+          "type": "array",
+          "description": "Ready summarises; Valid, Joined, TrainersReady, Synced and Degraded say why.",
+          "maxItems": 16,
+          "x-kubernetes-list-type": "map",
+          "x-kubernetes-list-map-keys": [
+            "type"
+          ],
+          "items": {
+            "type": "object",
+            "description": "One aspect of this member's state, in the standard Kubernetes condition shape.",
+            "required": [
+              "type",
+              "status",
+              "lastTransitionTime",
+              "reason",
+              "message"
+            ],
+            "properties": {
+              "type": {
+                "type": "string",
+                "description": "The aspect this condition describes, in CamelCase.",
+                "maxLength": 316,
+                "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+              },
+              "status": {
+                "type": "string",
+                "description": "True, False or Unknown.",
+                "enum": [
+                  "True",
+                  "False",
+                  "Unknown"
+                ]
+              },
+              "observedGeneration": {
+                "type": "integer",
+                "format": "int64",
+                "description": "The metadata.generation the condition was computed from.",
+                "minimum": 0
+              },
+              "lastTransitionTime": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When status last changed."
+              },
+              "reason": {
+                "type": "string",
+                "description": "A CamelCase reason for the last transition.",
+                "minLength": 1,
+                "maxLength": 1024,
+                "pattern": "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+              },
+              "message": {
+                "type": "string",
+                "description": "A human-readable explanation.",
+                "maxLength": 32768
+              }
+            }
+          }
+        },
+        "phase": {
+          "type": "string",
+          "description": "A one-word summary derived from observation: Pending, Training, Suspended, Completed, Failed or Invalid.",
+          "enum": [
+            "Pending",
+            "Training",
+            "Suspended",
+            "Completed",
+            "Failed",
+            "Invalid"
+          ]
+        },
+        "federationSpecHash": {
+          "type": "string",
+          "description": "sha256 of the canonical form of spec.federation; members co-train only when it agrees."
+        },
+        "publicKey": {
+          "type": "string",
+          "description": "This member's Ed25519 public key (base64), to submit to the federation's allowlist."
+        },
+        "round": {
+          "type": "integer",
+          "format": "int64",
+          "description": "The latest round committed by the federation."
+        },
+        "rounds": {
+          "type": "integer",
+          "format": "int64",
+          "description": "The rounds of the whole run (spec.federation.training.rounds)."
+        },
+        "progress": {
+          "type": "string",
+          "description": "Round progress for display, \"round/rounds\"."
+        },
+        "activeMembers": {
+          "type": "integer",
+          "description": "Members that contributed to the latest round."
+        },
+        "members": {
+          "type": "array",
+          "description": "The federation's members as seen from here.",
+          "maxItems": 256,
+          "x-kubernetes-list-type": "map",
+          "x-kubernetes-list-map-keys": [
+            "id"
+          ],
+          "items": {
+            "type": "object",
+            "description": "One member of the federation.",
+            "required": [
+              "id",
+              "state"
+            ],
+            "properties": {
+              "id": {
+                "type": "string",
+                "description": "The member id."
+              },
+              "state": {
+                "type": "string",
+                "description": "Active (heartbeating and contributing), Joining, Stale (missed heartbeats), Left, or Refused (spec hash or key not admitted).",
+                "enum": [
+                  "Active",
+                  "Joining",
+                  "Stale",
+                  "Left",
+                  "Refused"
+                ]
+              },
+              "reason": {
+                "type": "string",
+                "description": "Why the member is in this state, when it is not Active."
+              },
+              "trainers": {
+                "type": "integer",
+                "description": "Trainer workers this member runs."
+              },
+              "lastHeartbeat": {
+                "type": "string",
+                "format": "date-time",
+                "description": "When this member last announced itself."
+              },
+              "roundsContributed": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Rounds whose commit included an update of this member."
+              }
+            }
+          }
+        },
+        "trainers": {
+          "type": "object",
+          "description": "This member's trainer workers.",
+          "properties": {
+            "desired": {
+              "type": "integer",
+              "description": "Workers that should run (spec.contribution.replicas, or 0 when suspended)."
+            },
+            "ready": {
+              "type": "integer",
+              "description": "Workers running and ready."
+            }
+          }
+        },
+        "trainersReady": {
+          "type": "string",
+          "description": "Trainers ready out of desired, for display, \"ready/desired\"."
+        },
+        "loss": {
+          "type": "number",
+          "description": "The latest training loss reported by this member's workers."
+        },
+        "evalLoss": {
+          "type": "number",
+          "description": "Evaluation loss of the global model after the latest round."
+        },
+        "bytesSentPerRound": {
+          "type": "integer",
+          "format": "int64",
+          "description": "Bytes this member's workers sent in the latest round."
+        },
+        "compressionRatio": {
+          "type": "number",
+          "description": "Dense fp32 size of an update divided by its compressed size."
+        },
+        "lastCheckpoint": {
+          "type": "object",
+          "description": "The latest checkpoint of the global model in the object store.",
+          "properties": {
+            "round": {
+              "type": "integer",
+              "format": "int64",
+              "description": "The round the checkpoint was taken after."
+            },
+            "digest": {
+              "type": "string",
+              "description": "sha256 digest of the checkpoint, as recorded in the ledger."
+            }
+          }
+        }
+      }
+    }
+  }
+} as const;

@@ -1,0 +1,676 @@
+// Generated from crds/trainingfederations.fedtrain.dev.yaml by scripts/gen-api.ts. Do not edit:
+// change the CRD and run `npm run gen:api`.
+
+import type {ObjectMeta} from "./meta.js";
+
+/**
+ * TrainingFederation makes this cluster a member of a federation of independently owned clusters that train one model together with DiLoCo-style low-communication optimisation. Create one per member cluster: spec.federation is identical in every member, spec.contribution and spec.transport are this cluster's own.
+ */
+export interface TrainingFederation {
+  /**
+   * Versioned schema of this representation of an object (fedtrain.dev/v1alpha1).
+   */
+  apiVersion?: string;
+  /**
+   * REST resource this object represents (TrainingFederation).
+   */
+  kind?: string;
+  /**
+   * Standard object metadata.
+   */
+  metadata?: ObjectMeta;
+  spec: TrainingFederationSpec;
+  status?: TrainingFederationStatus;
+}
+/**
+ * The desired state of this member.
+ */
+export interface TrainingFederationSpec {
+  /**
+   * Pause this member: its trainers stop after checkpointing and it stops contributing; the rest of the federation carries on. Set back to false to rejoin from the latest checkpoint.
+   */
+  suspend: boolean;
+  federation: FederationSpec;
+  contribution: ContributionSpec;
+  transport?: TransportSpec;
+}
+/**
+ * The shared part: identical in every member, usually from one Git base. The operator hashes its canonical form (status.federationSpecHash) and members co-train only when their hashes agree.
+ */
+export interface FederationSpec {
+  /**
+   * The federation's name, shared by all members (a DNS label). Immutable: a different id is a different federation.
+   */
+  id: string;
+  model: ModelSpec;
+  data: DataSpec;
+  training: TrainingSchedule;
+  sync: SyncSpec;
+  membership: Membership;
+}
+/**
+ * The model all members train. Immutable: changing it would make the members' models incompatible.
+ */
+export interface ModelSpec {
+  /**
+   * Built-in model architecture: MLP (a multi-layer perceptron classifier) or CharTransformer (a small decoder-only character-level language model).
+   */
+  preset: "MLP" | "CharTransformer";
+  mlp?: MlpSettings;
+  charTransformer?: CharTransformerSettings;
+}
+/**
+ * Settings of the MLP preset (defaults apply when omitted).
+ */
+export interface MlpSettings {
+  /**
+   * Width of each hidden layer, input side first.
+   *
+   * @minItems 1
+   * @maxItems 16
+   */
+  hiddenLayers: number[];
+  /**
+   * Activation function of the hidden layers.
+   */
+  activation: "ReLU" | "GELU" | "Tanh";
+}
+/**
+ * Settings of the CharTransformer preset (defaults apply when omitted).
+ */
+export interface CharTransformerSettings {
+  /**
+   * Number of transformer blocks.
+   */
+  layers: number;
+  /**
+   * Width of the residual stream (d_model).
+   */
+  modelWidth: number;
+  /**
+   * Attention heads per block; modelWidth must be a multiple of it.
+   */
+  heads: number;
+  /**
+   * Characters of context the model attends to.
+   */
+  contextLength: number;
+  /**
+   * Width of the feed-forward layer as a multiple of modelWidth.
+   */
+  feedForwardMultiplier: number;
+}
+/**
+ * Where the training data comes from: exactly one of synthetic (built in, deterministic from training.seed, no download) or text.
+ */
+export interface DataSpec {
+  synthetic?: SyntheticData;
+  text?: TextData;
+  sharding: Sharding;
+}
+/**
+ * A built-in synthetic dataset generated from training.seed.
+ */
+export interface SyntheticData {
+  /**
+   * GaussianClusters (classification, for the MLP) or Arithmetic (text of small sums and products, for the CharTransformer).
+   */
+  preset: "GaussianClusters" | "Arithmetic";
+  /**
+   * Training examples generated in total, split across workers.
+   */
+  trainExamples: number;
+  /**
+   * Held-out examples for evaluation, the same on every member.
+   */
+  evalExamples: number;
+  /**
+   * Input features per example (GaussianClusters).
+   */
+  features: number;
+  /**
+   * Number of classes (GaussianClusters).
+   */
+  classes: number;
+  /**
+   * Standard deviation of the noise around each class centre (GaussianClusters).
+   */
+  noise: number;
+  /**
+   * Largest operand in generated expressions (Arithmetic).
+   */
+  maxOperand: number;
+}
+/**
+ * Text or JSONL training data, read from a URL or from a file on the volume that contribution.dataVolumeClaim mounts at /data.
+ */
+export interface TextData {
+  /**
+   * Text (one document, split into examples) or JSONL (one JSON object per line).
+   */
+  format: "Text" | "JSONL";
+  /**
+   * An http(s) URL to download the data from.
+   */
+  url?: string;
+  /**
+   * A path relative to /data, the mount point of contribution.dataVolumeClaim.
+   */
+  path?: string;
+  /**
+   * The JSONL field that holds the text (default "text").
+   */
+  field?: string;
+  /**
+   * Fraction of the text held out for evaluation.
+   */
+  evalFraction: number;
+}
+/**
+ * How the training data is split across workers.
+ */
+export interface Sharding {
+  /**
+   * IID (every worker sees the same distribution) or NonIID (each worker's label or task mix is drawn from a Dirichlet distribution).
+   */
+  strategy: "IID" | "NonIID";
+  /**
+   * Dirichlet concentration for NonIID; smaller is more skewed.
+   */
+  concentration: number;
+}
+/**
+ * The schedule and the two optimisers of DiLoCo.
+ */
+export interface TrainingSchedule {
+  /**
+   * Outer rounds (synchronisations) of the whole run.
+   */
+  rounds: number;
+  /**
+   * Inner optimiser steps each worker takes between synchronisations (H).
+   */
+  innerSteps: number;
+  /**
+   * Examples per inner step on each worker.
+   */
+  batchSize: number;
+  /**
+   * Seed of model initialisation and synthetic data; identical results on every member.
+   */
+  seed: number;
+  innerOptimizer: InnerOptimizer;
+  outerOptimizer: OuterOptimizer;
+}
+/**
+ * AdamW, run locally by every worker for innerSteps steps.
+ */
+export interface InnerOptimizer {
+  /**
+   * Peak learning rate.
+   */
+  learningRate: number;
+  /**
+   * Decoupled weight decay.
+   */
+  weightDecay: number;
+  /**
+   * Inner steps of linear learning-rate warm-up at the start of the run.
+   */
+  warmupSteps: number;
+  /**
+   * Exponential decay of the first moment.
+   */
+  beta1: number;
+  /**
+   * Exponential decay of the second moment.
+   */
+  beta2: number;
+}
+/**
+ * SGD applied to the aggregated pseudo-gradient once per round (DiLoCo uses lr 0.7, Nesterov momentum 0.9).
+ */
+export interface OuterOptimizer {
+  /**
+   * Outer learning rate.
+   */
+  learningRate: number;
+  /**
+   * Momentum coefficient.
+   */
+  momentum: number;
+  /**
+   * Use Nesterov momentum.
+   */
+  nesterov: boolean;
+}
+/**
+ * How workers exchange and combine their updates each round.
+ */
+export interface SyncSpec {
+  compression: Compression;
+  aggregation: Aggregation;
+  quorum: Quorum;
+  /**
+   * Seconds after a round opens until the coordinator closes it with whatever quorum it has.
+   */
+  roundDeadlineSeconds: number;
+  /**
+   * Start the next round's inner steps while this round is exchanged, applying it one round late.
+   */
+  overlap: boolean;
+  /**
+   * Rounds between checkpoints of the global model to the object store.
+   */
+  checkpointEveryRounds: number;
+}
+/**
+ * How pseudo-gradients are compressed before they are sent.
+ */
+export interface Compression {
+  /**
+   * None (dense fp32), Int8 (dense int8 with a per-chunk scale) or TopK (the largest entries only, with low-bit values and error feedback).
+   */
+  method: "None" | "Int8" | "TopK";
+  int8?: Int8Settings;
+  topK?: TopKSettings;
+}
+/**
+ * Settings of the Int8 method (defaults apply when omitted).
+ */
+export interface Int8Settings {
+  /**
+   * Values that share one fp32 scale.
+   */
+  chunkSize: number;
+}
+/**
+ * Settings of the TopK method (defaults apply when omitted).
+ */
+export interface TopKSettings {
+  /**
+   * Fraction of entries sent each round, in (0, 1].
+   */
+  density: number;
+  /**
+   * Bits per sent value (2, 4 or 8).
+   */
+  valueBits: number;
+  /**
+   * Carry what was not sent into the next round (recommended).
+   */
+  errorFeedback: boolean;
+}
+/**
+ * How the round's updates are combined; robust rules resist poisoned or broken members.
+ */
+export interface Aggregation {
+  /**
+   * Mean, TrimmedMean (drop the largest and smallest values of each coordinate), Median (coordinate-wise) or CentredClip (clip each update's distance to a running centre).
+   */
+  rule: "Mean" | "TrimmedMean" | "Median" | "CentredClip";
+  /**
+   * Fraction trimmed from each end per coordinate (TrimmedMean; default 0.2).
+   */
+  trimFraction?: number;
+  centredClip?: CentredClipSettings;
+  normBound?: NormBound;
+}
+/**
+ * Settings of CentredClip (defaults apply when omitted).
+ */
+export interface CentredClipSettings {
+  /**
+   * Largest L2 distance from the centre an update may pull.
+   */
+  radius: number;
+  /**
+   * Clipping iterations.
+   */
+  iterations: number;
+}
+/**
+ * Drop or clip updates whose L2 norm is out of bounds, before aggregation; recorded per member.
+ */
+export interface NormBound {
+  /**
+   * Drop the update, or Clip it to the bound.
+   */
+  action: "Drop" | "Clip";
+  /**
+   * An absolute bound on an update's L2 norm.
+   */
+  maxNorm?: number;
+  /**
+   * A bound relative to the round's median update norm.
+   */
+  maxMedianMultiple?: number;
+}
+/**
+ * When a round may close: with at least minMembers members and at least fraction of the active members having contributed (both when both are set).
+ */
+export interface Quorum {
+  /**
+   * The fewest members whose updates a round needs.
+   */
+  minMembers?: number;
+  /**
+   * The smallest fraction of active members whose updates a round needs, in (0, 1].
+   */
+  fraction?: number;
+}
+/**
+ * Who may contribute to the federation.
+ */
+export interface Membership {
+  /**
+   * Open (any member with a matching spec hash) or Allowlist (only the keys in members).
+   */
+  policy: "Open" | "Allowlist";
+  /**
+   * Members admitted under the Allowlist policy, each with its Ed25519 public key.
+   *
+   * @maxItems 256
+   */
+  members: AllowedMember[];
+  /**
+   * Ed25519 public keys (base64) whose signed control messages may pause and resume the whole federation.
+   *
+   * @maxItems 16
+   */
+  organiserKeys: string[];
+}
+/**
+ * One admitted member.
+ */
+export interface AllowedMember {
+  /**
+   * The member id (a DNS label), as in that member's contribution.memberId.
+   */
+  id: string;
+  /**
+   * The member's Ed25519 public key, base64 (44 characters), as shown in its status.publicKey.
+   */
+  publicKey: string;
+}
+/**
+ * The local part: what this cluster contributes. Changing replicas is elastic: workers come and go between rounds.
+ */
+export interface ContributionSpec {
+  /**
+   * This cluster's id in the federation (a DNS label). Defaults to the operator's cluster id.
+   */
+  memberId?: string;
+  /**
+   * Trainer workers this cluster runs (0 keeps the membership without training).
+   */
+  replicas: number;
+  /**
+   * GPUs each worker requests.
+   */
+  gpusPerReplica: number;
+  /**
+   * Extended resource name of the GPUs to request.
+   */
+  gpuResourceName: string;
+  /**
+   * Compute backend of the trainers: Auto (the best that loads), CUDA (tfjs-node-gpu), WebGPU (Dawn over Vulkan) or CPU (native, else WASM).
+   */
+  backend: "Auto" | "CUDA" | "WebGPU" | "CPU";
+  /**
+   * Trainer image; defaults to the operator's configured trainer image.
+   */
+  image?: string;
+  /**
+   * Pull policy of the trainer image.
+   */
+  imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
+  resources?: ResourceRequirements;
+  /**
+   * Node labels a trainer's node must have.
+   */
+  nodeSelector?: {
+    [k: string]: string | undefined;
+  };
+  /**
+   * Tolerations of the trainer pods, for example of a GPU node taint.
+   *
+   * @maxItems 32
+   */
+  tolerations?: Toleration[];
+  /**
+   * PriorityClass of the trainer pods.
+   */
+  priorityClassName?: string;
+  /**
+   * ServiceAccount the trainer pods run as (they need no Kubernetes API access).
+   */
+  serviceAccountName?: string;
+  /**
+   * A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path.
+   */
+  dataVolumeClaim?: string;
+}
+/**
+ * CPU and memory requests and limits of each trainer (GPUs come from gpusPerReplica).
+ */
+export interface ResourceRequirements {
+  /**
+   * Minimum resources each trainer needs, as Kubernetes quantities.
+   */
+  requests?: {
+    [k: string]: number | string | undefined;
+  };
+  /**
+   * Maximum resources each trainer may use, as Kubernetes quantities.
+   */
+  limits?: {
+    [k: string]: number | string | undefined;
+  };
+}
+/**
+ * A toleration, as in a Pod spec.
+ */
+export interface Toleration {
+  /**
+   * The taint key the toleration applies to; empty matches all keys.
+   */
+  key?: string;
+  /**
+   * Exists or Equal (default Equal).
+   */
+  operator?: "Exists" | "Equal";
+  /**
+   * The taint value the toleration matches (Equal only).
+   */
+  value?: string;
+  /**
+   * The taint effect to match; empty matches all effects.
+   */
+  effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+  /**
+   * How long a NoExecute taint is tolerated before eviction.
+   */
+  tolerationSeconds?: number;
+}
+/**
+ * The local part: how this cluster reaches the federation's NATS. Defaults to the operator's configured connection.
+ */
+export interface TransportSpec {
+  /**
+   * NATS server URLs (nats://, tls://, ws:// or wss://); the client fails over between them.
+   *
+   * @minItems 1
+   * @maxItems 16
+   */
+  natsUrls?: string[];
+  credentialsSecretRef?: SecretReference;
+  /**
+   * A Secret in this namespace with ca.crt (and tls.crt, tls.key for mutual TLS).
+   */
+  tlsSecretRef?: SecretReference;
+}
+/**
+ * A Secret in this namespace whose key nats.creds holds the NATS user credentials.
+ */
+export interface SecretReference {
+  /**
+   * Name of the Secret.
+   */
+  name: string;
+}
+/**
+ * The federation as seen from this member, written by the operator.
+ */
+export interface TrainingFederationStatus {
+  /**
+   * The metadata.generation this status describes.
+   */
+  observedGeneration?: number;
+  /**
+   * Ready summarises; Valid, Joined, TrainersReady, Synced and Degraded say why.
+   *
+   * @maxItems 16
+   */
+  conditions?: Condition[];
+  /**
+   * A one-word summary derived from observation: Pending, Training, Suspended, Completed, Failed or Invalid.
+   */
+  phase?: "Pending" | "Training" | "Suspended" | "Completed" | "Failed" | "Invalid";
+  /**
+   * sha256 of the canonical form of spec.federation; members co-train only when it agrees.
+   */
+  federationSpecHash?: string;
+  /**
+   * This member's Ed25519 public key (base64), to submit to the federation's allowlist.
+   */
+  publicKey?: string;
+  /**
+   * The latest round committed by the federation.
+   */
+  round?: number;
+  /**
+   * The rounds of the whole run (spec.federation.training.rounds).
+   */
+  rounds?: number;
+  /**
+   * Round progress for display, "round/rounds".
+   */
+  progress?: string;
+  /**
+   * Members that contributed to the latest round.
+   */
+  activeMembers?: number;
+  /**
+   * The federation's members as seen from here.
+   *
+   * @maxItems 256
+   */
+  members?: MemberStatus[];
+  trainers?: TrainerCounts;
+  /**
+   * Trainers ready out of desired, for display, "ready/desired".
+   */
+  trainersReady?: string;
+  /**
+   * The latest training loss reported by this member's workers.
+   */
+  loss?: number;
+  /**
+   * Evaluation loss of the global model after the latest round.
+   */
+  evalLoss?: number;
+  /**
+   * Bytes this member's workers sent in the latest round.
+   */
+  bytesSentPerRound?: number;
+  /**
+   * Dense fp32 size of an update divided by its compressed size.
+   */
+  compressionRatio?: number;
+  lastCheckpoint?: CheckpointReference;
+}
+/**
+ * One aspect of this member's state, in the standard Kubernetes condition shape.
+ */
+export interface Condition {
+  /**
+   * The aspect this condition describes, in CamelCase.
+   */
+  type: string;
+  /**
+   * True, False or Unknown.
+   */
+  status: "True" | "False" | "Unknown";
+  /**
+   * The metadata.generation the condition was computed from.
+   */
+  observedGeneration?: number;
+  /**
+   * When status last changed.
+   */
+  lastTransitionTime: string;
+  /**
+   * A CamelCase reason for the last transition.
+   */
+  reason: string;
+  /**
+   * A human-readable explanation.
+   */
+  message: string;
+}
+/**
+ * One member of the federation.
+ */
+export interface MemberStatus {
+  /**
+   * The member id.
+   */
+  id: string;
+  /**
+   * Active (heartbeating and contributing), Joining, Stale (missed heartbeats), Left, or Refused (spec hash or key not admitted).
+   */
+  state: "Active" | "Joining" | "Stale" | "Left" | "Refused";
+  /**
+   * Why the member is in this state, when it is not Active.
+   */
+  reason?: string;
+  /**
+   * Trainer workers this member runs.
+   */
+  trainers?: number;
+  /**
+   * When this member last announced itself.
+   */
+  lastHeartbeat?: string;
+  /**
+   * Rounds whose commit included an update of this member.
+   */
+  roundsContributed?: number;
+}
+/**
+ * This member's trainer workers.
+ */
+export interface TrainerCounts {
+  /**
+   * Workers that should run (spec.contribution.replicas, or 0 when suspended).
+   */
+  desired?: number;
+  /**
+   * Workers running and ready.
+   */
+  ready?: number;
+}
+/**
+ * The latest checkpoint of the global model in the object store.
+ */
+export interface CheckpointReference {
+  /**
+   * The round the checkpoint was taken after.
+   */
+  round?: number;
+  /**
+   * sha256 digest of the checkpoint, as recorded in the ledger.
+   */
+  digest?: string;
+}
