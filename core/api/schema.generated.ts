@@ -689,12 +689,12 @@ export const trainingFederationSchema = {
               "default": {},
               "x-kubernetes-validations": [
                 {
-                  "rule": "self.policy != 'Allowlist' || size(self.members) > 0",
+                  "rule": "!has(self.policy) || self.policy != 'Allowlist' || has(self.members) && size(self.members) > 0",
                   "message": "the Allowlist policy needs at least one entry in membership.members",
                   "fieldPath": ".members"
                 },
                 {
-                  "rule": "self.members.all(m, self.members.exists_one(n, n.publicKey == m.publicKey))",
+                  "rule": "!has(self.members) || self.members.all(m, self.members.exists_one(n, n.publicKey == m.publicKey))",
                   "message": "each public key may appear only once in membership.members",
                   "fieldPath": ".members"
                 }
@@ -778,7 +778,7 @@ export const trainingFederationSchema = {
           "default": {},
           "x-kubernetes-validations": [
             {
-              "rule": "self.backend in ['Auto', 'CPU'] || self.gpusPerReplica > 0",
+              "rule": "!has(self.backend) || self.backend in ['Auto', 'CPU'] || has(self.gpusPerReplica) && self.gpusPerReplica > 0",
               "message": "the CUDA and WebGPU backends need contribution.gpusPerReplica of at least 1",
               "fieldPath": ".gpusPerReplica"
             }

@@ -1,0 +1,527 @@
+// The local multi-cluster test bed: N independent Kubernetes clusters on loopback (each with its
+// own API server, controller manager, scheduler, CA and a node agent per node; one etcd shared under a
+// prefix per cluster) and one nats-server with JetStream. Every component is a detached process
+// recorded in <dir>/state.json, so `testbed up` can return, `status` and `down` can find them
+// again, and tests can stop or restart one component to inject a fault.
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import https from "node:https";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { KubeConfig } from "@kubernetes/client-node";
+import { writeKubeconfig } from "./kubeconfig.js";
+import { ensureClientCertificate, ensureClusterPki } from "./pki.js";
+import { freePort, isRunning, startDaemon, stopDaemon, waitFor } from "./process.js";
+import { type Binaries, provision } from "./provision.js";
+
+/** The control-plane processes of each cluster. */
+export const controlPlaneComponents = ["apiserver", "controller-manager", "scheduler"] as const;
+/**
+ * One per-cluster process: a control-plane component, or the node agent of node i (1-based),
+ * one process per node so that a test can fail a single node.
+ */
+export type ClusterComponent = (typeof controlPlaneComponents)[number] | `node-${number}`;
+/** A process of the test bed: shared (etcd, nats) or of one cluster. */
+export type Component = "etcd" | "nats" | { cluster: string; component: ClusterComponent };
+
+/** Options of {@link Testbed.up}. */
+export interface UpOptions {
+  /** Folder of the test bed's state, logs and kubeconfigs; default `<repo>/.testbed`. */
+  dir?: string;
+  /** How many clusters, or their names; default 3. */
+  clusters?: number | string[];
+  /** Nodes per cluster; default 2. */
+  nodes?: number;
+  /** `nvidia.com/gpu` capacity of each node; default 2. */
+  gpusPerNode?: number;
+  /** Progress lines; default standard error. */
+  log?: (line: string) => void;
+}
+
+interface ClusterState {
+  name: string;
+  /** Distinguishes the clusters' pod addresses (127.<index+1>.x.y). */
+  index: number;
+  apiserverPort: number;
+  controllerManagerPort: number;
+  schedulerPort: number;
+  nodes: number;
+  gpusPerNode: number;
+  pids: Partial<Record<ClusterComponent, number>>;
+}
+
+interface State {
+  binaries: Binaries;
+  etcd: { clientPort: number; peerPort: number; pid?: number };
+  nats: { port: number; pid?: number };
+  clusters: ClusterState[];
+}
+
+/** How one component is doing, for `testbed status`. */
+export interface ComponentStatus {
+  component: string;
+  running: boolean;
+  pid?: number;
+  detail?: string;
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+/** The default test-bed folder, git-ignored. */
+export const defaultDir = path.join(repoRoot, ".testbed");
+const clusterNames = ["alpine", "birch", "cedar", "dogwood", "elm", "fir", "ginkgo", "hazel"];
+// Roomy for a cold API server on a busy 2-core machine (it is ready in 5-15 s when warm).
+const apiserverReadyTimeoutMs = 120_000;
+const nodeAgentEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "node-agent.js");
+
+/** A running test bed, as recorded in its state file. */
+export class Testbed {
+  private constructor(
+    readonly dir: string,
+    private state: State,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  /**
+   * Brings the test bed up, or completes it: components already running (from an earlier `up`)
+   * are kept, missing ones are started. Resolves when every API server is ready and every
+   * cluster's nodes are registered and Ready.
+   */
+  static async up(options: UpOptions = {}): Promise<Testbed> {
+    const dir = path.resolve(options.dir ?? defaultDir);
+    const log = options.log ?? ((line: string) => console.error(line));
+    await mkdir(dir, { recursive: true });
+    const existing = await readState(dir);
+    const wanted = wantedClusters(options, existing);
+    const binaries = await provision({ log });
+    const state: State = existing ?? {
+      binaries,
+      etcd: { clientPort: await freePort(), peerPort: await freePort() },
+      nats: { port: await freePort() },
+      clusters: [],
+    };
+    state.binaries = binaries;
+    for (const name of wanted) {
+      if (state.clusters.some((c) => c.name === name)) continue;
+      state.clusters.push({
+        name,
+        index: state.clusters.length,
+        apiserverPort: await freePort(),
+        controllerManagerPort: await freePort(),
+        schedulerPort: await freePort(),
+        nodes: options.nodes ?? 2,
+        gpusPerNode: options.gpusPerNode ?? 2,
+        pids: {},
+      });
+    }
+    const testbed = new Testbed(dir, state, log);
+    await testbed.save();
+    await testbed.start("etcd");
+    await testbed.start("nats");
+    for (const cluster of state.clusters) {
+      for (const component of componentsOf(cluster)) {
+        await testbed.start({ cluster: cluster.name, component });
+      }
+    }
+    for (const cluster of state.clusters) await testbed.waitNodesReady(cluster.name);
+    return testbed;
+  }
+
+  /** The test bed recorded in dir, or undefined when there is none. */
+  static async open(dir = defaultDir, log?: (line: string) => void): Promise<Testbed | undefined> {
+    const state = await readState(path.resolve(dir));
+    return state && new Testbed(path.resolve(dir), state, log ?? ((l) => console.error(l)));
+  }
+
+  /** Names of the clusters. */
+  get clusters(): string[] {
+    return this.state.clusters.map((c) => c.name);
+  }
+
+  /** The NATS URL every cluster's pods use. */
+  get natsUrl(): string {
+    return `nats://127.0.0.1:${this.state.nats.port}`;
+  }
+
+  /** The binaries the test bed runs (kubectl and helm included). */
+  get binaries(): Binaries {
+    return this.state.binaries;
+  }
+
+  /** Path of the cluster-admin kubeconfig of a cluster. */
+  kubeconfigPath(cluster: string): string {
+    return path.join(this.clusterDir(this.cluster(cluster).name), "kubeconfig");
+  }
+
+  /** A client configuration for a cluster, as its administrator. */
+  kubeConfig(cluster: string): KubeConfig {
+    const config = new KubeConfig();
+    config.loadFromFile(this.kubeconfigPath(cluster));
+    return config;
+  }
+
+  /** The folder where the node agent of a cluster keeps the pods' files and logs. */
+  podsDir(cluster: string): string {
+    return path.join(this.clusterDir(cluster), "pods");
+  }
+
+  /** Starts one component if it is not running, and waits until it serves. */
+  async start(component: Component): Promise<void> {
+    if (component === "etcd") return this.startEtcd();
+    if (component === "nats") return this.startNats();
+    const cluster = this.cluster(component.cluster);
+    const command = this.commandOf(component.component);
+    if (await isRunning(cluster.pids[component.component], command)) return;
+    const dir = this.clusterDir(cluster.name);
+    await mkdir(path.join(dir, "logs"), { recursive: true });
+    const args = await this.clusterArgs(cluster, component.component);
+    this.log(`[testbed] ${cluster.name}: starting ${component.component}`);
+    cluster.pids[component.component] = startDaemon({
+      command,
+      args,
+      logFile: path.join(dir, "logs", `${component.component}.log`),
+    });
+    await this.save();
+    if (component.component === "apiserver") await this.waitApiserverReady(cluster);
+  }
+
+  /** Stops one component (SIGTERM, then SIGKILL after graceMs). */
+  async stop(component: Component, graceMs = 10_000): Promise<void> {
+    if (component === "etcd") {
+      await stopDaemon(this.state.etcd.pid, this.state.binaries.etcd, graceMs);
+      this.state.etcd.pid = undefined;
+    } else if (component === "nats") {
+      await stopDaemon(this.state.nats.pid, this.state.binaries.natsServer, graceMs);
+      this.state.nats.pid = undefined;
+    } else {
+      const cluster = this.cluster(component.cluster);
+      const pid = cluster.pids[component.component];
+      await stopDaemon(pid, this.commandOf(component.component), graceMs);
+      cluster.pids[component.component] = undefined;
+    }
+    await this.save();
+  }
+
+  /** Stops and starts one component again (same ports, same data). */
+  async restart(component: Component): Promise<void> {
+    await this.stop(component);
+    await this.start(component);
+  }
+
+  /** What is running, per component. */
+  async status(): Promise<ComponentStatus[]> {
+    const out: ComponentStatus[] = [
+      {
+        component: "etcd",
+        pid: this.state.etcd.pid,
+        running: await isRunning(this.state.etcd.pid, this.state.binaries.etcd),
+        detail: `http://127.0.0.1:${this.state.etcd.clientPort}`,
+      },
+      {
+        component: "nats",
+        pid: this.state.nats.pid,
+        running: await isRunning(this.state.nats.pid, this.state.binaries.natsServer),
+        detail: this.natsUrl,
+      },
+    ];
+    for (const cluster of this.state.clusters) {
+      for (const component of componentsOf(cluster)) {
+        const pid = cluster.pids[component];
+        out.push({
+          component: `${cluster.name}/${component}`,
+          pid,
+          running: await isRunning(pid, this.commandOf(component)),
+          detail:
+            component === "apiserver"
+              ? `https://127.0.0.1:${cluster.apiserverPort}`
+              : component.startsWith("node-")
+                ? `${cluster.name}-${component}, ${cluster.gpusPerNode} GPUs`
+                : undefined,
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Stops every process (node agents first, so pods get their SIGTERM while the API servers still
+   * answer) and removes the state. With keepData the etcd data and the logs stay for inspection.
+   */
+  async down(options: { keepData?: boolean } = {}): Promise<void> {
+    for (const cluster of this.state.clusters) {
+      for (const component of componentsOf(cluster).filter((c) => c.startsWith("node-"))) {
+        await this.stop({ cluster: cluster.name, component }, 30_000);
+      }
+    }
+    for (const cluster of this.state.clusters) {
+      for (const component of ["scheduler", "controller-manager", "apiserver"] as const) {
+        await this.stop({ cluster: cluster.name, component });
+      }
+    }
+    await this.stop("nats");
+    await this.stop("etcd");
+    if (options.keepData) await rm(path.join(this.dir, "state.json"), { force: true });
+    else await rm(this.dir, { recursive: true, force: true });
+  }
+
+  private cluster(name: string): ClusterState {
+    const cluster = this.state.clusters.find((c) => c.name === name);
+    if (!cluster) {
+      throw new Error(`no cluster ${name} in the test bed (clusters: ${this.clusters.join(", ")})`);
+    }
+    return cluster;
+  }
+
+  private clusterDir(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  private commandOf(component: ClusterComponent): string {
+    const b = this.state.binaries;
+    switch (component) {
+      case "apiserver":
+        return b.kubeApiserver;
+      case "controller-manager":
+        return b.kubeControllerManager;
+      case "scheduler":
+        return b.kubeScheduler;
+      default:
+        return process.execPath;
+    }
+  }
+
+  private async save(): Promise<void> {
+    await writeFile(path.join(this.dir, "state.json"), `${JSON.stringify(this.state, null, 2)}\n`);
+  }
+
+  private async startEtcd(): Promise<void> {
+    const { etcd, binaries } = this.state;
+    if (await isRunning(etcd.pid, binaries.etcd)) return;
+    const client = `http://127.0.0.1:${etcd.clientPort}`;
+    const peer = `http://127.0.0.1:${etcd.peerPort}`;
+    this.log("[testbed] starting etcd");
+    etcd.pid = startDaemon({
+      command: binaries.etcd,
+      args: [
+        "--name=testbed",
+        `--data-dir=${path.join(this.dir, "etcd")}`,
+        `--listen-client-urls=${client}`,
+        `--advertise-client-urls=${client}`,
+        `--listen-peer-urls=${peer}`,
+        `--initial-advertise-peer-urls=${peer}`,
+        `--initial-cluster=testbed=${peer}`,
+        // A test bed's data is disposable; fsync would make every write wait for the disk.
+        "--unsafe-no-fsync",
+        "--log-level=warn",
+        "--quota-backend-bytes=4294967296",
+      ],
+      logFile: path.join(this.dir, "etcd.log"),
+    });
+    await this.save();
+    await waitFor(
+      "etcd",
+      async () => ((await fetch(`${client}/health`)).ok ? true : undefined),
+      30_000,
+    );
+  }
+
+  private async startNats(): Promise<void> {
+    const { nats, binaries } = this.state;
+    if (await isRunning(nats.pid, binaries.natsServer)) return;
+    const config = path.join(this.dir, "nats.conf");
+    await writeFile(
+      config,
+      [
+        "host: 127.0.0.1",
+        `port: ${nats.port}`,
+        // Model updates are tens of MB; the protocol chunks them, but larger messages mean fewer
+        // round trips. 8 MB is the largest size NATS recommends.
+        "max_payload: 8MB",
+        "jetstream {",
+        `  store_dir: ${JSON.stringify(path.join(this.dir, "jetstream"))}`,
+        "  max_memory_store: 1GB",
+        "  max_file_store: 16GB",
+        "}",
+        "",
+      ].join("\n"),
+    );
+    this.log("[testbed] starting nats-server");
+    nats.pid = startDaemon({
+      command: binaries.natsServer,
+      args: ["-c", config],
+      logFile: path.join(this.dir, "nats.log"),
+    });
+    await this.save();
+    await waitFor("nats-server", () => answersInfo(nats.port), 30_000);
+  }
+
+  private async clusterArgs(cluster: ClusterState, component: ClusterComponent): Promise<string[]> {
+    const dir = this.clusterDir(cluster.name);
+    const pkiDir = path.join(dir, "pki");
+    await mkdir(pkiDir, { recursive: true });
+    const pki = await ensureClusterPki(pkiDir);
+    const server = `https://127.0.0.1:${cluster.apiserverPort}`;
+    const kubeconfigFor = async (user: string, groups: string[], file: string) => {
+      const client = await ensureClientCertificate(pki, pkiDir, file, { user, groups });
+      const kubeconfig = path.join(dir, `${file}.kubeconfig`);
+      await writeKubeconfig(kubeconfig, {
+        cluster: cluster.name,
+        server,
+        caCert: pki.ca.cert,
+        client,
+        user,
+      });
+      return kubeconfig;
+    };
+    switch (component) {
+      case "apiserver": {
+        // The administrator's kubeconfig is the one users and tests get.
+        const admin = await kubeconfigFor("testbed-admin", ["system:masters"], "admin");
+        await writeFile(path.join(dir, "kubeconfig"), await readFile(admin));
+        return [
+          `--etcd-servers=http://127.0.0.1:${this.state.etcd.clientPort}`,
+          `--etcd-prefix=/clusters/${cluster.name}`,
+          "--bind-address=127.0.0.1",
+          "--advertise-address=127.0.0.1",
+          `--secure-port=${cluster.apiserverPort}`,
+          `--cert-dir=${pkiDir}`,
+          `--tls-cert-file=${pki.apiserver.cert}`,
+          `--tls-private-key-file=${pki.apiserver.key}`,
+          `--client-ca-file=${pki.ca.cert}`,
+          "--service-cluster-ip-range=10.0.0.0/24",
+          "--authorization-mode=RBAC",
+          "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+          `--service-account-key-file=${pki.serviceAccountPublicKey}`,
+          `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+          "--allow-privileged=false",
+          "--profiling=false",
+        ];
+      }
+      case "controller-manager":
+        return [
+          `--kubeconfig=${await kubeconfigFor("system:kube-controller-manager", [], "controller-manager")}`,
+          `--service-account-private-key-file=${pki.serviceAccountKey}`,
+          `--root-ca-file=${pki.ca.cert}`,
+          "--use-service-account-credentials=true",
+          `--cluster-name=${cluster.name}`,
+          "--leader-elect=false",
+          "--bind-address=127.0.0.1",
+          `--secure-port=${cluster.controllerManagerPort}`,
+        ];
+      case "scheduler":
+        return [
+          `--kubeconfig=${await kubeconfigFor("system:kube-scheduler", [], "scheduler")}`,
+          "--leader-elect=false",
+          "--bind-address=127.0.0.1",
+          `--secure-port=${cluster.schedulerPort}`,
+        ];
+      default:
+        return [
+          nodeAgentEntry,
+          `--kubeconfig=${await kubeconfigFor("testbed-node-agent", ["system:masters"], "node-agent")}`,
+          `--cluster=${cluster.name}`,
+          `--cluster-index=${cluster.index}`,
+          `--node-index=${component.slice("node-".length)}`,
+          `--gpus-per-node=${cluster.gpusPerNode}`,
+          `--pods-dir=${this.podsDir(cluster.name)}`,
+          `--apiserver-port=${cluster.apiserverPort}`,
+          `--ca-file=${pki.ca.cert}`,
+        ];
+    }
+  }
+
+  private async waitApiserverReady(cluster: ClusterState): Promise<void> {
+    const pkiDir = path.join(this.clusterDir(cluster.name), "pki");
+    const [ca, cert, key] = await Promise.all([
+      readFile(path.join(pkiDir, "ca.crt")),
+      readFile(path.join(pkiDir, "admin.crt")),
+      readFile(path.join(pkiDir, "admin.key")),
+    ]);
+    const command = this.commandOf("apiserver");
+    await waitFor(
+      `the API server of ${cluster.name} to be ready`,
+      async () => {
+        if (!(await isRunning(cluster.pids.apiserver, command))) {
+          throw new Error(
+            `kube-apiserver exited: see ${path.join(this.clusterDir(cluster.name), "logs", "apiserver.log")}`,
+          );
+        }
+        const status = await httpsStatus(cluster.apiserverPort, "/readyz", { ca, cert, key });
+        return status === 200 ? true : undefined;
+      },
+      apiserverReadyTimeoutMs,
+      250,
+    );
+  }
+
+  /** Waits until every node of a cluster is registered and Ready. */
+  async waitNodesReady(name: string, timeoutMs = 60_000): Promise<void> {
+    const cluster = this.cluster(name);
+    const { CoreV1Api } = await import("@kubernetes/client-node");
+    const api = this.kubeConfig(name).makeApiClient(CoreV1Api);
+    await waitFor(
+      `${cluster.nodes} Ready nodes in ${name}`,
+      async () => {
+        const nodes = await api.listNode();
+        const ready = nodes.items.filter((n) =>
+          n.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+        );
+        return ready.length >= cluster.nodes ? true : undefined;
+      },
+      timeoutMs,
+      250,
+    );
+  }
+}
+
+function componentsOf(cluster: ClusterState): ClusterComponent[] {
+  const nodes = Array.from({ length: cluster.nodes }, (_, i) => `node-${i + 1}` as const);
+  return [...controlPlaneComponents, ...nodes];
+}
+
+function wantedClusters(options: UpOptions, existing: State | undefined): string[] {
+  if (Array.isArray(options.clusters)) return options.clusters;
+  const count = options.clusters ?? (existing ? existing.clusters.length : 3);
+  if (!Number.isInteger(count) || count < 1 || count > clusterNames.length) {
+    throw new Error(`--clusters must be between 1 and ${clusterNames.length}`);
+  }
+  return clusterNames.slice(0, count);
+}
+
+async function readState(dir: string): Promise<State | undefined> {
+  const file = path.join(dir, "state.json");
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(await readFile(file, "utf8")) as State;
+}
+
+function httpsStatus(
+  port: number,
+  urlPath: string,
+  tls: { ca: Buffer; cert: Buffer; key: Buffer },
+): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const request = https.get(
+      { host: "127.0.0.1", port, path: urlPath, ...tls, timeout: 2_000 },
+      (response) => {
+        response.resume();
+        resolve(response.statusCode);
+      },
+    );
+    request.on("error", () => resolve(undefined));
+    request.on("timeout", () => request.destroy());
+  });
+}
+
+// nats-server sends its INFO line once it accepts clients; a bare TCP connect can succeed earlier.
+function answersInfo(port: number): Promise<true | undefined> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok ? true : undefined);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once("error", () => done(false));
+    socket.once("data", (data) => done(data.toString("utf8").startsWith("INFO")));
+  });
+}
