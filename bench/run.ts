@@ -1,5 +1,6 @@
-// Entry point of `npm run bench -- NAME [...args]`: runs one benchmark module and writes its result
-// as JSON under bench/results/NAME.json.
+// Entry point of `npm run bench -- NAME [...args]`: runs the benchmark module bench/NAME.ts and
+// writes its result as JSON to bench/results/NAME.json.
+import { readdirSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,12 +11,21 @@ export interface Benchmark {
   run(args: string[]): Promise<unknown>;
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const known = ["codec"] as const;
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repoRoot = path.resolve(here, "..", "..");
+
+/** The benchmarks: every module next to this one. */
+function benchmarks(): string[] {
+  return readdirSync(here)
+    .filter((f) => f.endsWith(".js") && f !== "run.js" && !f.endsWith(".test.js"))
+    .map((f) => f.slice(0, -".js".length))
+    .sort();
+}
 
 async function main(): Promise<void> {
   const [name, ...args] = process.argv.slice(2);
-  if (!name || !(known as readonly string[]).includes(name)) {
+  const known = benchmarks();
+  if (!name || !known.includes(name)) {
     console.error(`usage: npm run bench -- NAME [args]\n  NAME is one of: ${known.join(", ")}`);
     process.exit(2);
   }

@@ -1,5 +1,13 @@
 // The TrainingFederation API shared by the operator, the trainer and the tools: generated types,
 // the schema, resource names and validation.
+
+export {
+  canonicalFederation,
+  canonicalJson,
+  defaultTrimFraction,
+  federationSpecHash,
+} from "./canonical.js";
+export { applyDefaults, schemaAt } from "./defaults.js";
 export type { ObjectMeta, OwnerReference } from "./meta.js";
 export * from "./resource.js";
 export { trainingFederationSchema } from "./schema.generated.js";

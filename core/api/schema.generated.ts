@@ -1088,6 +1088,10 @@ export const trainingFederationSchema = {
           "type": "string",
           "description": "sha256 of the canonical form of spec.federation; members co-train only when it agrees."
         },
+        "memberId": {
+          "type": "string",
+          "description": "This member's id (spec.contribution.memberId, else the operator's cluster id)."
+        },
         "publicKey": {
           "type": "string",
           "description": "This member's Ed25519 public key (base64), to submit to the federation's allowlist."

@@ -542,6 +542,10 @@ export interface TrainingFederationStatus {
    */
   federationSpecHash?: string;
   /**
+   * This member's id (spec.contribution.memberId, else the operator's cluster id).
+   */
+  memberId?: string;
+  /**
    * This member's Ed25519 public key (base64), to submit to the federation's allowlist.
    */
   publicKey?: string;

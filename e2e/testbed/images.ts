@@ -25,6 +25,14 @@ export const imageMap: Record<string, LocalImage> = {
     entrypoint: [process.execPath, path.join(repoRoot, "dist", "trainer-image", "src", "main.js")],
     workingDir: repoRoot,
   },
+  // Stands in for the trainer in the operator's integration tests (see the program's header).
+  "testbed.local/stand-in-trainer": {
+    entrypoint: [
+      process.execPath,
+      path.join(repoRoot, "dist", "test", "integration", "programs", "stand-in-trainer.js"),
+    ],
+    workingDir: repoRoot,
+  },
   // Runs the container's command with the host's shell tools (sh, cat, sleep, ...).
   "testbed.local/shell": { entrypoint: [], workingDir: "/" },
   // Node.js (the project's pinned version) as the entrypoint: args name a script.

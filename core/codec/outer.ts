@@ -1,0 +1,144 @@
+// The DiLoCo outer optimiser: SGD with Nesterov momentum applied to the global parameters with the
+// round's aggregated pseudo-gradient Δ = global − mean(local). Per element, in float64, rounded to
+// float32 on store (so every member computes the same bits):
+//   v ← μ·v + Δ
+//   params ← params − lr·(Δ + μ·v)   (Nesterov)   or   params ← params − lr·v   (heavy ball)
+import { CodecError } from "./errors.js";
+import type { OuterOptimizerConfig } from "./types.js";
+
+/** DiLoCo's outer optimiser settings (Douillard et al., 2023). */
+export const DILOCO_OUTER: Readonly<OuterOptimizerConfig> = {
+  learningRate: 0.7,
+  momentum: 0.9,
+  nesterov: true,
+};
+
+/** "FTOS": fedtrain outer (optimiser) state. */
+const STATE_MAGIC = Uint8Array.of(0x46, 0x54, 0x4f, 0x53);
+const STATE_VERSION = 1;
+const STATE_HEADER_BYTES = 32;
+const FLAG_NESTEROV = 1;
+
+/** Outer optimiser of one federation: config, momentum buffer and the number of steps taken. */
+export class OuterOptimizer {
+  readonly config: Readonly<OuterOptimizerConfig>;
+  /** Momentum buffer v, one entry per model parameter. */
+  readonly momentumBuffer: Float32Array;
+  /** Outer steps applied so far (one per committed round). */
+  stepCount = 0;
+
+  constructor(elementCount: number, config: OuterOptimizerConfig = DILOCO_OUTER) {
+    if (!(config.learningRate > 0 && Number.isFinite(config.learningRate))) {
+      throw new RangeError(`outer learning rate ${config.learningRate} must be positive`);
+    }
+    if (!(config.momentum >= 0 && config.momentum < 1)) {
+      throw new RangeError(`outer momentum ${config.momentum} must be in [0, 1)`);
+    }
+    this.config = { ...config };
+    this.momentumBuffer = new Float32Array(elementCount);
+  }
+
+  /** Applies one round's aggregated pseudo-gradient to the global parameters, in place. */
+  step(params: Float32Array, pseudoGradient: Float32Array): void {
+    const v = this.momentumBuffer;
+    if (params.length !== v.length || pseudoGradient.length !== v.length) {
+      throw new RangeError(
+        `outer step on ${params.length} parameters with a ${pseudoGradient.length}-element pseudo-gradient; the optimiser holds ${v.length}`,
+      );
+    }
+    const lr = this.config.learningRate;
+    const mu = this.config.momentum;
+    if (this.config.nesterov) {
+      for (let i = 0; i < v.length; i++) {
+        const delta = pseudoGradient[i]!;
+        const velocity = Math.fround(mu * v[i]! + delta);
+        v[i] = velocity;
+        params[i] = params[i]! - lr * (delta + mu * velocity);
+      }
+    } else {
+      for (let i = 0; i < v.length; i++) {
+        const velocity = Math.fround(mu * v[i]! + pseudoGradient[i]!);
+        v[i] = velocity;
+        params[i] = params[i]! - lr * velocity;
+      }
+    }
+    this.stepCount++;
+  }
+
+  /** Checkpoint form of the optimiser (layout in FORMAT.md). */
+  serialize(): Uint8Array {
+    const n = this.momentumBuffer.length;
+    const bytes = new Uint8Array(STATE_HEADER_BYTES + 4 * n);
+    const view = new DataView(bytes.buffer);
+    bytes.set(STATE_MAGIC, 0);
+    view.setUint8(4, STATE_VERSION);
+    view.setUint8(5, this.config.nesterov ? FLAG_NESTEROV : 0);
+    view.setFloat64(8, this.config.learningRate, true);
+    view.setFloat64(16, this.config.momentum, true);
+    view.setUint32(24, this.stepCount, true);
+    view.setUint32(28, n, true);
+    new Float32Array(bytes.buffer, STATE_HEADER_BYTES, n).set(this.momentumBuffer);
+    return bytes;
+  }
+
+  /** Restores a checkpointed optimiser for a model of `expectedElementCount` parameters. */
+  static deserialize(bytes: Uint8Array, expectedElementCount: number): OuterOptimizer {
+    if (bytes.length < STATE_HEADER_BYTES) {
+      throw new CodecError("truncated", `optimiser state is ${bytes.length} bytes, too short`);
+    }
+    for (let i = 0; i < STATE_MAGIC.length; i++) {
+      if (bytes[i] !== STATE_MAGIC[i]) {
+        throw new CodecError("bad-magic", "not a fedtrain optimiser state: magic is not FTOS");
+      }
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const version = view.getUint8(4);
+    if (version !== STATE_VERSION) {
+      throw new CodecError(
+        "unsupported-version",
+        `optimiser state version ${version} is not supported (this build reads ${STATE_VERSION})`,
+      );
+    }
+    const flags = view.getUint8(5);
+    if ((flags & ~FLAG_NESTEROV) !== 0 || view.getUint16(6, true) !== 0) {
+      throw new CodecError("bad-header", "optimiser state has unknown flags or reserved bytes set");
+    }
+    const elementCount = view.getUint32(28, true);
+    if (elementCount !== expectedElementCount) {
+      throw new CodecError(
+        "element-count-mismatch",
+        `optimiser state holds ${elementCount} parameters but the model has ${expectedElementCount}`,
+      );
+    }
+    const expectedLength = STATE_HEADER_BYTES + 4 * elementCount;
+    if (bytes.length !== expectedLength) {
+      throw new CodecError(
+        bytes.length < expectedLength ? "truncated" : "trailing-bytes",
+        `optimiser state is ${bytes.length} bytes, expected ${expectedLength}`,
+      );
+    }
+    const config: OuterOptimizerConfig = {
+      learningRate: view.getFloat64(8, true),
+      momentum: view.getFloat64(16, true),
+      nesterov: (flags & FLAG_NESTEROV) !== 0,
+    };
+    let optimizer: OuterOptimizer;
+    try {
+      optimizer = new OuterOptimizer(elementCount, config);
+    } catch (error) {
+      throw new CodecError("bad-header", "optimiser state has an invalid configuration", {
+        cause: error,
+      });
+    }
+    const buffer = bytes.slice(STATE_HEADER_BYTES);
+    const momentum = new Float32Array(buffer.buffer, 0, elementCount);
+    for (let i = 0; i < elementCount; i++) {
+      if (!Number.isFinite(momentum[i]!)) {
+        throw new CodecError("bad-value", `optimiser momentum ${i} is not finite`);
+      }
+    }
+    optimizer.momentumBuffer.set(momentum);
+    optimizer.stepCount = view.getUint32(24, true);
+    return optimizer;
+  }
+}

@@ -1,0 +1,130 @@
+// A cache of one kind of object, kept current by list + watch (one per watched namespace, or one
+// for all). client-node's informer re-lists after 410 Gone but stops on any other error: this one
+// restarts it with back-off, so a restarted API server or a dropped connection heals by itself.
+import {
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  makeInformer,
+} from "@kubernetes/client-node";
+import type { Logger } from "pino";
+
+/** What changed, for the handler. */
+export type InformerEvent = "add" | "update" | "delete";
+
+/** How to list and watch one kind. */
+export interface InformerOptions<T extends KubernetesObject> {
+  /** Kind, for logs. */
+  kind: string;
+  /** API path of the collection in a namespace (or across all when namespace is undefined). */
+  path(namespace: string | undefined): string;
+  list(namespace: string | undefined): Promise<KubernetesListObject<T>>;
+  /** Namespaces to watch; empty means all. */
+  namespaces: string[];
+  labelSelector?: string;
+  onEvent(event: InformerEvent, object: T): void;
+}
+
+// Restart back-off after a failed watch: quick at first, at most half a minute.
+const restartBaseMs = 500;
+const restartMaxMs = 30_000;
+
+type ListWatch<T extends KubernetesObject> = ReturnType<typeof makeInformer<T>>;
+
+/** A watched cache of one kind. */
+export class Informer<T extends KubernetesObject> {
+  private readonly watches: { namespace?: string; informer: ListWatch<T>; failures: number }[] = [];
+  private stopped = false;
+
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly options: InformerOptions<T>,
+    private readonly log: Logger,
+  ) {
+    const scopes = options.namespaces.length > 0 ? options.namespaces : [undefined];
+    for (const namespace of scopes) {
+      const informer = makeInformer<T>(
+        kubeConfig,
+        options.path(namespace),
+        () => options.list(namespace),
+        options.labelSelector,
+      );
+      const entry = { namespace, informer, failures: 0 };
+      informer.on("add", (o) => options.onEvent("add", o));
+      informer.on("update", (o) => {
+        entry.failures = 0;
+        options.onEvent("update", o);
+      });
+      informer.on("delete", (o) => options.onEvent("delete", o));
+      informer.on("error", (error) => this.restart(entry, error));
+      this.watches.push(entry);
+    }
+  }
+
+  /** Lists and starts watching; resolves once every cache holds a full list. */
+  async start(): Promise<void> {
+    await Promise.all(this.watches.map((w) => this.startOne(w)));
+  }
+
+  /** The cached object, if any. */
+  get(namespace: string, name: string): T | undefined {
+    for (const w of this.watches) {
+      if (w.namespace !== undefined && w.namespace !== namespace) continue;
+      const object = w.informer.get(name, namespace);
+      if (object) return object;
+    }
+    return undefined;
+  }
+
+  /** Every cached object. */
+  list(): T[] {
+    return this.watches.flatMap((w) => w.informer.list());
+  }
+
+  /** Stops watching. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.watches.map((w) => w.informer.stop()));
+  }
+
+  private async startOne(entry: (typeof this.watches)[number]): Promise<void> {
+    for (;;) {
+      try {
+        await entry.informer.start();
+        return;
+      } catch (error) {
+        if (this.stopped) return;
+        entry.failures += 1;
+        const delay = Math.min(restartMaxMs, restartBaseMs * 2 ** entry.failures);
+        this.log.warn(
+          {
+            kind: this.options.kind,
+            namespace: entry.namespace,
+            error: String(error),
+            retryInMs: delay,
+          },
+          "list failed; retrying",
+        );
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  private restart(entry: (typeof this.watches)[number], error: unknown): void {
+    if (this.stopped) return;
+    entry.failures += 1;
+    const delay = Math.min(restartMaxMs, restartBaseMs * 2 ** entry.failures);
+    this.log.warn(
+      {
+        kind: this.options.kind,
+        namespace: entry.namespace,
+        error: String(error),
+        retryInMs: delay,
+      },
+      "watch failed; restarting",
+    );
+    setTimeout(() => {
+      if (!this.stopped) void this.startOne(entry);
+    }, delay).unref();
+  }
+}

@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { TrainingFederation } from "../../../core/api/index.js";
+import { validateTrainingFederation } from "../../../core/api/index.js";
+import {
+  appliedHashAnnotation,
+  type ChildSettings,
+  childNames,
+  desiredConfigMap,
+  desiredJob,
+  semanticErrors,
+  templateHashAnnotation,
+} from "./desired.js";
+
+const settings: ChildSettings = {
+  clusterId: "alpine",
+  trainerImage: "ghcr.io/fedtrain/trainer:0.1.0",
+  natsUrls: ["nats://nats:4222"],
+  natsCredentialsSecret: undefined,
+};
+const publicKey = `${"K".repeat(43)}=`;
+
+/** A stored (defaulted) TrainingFederation with the given changes to its spec. */
+function member(change: (spec: Record<string, any>) => void = () => {}): TrainingFederation {
+  const spec: Record<string, any> = {
+    federation: {
+      id: "f",
+      model: { preset: "MLP" },
+      data: { synthetic: { preset: "GaussianClusters" } },
+    },
+    contribution: { replicas: 2, gpusPerReplica: 1 },
+  };
+  change(spec);
+  const result = validateTrainingFederation({
+    apiVersion: "fedtrain.dev/v1alpha1",
+    kind: "TrainingFederation",
+    metadata: { name: "m", namespace: "ns", uid: "uid-1", generation: 1 },
+    spec,
+  });
+  assert.ok(result.valid, JSON.stringify(!result.valid && result.errors));
+  return result.object;
+}
+
+describe("desired children", () => {
+  test("child names fit 63 characters and stay distinct", () => {
+    assert.deepEqual(childNames("m"), {
+      configMap: "m-trainer-config",
+      job: "m-trainers",
+      keySecret: "m-member-key",
+    });
+    const long = childNames("x".repeat(80));
+    for (const name of Object.values(long)) assert.ok(name.length <= 63, name);
+    assert.notEqual(childNames(`${"x".repeat(80)}a`).job, long.job);
+  });
+
+  test("the Job requests the GPUs, runs restricted, and mounts config, key and credentials", () => {
+    const tf = member((s) => {
+      s.contribution.gpusPerReplica = 2;
+      s.contribution.gpuResourceName = "amd.com/gpu";
+      s.contribution.resources = { requests: { cpu: "2" }, limits: { memory: "8Gi" } };
+      s.contribution.nodeSelector = { pool: "gpu" };
+      s.contribution.priorityClassName = "low";
+      s.transport = { natsUrls: ["tls://n:4222"], credentialsSecretRef: { name: "creds" } };
+    });
+    const job = desiredJob(tf, settings, "c0ffee");
+    assert.equal(job.spec?.completionMode, "Indexed");
+    assert.equal(job.spec?.completions, 2);
+    assert.equal(job.spec?.parallelism, 2);
+    assert.equal(job.spec?.suspend, false);
+    assert.equal(job.metadata?.ownerReferences?.[0]?.uid, "uid-1");
+    const pod = job.spec?.template.spec;
+    const container = pod?.containers[0];
+    assert.deepEqual(container?.resources, {
+      limits: { memory: "8Gi", "amd.com/gpu": "2" },
+      requests: { cpu: "2" },
+    });
+    assert.equal(container?.image, settings.trainerImage);
+    assert.deepEqual(pod?.nodeSelector, { pool: "gpu" });
+    assert.equal(pod?.priorityClassName, "low");
+    assert.equal(pod?.restartPolicy, "Never");
+    assert.equal(pod?.securityContext?.runAsNonRoot, true);
+    assert.equal(container?.securityContext?.readOnlyRootFilesystem, true);
+    const mounts = Object.fromEntries(
+      (container?.volumeMounts ?? []).map((m) => [m.name, m.mountPath]),
+    );
+    assert.equal(mounts.config, "/etc/fedtrain/config");
+    assert.equal(mounts["member-key"], "/etc/fedtrain/member-key");
+    assert.equal(mounts["nats-credentials"], "/etc/fedtrain/nats");
+    const env = Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
+    assert.equal(env.FEDTRAIN_METRICS_ADDRESS, "$(POD_IP):9090");
+  });
+
+  test("no GPUs means no GPU request", () => {
+    const job = desiredJob(
+      member((s) => (s.contribution.gpusPerReplica = 0)),
+      settings,
+      "h",
+    );
+    assert.deepEqual(job.spec?.template.spec?.containers[0]?.resources, {});
+  });
+
+  test("suspend, and zero replicas, suspend the Job instead of completing it", () => {
+    const suspended = desiredJob(
+      member((s) => (s.suspend = true)),
+      settings,
+      "h",
+    );
+    assert.equal(suspended.spec?.suspend, true);
+    const none = desiredJob(
+      member((s) => (s.contribution.replicas = 0)),
+      settings,
+      "h",
+    );
+    assert.equal(none.spec?.suspend, true);
+    assert.equal(none.spec?.completions, 1);
+  });
+
+  test("scaling changes neither the pod template nor the configuration", () => {
+    const two = member();
+    const three = member((s) => (s.contribution.replicas = 3));
+    const config = (tf: TrainingFederation) => desiredConfigMap(tf, settings, publicKey);
+    assert.equal(config(two).data?.["trainer.json"], config(three).data?.["trainer.json"]);
+    const hash = (tf: TrainingFederation) =>
+      desiredJob(tf, settings, "h").metadata?.annotations?.[templateHashAnnotation];
+    assert.equal(hash(two), hash(three));
+    const applied = (tf: TrainingFederation) =>
+      desiredJob(tf, settings, "h").metadata?.annotations?.[appliedHashAnnotation];
+    assert.notEqual(applied(two), applied(three));
+  });
+
+  test("a new image changes the pod template", () => {
+    const hash = (tf: TrainingFederation) =>
+      desiredJob(tf, settings, "h").metadata?.annotations?.[templateHashAnnotation];
+    assert.notEqual(hash(member()), hash(member((s) => (s.contribution.image = "other:1"))));
+  });
+
+  test("the rendered configuration carries the canonical federation, hash, member and transport", () => {
+    const tf = member(
+      (s) => (s.transport = { natsUrls: ["nats://a:4222"], tlsSecretRef: { name: "tls" } }),
+    );
+    const config = JSON.parse(
+      desiredConfigMap(tf, settings, publicKey).data?.["trainer.json"] ?? "",
+    );
+    assert.equal(config.kind, "TrainerConfig");
+    assert.equal(config.member.id, "alpine");
+    assert.equal(config.member.publicKey, publicKey);
+    assert.match(config.federationSpecHash, /^sha256:/);
+    assert.deepEqual(config.transport.natsUrls, ["nats://a:4222"]);
+    assert.equal(config.transport.tls.caFile, "/etc/fedtrain/nats-tls/ca.crt");
+    assert.deepEqual(config.federation.model.mlp, { hiddenLayers: [128, 128], activation: "ReLU" });
+  });
+});
+
+describe("semantic validation", () => {
+  const cases: [string, (s: Record<string, any>) => void, Partial<ChildSettings>, RegExp][] = [
+    ["no member id anywhere", () => {}, { clusterId: undefined }, /no member id/],
+    ["no NATS URL anywhere", () => {}, { natsUrls: [] }, /no NATS URL/],
+    ["no image anywhere", () => {}, { trainerImage: "" }, /no trainer image/],
+    [
+      "shards smaller than a batch",
+      (s) => (s.federation.data.synthetic.trainExamples = 50),
+      {},
+      /workers would get 25 training examples, fewer than one batch of 32/,
+    ],
+  ];
+  for (const [name, change, overrides, message] of cases) {
+    test(name, () => {
+      const errors = semanticErrors(member(change), { ...settings, ...overrides });
+      assert.equal(errors.length, 1, String(errors));
+      assert.match(errors[0] ?? "", message);
+    });
+  }
+
+  test("a valid member has none", () => {
+    assert.deepEqual(semanticErrors(member(), settings), []);
+  });
+
+  test("an allowlist entry with another key than the member's is an error", () => {
+    const tf = member((s) => {
+      s.federation.membership = {
+        policy: "Allowlist",
+        members: [{ id: "alpine", publicKey: `${"Z".repeat(43)}=` }],
+      };
+    });
+    tf.status = { publicKey };
+    assert.match(semanticErrors(tf, settings)[0] ?? "", /different public key/);
+  });
+});

@@ -1,0 +1,381 @@
+// What a TrainingFederation's children should look like: pure functions of the object, the
+// operator's configuration and the member's public key. The reconciler compares and applies.
+import { createHash } from "node:crypto";
+import type {
+  V1ConfigMap,
+  V1EnvVar,
+  V1Job,
+  V1Volume,
+  V1VolumeMount,
+} from "@kubernetes/client-node";
+import {
+  apiVersion,
+  canonicalFederation,
+  canonicalJson,
+  federationSpecHash,
+  kind,
+  type TrainingFederation,
+} from "../../../core/api/index.js";
+import {
+  type TrainerConfig,
+  trainerMetricsPort,
+  trainerPaths,
+} from "../../../core/api/trainer-config.js";
+import type { OperatorConfig } from "../config.js";
+
+/** Field manager of everything the operator applies. */
+export const fieldManager = "fedtrain-operator";
+/** The finalizer that lets a member leave the federation before its children go. */
+export const finalizer = "fedtrain.dev/leave-federation";
+/** Annotation holding the hash of what the operator last applied to a child. */
+export const appliedHashAnnotation = "fedtrain.dev/applied-hash";
+/** Annotation on the Job holding the hash of its (immutable) pod template. */
+export const templateHashAnnotation = "fedtrain.dev/template-hash";
+/** Label naming the TrainingFederation a child belongs to. */
+export const instanceLabel = "fedtrain.dev/instance";
+/** Label selecting every child the operator manages. */
+export const managedBySelector = "app.kubernetes.io/managed-by=fedtrain-operator";
+
+/** The user the trainer image runs as (the distroless "nonroot" user). */
+const trainerUser = 65532;
+// Time for a trainer to checkpoint and announce that it leaves, after SIGTERM.
+const trainerGraceSeconds = 60;
+// A worker that fails this often on one index fails the Job: it is not a passing fault.
+const backoffLimitPerIndex = 6;
+// Exit code with which the trainer reports a configuration it cannot run: retrying cannot help.
+const configErrorExitCode = 2;
+
+/** The operator settings that shape children. */
+export type ChildSettings = Pick<
+  OperatorConfig,
+  "clusterId" | "trainerImage" | "natsUrls" | "natsCredentialsSecret"
+>;
+
+/** Names of a TrainingFederation's children. */
+export interface ChildNames {
+  configMap: string;
+  job: string;
+  keySecret: string;
+}
+
+/** Child names: the object's name with a suffix, shortened with a hash to fit 63 characters. */
+export function childNames(name: string): ChildNames {
+  const fit = (suffix: string) => {
+    const full = `${name}-${suffix}`;
+    if (full.length <= 63) return full;
+    const hash = createHash("sha256").update(name).digest("hex").slice(0, 8);
+    return `${name.slice(0, 63 - suffix.length - 10)}-${hash}-${suffix}`;
+  };
+  return { configMap: fit("trainer-config"), job: fit("trainers"), keySecret: fit("member-key") };
+}
+
+/** The member id: spec.contribution.memberId, else the operator's cluster id. */
+export function memberIdOf(tf: TrainingFederation, settings: ChildSettings): string | undefined {
+  return tf.spec.contribution.memberId ?? settings.clusterId;
+}
+
+/** NATS URLs: spec.transport's, else the operator's. */
+function natsUrlsOf(tf: TrainingFederation, settings: ChildSettings): string[] {
+  return tf.spec.transport?.natsUrls ?? settings.natsUrls;
+}
+
+/**
+ * What the schema and CEL cannot check, because it depends on this operator's settings or on
+ * arithmetic across fields. Each entry says what is wrong and what to do.
+ */
+export function semanticErrors(tf: TrainingFederation, settings: ChildSettings): string[] {
+  const errors: string[] = [];
+  const { federation, contribution } = tf.spec;
+  if (!memberIdOf(tf, settings)) {
+    errors.push(
+      "no member id: set spec.contribution.memberId, or start the operator with --cluster-id",
+    );
+  }
+  if (natsUrlsOf(tf, settings).length === 0) {
+    errors.push("no NATS URL: set spec.transport.natsUrls, or start the operator with --nats-url");
+  }
+  if (!contribution.image && !settings.trainerImage) {
+    errors.push("no trainer image: set spec.contribution.image, or the operator's --trainer-image");
+  }
+  const synthetic = federation.data.synthetic;
+  if (synthetic && contribution.replicas > 0) {
+    const perWorker = Math.floor(synthetic.trainExamples / contribution.replicas);
+    if (perWorker < federation.training.batchSize) {
+      errors.push(
+        `each of this member's ${contribution.replicas} workers would get ${perWorker} training examples, fewer than one batch of ${federation.training.batchSize}: raise data.synthetic.trainExamples or lower training.batchSize or contribution.replicas`,
+      );
+    }
+  }
+  const memberId = memberIdOf(tf, settings);
+  const { membership } = federation;
+  if (memberId && membership.policy === "Allowlist" && tf.status?.publicKey) {
+    const entry = membership.members.find((m) => m.id === memberId);
+    if (entry && entry.publicKey !== tf.status.publicKey) {
+      errors.push(
+        `membership.members lists ${memberId} with a different public key than this member's (${tf.status.publicKey}): ask the organiser to correct the allowlist`,
+      );
+    }
+  }
+  return errors;
+}
+
+/** A short, stable hash of a value's canonical JSON. */
+export function contentHash(value: unknown): string {
+  return createHash("sha256").update(canonicalJson(value)).digest("hex").slice(0, 16);
+}
+
+function labels(tf: TrainingFederation, memberId: string): Record<string, string> {
+  return {
+    "app.kubernetes.io/name": "fedtrain-trainer",
+    "app.kubernetes.io/managed-by": "fedtrain-operator",
+    "app.kubernetes.io/part-of": "fedtrain",
+    [instanceLabel]: tf.metadata?.name ?? "",
+    "fedtrain.dev/federation": tf.spec.federation.id,
+    "fedtrain.dev/member": memberId,
+  };
+}
+
+function ownerReference(tf: TrainingFederation) {
+  return {
+    apiVersion,
+    kind,
+    name: tf.metadata?.name ?? "",
+    uid: tf.metadata?.uid ?? "",
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+/** Adds the applied-hash annotation: the hash of the object without it. */
+function stamped<T extends { metadata?: { annotations?: Record<string, string> } }>(object: T): T {
+  const hash = contentHash(object);
+  const metadata = object.metadata ?? {};
+  return {
+    ...object,
+    metadata: {
+      ...metadata,
+      annotations: { ...metadata.annotations, [appliedHashAnnotation]: hash },
+    },
+  };
+}
+
+/** The trainer's configuration file. */
+export function trainerConfig(
+  tf: TrainingFederation,
+  settings: ChildSettings,
+  publicKey: string,
+): TrainerConfig {
+  const transport = tf.spec.transport;
+  const credentials = transport?.credentialsSecretRef ?? settings.natsCredentialsSecret;
+  return {
+    apiVersion: "fedtrain.dev/v1alpha1",
+    kind: "TrainerConfig",
+    federation: canonicalFederation(tf.spec.federation),
+    federationSpecHash: federationSpecHash(tf.spec.federation),
+    member: {
+      id: memberIdOf(tf, settings) ?? "",
+      publicKey,
+      privateKeyFile: `${trainerPaths.memberKeyDir}/private.pem`,
+    },
+    transport: {
+      natsUrls: natsUrlsOf(tf, settings),
+      ...(credentials ? { credentialsFile: `${trainerPaths.natsCredentialsDir}/nats.creds` } : {}),
+      ...(transport?.tlsSecretRef
+        ? {
+            tls: {
+              caFile: `${trainerPaths.natsTlsDir}/ca.crt`,
+              certFile: `${trainerPaths.natsTlsDir}/tls.crt`,
+              keyFile: `${trainerPaths.natsTlsDir}/tls.key`,
+            },
+          }
+        : {}),
+    },
+    backend: tf.spec.contribution.backend,
+    dataDir: trainerPaths.dataDir,
+  };
+}
+
+/** The ConfigMap with the rendered trainer configuration. */
+export function desiredConfigMap(
+  tf: TrainingFederation,
+  settings: ChildSettings,
+  publicKey: string,
+): V1ConfigMap {
+  const memberId = memberIdOf(tf, settings) ?? "";
+  return stamped<V1ConfigMap>({
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      name: childNames(tf.metadata?.name ?? "").configMap,
+      namespace: tf.metadata?.namespace,
+      labels: labels(tf, memberId),
+      ownerReferences: [ownerReference(tf)],
+    },
+    data: {
+      "trainer.json": `${JSON.stringify(trainerConfig(tf, settings, publicKey), null, 2)}\n`,
+    },
+  });
+}
+
+/** The Indexed Job running this member's trainer workers. */
+export function desiredJob(
+  tf: TrainingFederation,
+  settings: ChildSettings,
+  configHash: string,
+): V1Job {
+  const name = tf.metadata?.name ?? "";
+  const names = childNames(name);
+  const memberId = memberIdOf(tf, settings) ?? "";
+  const { contribution, transport } = tf.spec;
+  const credentials = transport?.credentialsSecretRef?.name ?? settings.natsCredentialsSecret;
+  const volumes: V1Volume[] = [
+    { name: "config", configMap: { name: names.configMap } },
+    { name: "member-key", secret: { secretName: names.keySecret, defaultMode: 0o440 } },
+    { name: "scratch", emptyDir: {} },
+  ];
+  const mounts: V1VolumeMount[] = [
+    { name: "config", mountPath: trainerPaths.configDir, readOnly: true },
+    { name: "member-key", mountPath: trainerPaths.memberKeyDir, readOnly: true },
+    { name: "scratch", mountPath: trainerPaths.scratchDir },
+  ];
+  if (credentials) {
+    volumes.push({
+      name: "nats-credentials",
+      secret: { secretName: credentials, defaultMode: 0o440 },
+    });
+    mounts.push({
+      name: "nats-credentials",
+      mountPath: trainerPaths.natsCredentialsDir,
+      readOnly: true,
+    });
+  }
+  if (transport?.tlsSecretRef) {
+    volumes.push({
+      name: "nats-tls",
+      secret: { secretName: transport.tlsSecretRef.name, defaultMode: 0o440 },
+    });
+    mounts.push({ name: "nats-tls", mountPath: trainerPaths.natsTlsDir, readOnly: true });
+  }
+  if (contribution.dataVolumeClaim) {
+    volumes.push({
+      name: "data",
+      persistentVolumeClaim: { claimName: contribution.dataVolumeClaim, readOnly: true },
+    });
+    mounts.push({ name: "data", mountPath: trainerPaths.dataDir, readOnly: true });
+  }
+  const env: V1EnvVar[] = [
+    { name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+    { name: "POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+    { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+    // The pod's own address: pods of one node never compete for a port.
+    { name: "FEDTRAIN_METRICS_ADDRESS", value: `$(POD_IP):${trainerMetricsPort}` },
+  ];
+  const limits: Record<string, string> = { ...stringMap(contribution.resources?.limits) };
+  if (contribution.gpusPerReplica > 0)
+    limits[contribution.gpuResourceName] = String(contribution.gpusPerReplica);
+  const requests = stringMap(contribution.resources?.requests);
+  const podLabels = labels(tf, memberId);
+  const template = {
+    metadata: {
+      labels: podLabels,
+      // A changed configuration restarts the workers: they read it once, at start.
+      annotations: { "fedtrain.dev/config-hash": configHash },
+    },
+    spec: {
+      restartPolicy: "Never",
+      automountServiceAccountToken: false,
+      ...(contribution.serviceAccountName
+        ? { serviceAccountName: contribution.serviceAccountName }
+        : {}),
+      ...(contribution.priorityClassName
+        ? { priorityClassName: contribution.priorityClassName }
+        : {}),
+      ...(contribution.nodeSelector ? { nodeSelector: contribution.nodeSelector } : {}),
+      ...(contribution.tolerations ? { tolerations: contribution.tolerations } : {}),
+      terminationGracePeriodSeconds: trainerGraceSeconds,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: trainerUser,
+        runAsGroup: trainerUser,
+        fsGroup: trainerUser,
+        seccompProfile: { type: "RuntimeDefault" },
+      },
+      containers: [
+        {
+          name: "trainer",
+          image: contribution.image ?? settings.trainerImage,
+          ...(contribution.imagePullPolicy
+            ? { imagePullPolicy: contribution.imagePullPolicy }
+            : {}),
+          args: [`--config=${trainerPaths.config}`],
+          env,
+          ports: [{ name: "metrics", containerPort: trainerMetricsPort }],
+          readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
+          livenessProbe: {
+            httpGet: { path: "/healthz", port: "metrics" },
+            periodSeconds: 10,
+            failureThreshold: 6,
+          },
+          resources: {
+            ...(Object.keys(limits).length ? { limits } : {}),
+            ...(Object.keys(requests).length ? { requests } : {}),
+          },
+          securityContext: {
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            runAsNonRoot: true,
+            capabilities: { drop: ["ALL"] },
+          },
+          volumeMounts: mounts,
+        },
+      ],
+      volumes,
+    },
+  };
+  const replicas = contribution.replicas;
+  return stamped<V1Job>({
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name: names.job,
+      namespace: tf.metadata?.namespace,
+      labels: podLabels,
+      annotations: { [templateHashAnnotation]: contentHash(template) },
+      ownerReferences: [ownerReference(tf)],
+    },
+    spec: {
+      completionMode: "Indexed",
+      // An elastic Indexed Job: completions and parallelism change together, so scaling adds or
+      // removes the highest indexes and leaves the others running. Zero workers is a suspended
+      // Job, since a Job of zero completions would complete at once.
+      completions: Math.max(1, replicas),
+      parallelism: Math.max(1, replicas),
+      suspend: tf.spec.suspend || replicas === 0,
+      backoffLimitPerIndex,
+      podFailurePolicy: {
+        rules: [
+          {
+            action: "FailJob",
+            onExitCodes: {
+              containerName: "trainer",
+              operator: "In",
+              values: [configErrorExitCode],
+            },
+          },
+          { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+        ],
+      },
+      template,
+    },
+  } as V1Job);
+}
+
+function stringMap(
+  map: Record<string, string | number | undefined> | undefined,
+): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(map ?? {})
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, String(v)]),
+  );
+}

@@ -1,0 +1,329 @@
+// Reconciles one TrainingFederation: observe (from the informers' caches) → compute the desired
+// children and status (desired.ts, status.ts) → server-side apply what differs → write the status
+// if it changed. Nothing is written when nothing changed, so resyncs and restarts cost no writes.
+import { generateKeyPairSync } from "node:crypto";
+import {
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesObject,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1ConfigMap,
+  type V1Job,
+} from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import {
+  federationSpecHash,
+  group,
+  plural,
+  type TrainingFederation,
+  version,
+} from "../../../core/api/index.js";
+import type { TrainerConfig } from "../../../core/api/trainer-config.js";
+import { isConflict, isForbidden, isNotFound, type ReconcileResult } from "../controller/errors.js";
+import type { Informer } from "../controller/informer.js";
+import type { OperatorMetrics } from "../controller/metrics.js";
+import {
+  appliedHashAnnotation,
+  type ChildSettings,
+  childNames,
+  contentHash,
+  desiredConfigMap,
+  desiredJob,
+  fieldManager,
+  finalizer,
+  instanceLabel,
+  memberIdOf,
+  semanticErrors,
+  templateHashAnnotation,
+} from "./desired.js";
+import { nextStatus, statusChanged } from "./status.js";
+
+/** How a member leaves the federation when its TrainingFederation is deleted. */
+export interface FederationMembership {
+  /** Deregisters the member; must be idempotent and succeed for a member that never joined. */
+  leave(tf: TrainingFederation, memberId: string, log: Logger): Promise<void>;
+}
+
+/** A TrainingFederation as the Kubernetes client sees it. */
+export type TrainingFederationObject = TrainingFederation & KubernetesObject;
+
+/** The caches a reconcile reads. */
+export interface Caches {
+  federations: Informer<TrainingFederationObject>;
+  jobs: Informer<V1Job>;
+  configMaps: Informer<V1ConfigMap>;
+}
+
+// After deleting a Job whose pod template changed, look again this soon to create the new one.
+const recreateJobAfterMs = 1_000;
+
+const json = (strategy: string) => setHeaderOptions("Content-Type", strategy);
+
+/** The TrainingFederation reconciler. */
+export class TrainingFederationReconciler {
+  private readonly core: CoreV1Api;
+  private readonly batch: BatchV1Api;
+  private readonly objects: CustomObjectsApi;
+
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly caches: Caches,
+    private readonly settings: ChildSettings,
+    private readonly membership: FederationMembership,
+    private readonly metrics: OperatorMetrics,
+  ) {
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.batch = kubeConfig.makeApiClient(BatchV1Api);
+    this.objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** The key of the TrainingFederation a child belongs to, if it is one of ours. */
+  static ownerKey(child: {
+    metadata?: { namespace?: string; labels?: Record<string, string> };
+  }): string | undefined {
+    const name = child.metadata?.labels?.[instanceLabel];
+    return name ? `${child.metadata?.namespace}/${name}` : undefined;
+  }
+
+  async reconcile(key: string, log: Logger): Promise<ReconcileResult | undefined> {
+    const [namespace = "", name = ""] = key.split("/");
+    const tf = this.caches.federations.get(namespace, name);
+    if (!tf) return undefined; // Deleted; its children are garbage-collected by owner reference.
+    if (tf.metadata?.deletionTimestamp) {
+      await this.finalize(tf, log);
+      return undefined;
+    }
+    if (!tf.metadata?.finalizers?.includes(finalizer)) {
+      // The update this causes brings the object back through the queue.
+      await this.patchFinalizers(tf, [...(tf.metadata?.finalizers ?? []), finalizer]);
+      log.debug("added finalizer");
+      return undefined;
+    }
+
+    const names = childNames(name);
+    const invalid = semanticErrors(tf, this.settings);
+    const specHash = federationSpecHash(tf.spec.federation);
+    const observedConfigMap = this.caches.configMaps.get(namespace, names.configMap);
+    let observedJob = this.caches.jobs.get(namespace, names.job);
+    let publicKey = publicKeyOf(observedConfigMap) ?? tf.status?.publicKey;
+    let keyProblem: string | undefined;
+    if (invalid.length === 0 && !publicKey) {
+      ({ publicKey, keyProblem } = await this.ensureMemberKey(tf, names.keySecret, log));
+    }
+
+    if (invalid.length > 0 || keyProblem || !publicKey) {
+      // No children for a spec this member cannot run; the key Secret stays (never rotated).
+      if (observedJob) await this.deleteJob(observedJob, log);
+      if (observedConfigMap) await this.deleteConfigMap(observedConfigMap, log);
+      observedJob = undefined;
+    } else {
+      const configMap = desiredConfigMap(tf, this.settings, publicKey);
+      if (!sameApplied(observedConfigMap, configMap)) await this.applyConfigMap(configMap, log);
+      const job = desiredJob(tf, this.settings, contentHash(configMap.data));
+      const observedTemplate = observedJob?.metadata?.annotations?.[templateHashAnnotation];
+      if (observedJob && observedTemplate !== job.metadata?.annotations?.[templateHashAnnotation]) {
+        // A Job's pod template is immutable: replace the Job (its pods go with it).
+        await this.deleteJob(observedJob, log);
+        return { requeueAfterMs: recreateJobAfterMs };
+      }
+      if (!sameApplied(observedJob, job)) observedJob = await this.applyJob(job, log);
+    }
+
+    const status = nextStatus(
+      tf,
+      {
+        invalid,
+        publicKey,
+        memberId: memberIdOf(tf, this.settings),
+        federationSpecHash: specHash,
+        job: observedJob,
+        keyProblem,
+      },
+      new Date(),
+    );
+    if (statusChanged(tf.status, status)) {
+      await this.objects.patchNamespacedCustomObjectStatus(
+        { group, version, namespace, plural, name, body: { status } },
+        json(PatchStrategy.MergePatch),
+      );
+      this.metrics.apiWrites.inc({ verb: "patch", resource: "trainingfederations/status" });
+      log.debug({ phase: status.phase }, "status updated");
+    }
+    return undefined;
+  }
+
+  /** Lets the member leave, then removes the finalizer (children go by garbage collection). */
+  private async finalize(tf: TrainingFederation, log: Logger): Promise<void> {
+    const finalizers = tf.metadata?.finalizers ?? [];
+    if (!finalizers.includes(finalizer)) return;
+    const memberId = memberIdOf(tf, this.settings);
+    if (memberId) await this.membership.leave(tf, memberId, log);
+    await this.patchFinalizers(
+      tf,
+      finalizers.filter((f) => f !== finalizer),
+    );
+    log.info({ memberId }, "member left the federation; finalizer removed");
+  }
+
+  /**
+   * Sets the finalizers with a JSON patch that first tests the resourceVersion, so a concurrent
+   * change (someone else's finalizer) is never overwritten: the patch fails and is retried.
+   */
+  private async patchFinalizers(tf: TrainingFederation, finalizers: string[]): Promise<void> {
+    const { namespace = "", name = "", resourceVersion } = tf.metadata ?? {};
+    await this.objects.patchNamespacedCustomObject(
+      {
+        group,
+        version,
+        namespace,
+        plural,
+        name,
+        body: [
+          { op: "test", path: "/metadata/resourceVersion", value: resourceVersion },
+          { op: "add", path: "/metadata/finalizers", value: finalizers },
+        ],
+      },
+      json(PatchStrategy.JsonPatch),
+    );
+    this.metrics.apiWrites.inc({ verb: "patch", resource: "trainingfederations" });
+  }
+
+  /**
+   * Creates the member's Ed25519 key pair in a Secret the first time. An existing Secret is never
+   * replaced: its public key is read back if the operator may read it, else the problem is
+   * reported (the operator needs no read access to Secrets in normal operation).
+   */
+  private async ensureMemberKey(
+    tf: TrainingFederation,
+    secretName: string,
+    log: Logger,
+  ): Promise<{ publicKey?: string; keyProblem?: string }> {
+    const namespace = tf.metadata?.namespace ?? "";
+    const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+    const publicBase64 = Buffer.from(
+      publicKey.export({ format: "jwk" }).x ?? "",
+      "base64url",
+    ).toString("base64");
+    try {
+      await this.core.createNamespacedSecret({
+        namespace,
+        body: {
+          metadata: {
+            name: secretName,
+            namespace,
+            labels: {
+              "app.kubernetes.io/managed-by": "fedtrain-operator",
+              [instanceLabel]: tf.metadata?.name ?? "",
+            },
+            ownerReferences: [
+              {
+                apiVersion: `${group}/${version}`,
+                kind: "TrainingFederation",
+                name: tf.metadata?.name ?? "",
+                uid: tf.metadata?.uid ?? "",
+                controller: true,
+                blockOwnerDeletion: true,
+              },
+            ],
+          },
+          type: "Opaque",
+          stringData: {
+            "private.pem": privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
+            "public.key": publicBase64,
+          },
+        },
+      });
+      this.metrics.apiWrites.inc({ verb: "create", resource: "secrets" });
+      log.info({ secret: secretName }, "created the member key");
+      return { publicKey: publicBase64 };
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+    }
+    try {
+      const existing = await this.core.readNamespacedSecret({ name: secretName, namespace });
+      const stored = existing.data?.["public.key"];
+      if (stored) return { publicKey: Buffer.from(stored, "base64").toString("utf8") };
+      return {
+        keyProblem: `Secret ${secretName} exists but has no public.key: delete it to generate a new member key (a new identity)`,
+      };
+    } catch (error) {
+      if (!isForbidden(error)) throw error;
+      return {
+        keyProblem: `the member key Secret ${secretName} exists but its public key is not recorded and the operator may not read Secrets here: grant it get on this Secret, or delete the Secret to generate a new key (a new identity)`,
+      };
+    }
+  }
+
+  private async applyConfigMap(configMap: V1ConfigMap, log: Logger): Promise<void> {
+    const { name = "", namespace = "" } = configMap.metadata ?? {};
+    await this.core.patchNamespacedConfigMap(
+      { name, namespace, body: configMap, fieldManager, force: true },
+      json(PatchStrategy.ServerSideApply),
+    );
+    this.metrics.apiWrites.inc({ verb: "apply", resource: "configmaps" });
+    log.debug({ configMap: name }, "applied trainer configuration");
+  }
+
+  private async applyJob(job: V1Job, log: Logger): Promise<V1Job> {
+    const { name = "", namespace = "" } = job.metadata ?? {};
+    const applied = await this.batch.patchNamespacedJob(
+      { name, namespace, body: job, fieldManager, force: true },
+      json(PatchStrategy.ServerSideApply),
+    );
+    this.metrics.apiWrites.inc({ verb: "apply", resource: "jobs" });
+    log.info(
+      { job: name, parallelism: job.spec?.parallelism, suspend: job.spec?.suspend },
+      "applied trainer Job",
+    );
+    return applied;
+  }
+
+  private async deleteJob(job: V1Job, log: Logger): Promise<void> {
+    const { name = "", namespace = "", uid } = job.metadata ?? {};
+    try {
+      await this.batch.deleteNamespacedJob({
+        name,
+        namespace,
+        propagationPolicy: "Background",
+        body: { preconditions: { uid }, propagationPolicy: "Background" },
+      });
+      this.metrics.apiWrites.inc({ verb: "delete", resource: "jobs" });
+      log.info({ job: name }, "deleted trainer Job");
+    } catch (error) {
+      if (!isNotFound(error) && !isConflict(error)) throw error;
+    }
+  }
+
+  private async deleteConfigMap(configMap: V1ConfigMap, log: Logger): Promise<void> {
+    const { name = "", namespace = "" } = configMap.metadata ?? {};
+    try {
+      await this.core.deleteNamespacedConfigMap({ name, namespace });
+      this.metrics.apiWrites.inc({ verb: "delete", resource: "configmaps" });
+      log.info({ configMap: name }, "deleted trainer configuration");
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  }
+}
+
+/** Whether a child was last applied from exactly this desired object. */
+function sameApplied(
+  observed: { metadata?: { annotations?: Record<string, string> } } | undefined,
+  desired: { metadata?: { annotations?: Record<string, string> } },
+): boolean {
+  const want = desired.metadata?.annotations?.[appliedHashAnnotation];
+  return observed?.metadata?.annotations?.[appliedHashAnnotation] === want;
+}
+
+function publicKeyOf(configMap: V1ConfigMap | undefined): string | undefined {
+  const text = configMap?.data?.["trainer.json"];
+  if (!text) return undefined;
+  try {
+    return (JSON.parse(text) as TrainerConfig).member.publicKey || undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,197 @@
+// A TrainingFederation's status, derived from what was observed (never used as memory): pure
+// functions, so every rule is unit-tested without a cluster.
+import type { V1Job } from "@kubernetes/client-node";
+import type {
+  Condition,
+  TrainingFederation,
+  TrainingFederationStatus,
+} from "../../../core/api/index.js";
+import { canonicalJson } from "../../../core/api/index.js";
+import { apiTime } from "../time.js";
+
+/** What one reconcile observed, as input to the status. */
+export interface Observation {
+  /** Problems semantic validation found; empty when the spec is usable. */
+  invalid: string[];
+  /** The member's public key, once known. */
+  publicKey?: string;
+  /** The member id, when one could be determined. */
+  memberId?: string;
+  federationSpecHash: string;
+  /** The trainer Job, if it exists. */
+  job?: V1Job;
+  /** Why the member key is not available, when it is not. */
+  keyProblem?: string;
+}
+
+type Phase = NonNullable<TrainingFederationStatus["phase"]>;
+type ConditionInput = Pick<Condition, "type" | "status" | "reason" | "message">;
+
+function jobCondition(job: V1Job | undefined, type: string) {
+  return job?.status?.conditions?.find((c) => c.type === type && c.status === "True");
+}
+
+/** The trainers this member wants running now. */
+export function desiredTrainers(tf: TrainingFederation): number {
+  return tf.spec.suspend ? 0 : tf.spec.contribution.replicas;
+}
+
+/** The conditions and phase that follow from an observation. */
+export function assess(
+  tf: TrainingFederation,
+  observation: Observation,
+): { phase: Phase; conditions: ConditionInput[]; ready: number } {
+  const desired = desiredTrainers(tf);
+  const job = observation.job;
+  const ready = Math.min(job?.status?.ready ?? 0, desired);
+  const valid: ConditionInput = observation.invalid.length
+    ? {
+        type: "Valid",
+        status: "False",
+        reason: "InvalidSpec",
+        message: observation.invalid.join("; "),
+      }
+    : observation.keyProblem
+      ? {
+          type: "Valid",
+          status: "False",
+          reason: "MemberKeyUnavailable",
+          message: observation.keyProblem,
+        }
+      : {
+          type: "Valid",
+          status: "True",
+          reason: "Valid",
+          message: "the spec is valid for this member",
+        };
+
+  const failed = jobCondition(job, "Failed");
+  const complete = jobCondition(job, "Complete");
+  let trainers: ConditionInput;
+  let phase: Phase;
+  if (valid.status === "False") {
+    trainers = {
+      type: "TrainersReady",
+      status: "False",
+      reason: "InvalidSpec",
+      message: "no trainers run while the spec is invalid",
+    };
+    phase = "Invalid";
+  } else if (tf.spec.suspend) {
+    trainers = {
+      type: "TrainersReady",
+      status: "False",
+      reason: "Suspended",
+      message: "spec.suspend is true: this member's trainers are stopped",
+    };
+    phase = "Suspended";
+  } else if (failed) {
+    trainers = {
+      type: "TrainersReady",
+      status: "False",
+      reason: "TrainersFailed",
+      message: failed.message ?? failed.reason ?? "the trainer Job failed",
+    };
+    phase = "Failed";
+  } else if (complete) {
+    trainers = {
+      type: "TrainersReady",
+      status: "True",
+      reason: "TrainingComplete",
+      message: "every trainer finished the run",
+    };
+    phase = "Completed";
+  } else if (desired === 0) {
+    trainers = {
+      type: "TrainersReady",
+      status: "True",
+      reason: "NoTrainersRequested",
+      message: "spec.contribution.replicas is 0: this member contributes no trainers",
+    };
+    phase = "Pending";
+  } else if (ready >= desired) {
+    trainers = {
+      type: "TrainersReady",
+      status: "True",
+      reason: "AllTrainersReady",
+      message: `${ready}/${desired} trainers ready`,
+    };
+    phase = "Training";
+  } else {
+    trainers = {
+      type: "TrainersReady",
+      status: "False",
+      reason: "TrainersNotReady",
+      message: `${ready}/${desired} trainers ready`,
+    };
+    phase = ready > 0 ? "Training" : "Pending";
+  }
+  const blocking = [valid, trainers].find((c) => c.status === "False");
+  const readyCondition: ConditionInput = blocking
+    ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
+    : {
+        type: "Ready",
+        status: "True",
+        reason: "Ready",
+        message: "this member is contributing as specified",
+      };
+  return { phase, conditions: [readyCondition, valid, trainers], ready };
+}
+
+/**
+ * The status to write: the operator's fields from the observation, the federation fields (round,
+ * members, loss, …) kept from the current status, and each condition's lastTransitionTime kept
+ * unless its status changed.
+ */
+export function nextStatus(
+  tf: TrainingFederation,
+  observation: Observation,
+  now: Date,
+): TrainingFederationStatus {
+  const current = tf.status ?? {};
+  const { phase, conditions, ready } = assess(tf, observation);
+  const desired = desiredTrainers(tf);
+  const managed = new Set(conditions.map((c) => c.type));
+  const merged: Condition[] = [
+    ...conditions.map((c) => {
+      const before = current.conditions?.find((b) => b.type === c.type);
+      const unchanged = before && before.status === c.status;
+      return {
+        ...c,
+        observedGeneration: tf.metadata?.generation,
+        lastTransitionTime: unchanged ? before.lastTransitionTime : apiTime(now),
+      } as Condition;
+    }),
+    // Conditions written from the federation's view (Joined, Synced, Degraded) stay as they are.
+    ...(current.conditions ?? []).filter((c) => !managed.has(c.type)),
+  ];
+  const status: TrainingFederationStatus = {
+    ...current,
+    observedGeneration: tf.metadata?.generation,
+    conditions: merged,
+    phase,
+    federationSpecHash: observation.federationSpecHash,
+    rounds: tf.spec.federation.training.rounds,
+    trainers: { desired, ready },
+    trainersReady: `${ready}/${desired}`,
+  };
+  if (observation.publicKey) status.publicKey = observation.publicKey;
+  if (observation.memberId) status.memberId = observation.memberId;
+  return status;
+}
+
+/** Whether two statuses differ in anything but representation (key order, time formats). */
+export function statusChanged(
+  before: TrainingFederationStatus | undefined,
+  after: TrainingFederationStatus,
+): boolean {
+  const normalise = (s: TrainingFederationStatus | undefined) =>
+    canonicalJson(
+      JSON.parse(
+        JSON.stringify(s ?? {}, (key, value) =>
+          key === "lastTransitionTime" && value ? apiTime(new Date(value)) : value,
+        ),
+      ),
+    );
+  return normalise(before) !== normalise(after);
+}

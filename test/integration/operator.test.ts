@@ -1,0 +1,383 @@
+// The operator against a real control plane (API server, controller manager, scheduler, node
+// agents): children and status, elastic scaling, suspend, invalid input, deletion, restarts,
+// leader election and an API server restart.
+import assert from "node:assert/strict";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from "@kubernetes/client-node";
+import { federationSpecHash, group, plural, version } from "../../core/api/index.js";
+import { installCrds } from "../../e2e/testbed/apply.js";
+import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
+import { waitFor } from "../../e2e/testbed/process.js";
+import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { repoRoot, startTestbed } from "./support.js";
+
+const namespace = "members";
+let testbed: Testbed;
+let kubeconfig: string;
+let core: CoreV1Api;
+let batch: BatchV1Api;
+let objects: CustomObjectsApi;
+let operator: OperatorProcess;
+const logFile = path.join(os.tmpdir(), `fedtrain-operator-test-${process.pid}.log`);
+
+function operatorFlags(): string[] {
+  return [
+    "--cluster-id=alpine",
+    "--nats-url=nats://127.0.0.1:4222",
+    "--trainer-image=testbed.local/stand-in-trainer:1",
+    `--leader-election-namespace=${namespace}`,
+    "--resync-period=2",
+  ];
+}
+
+function manifest(name: string, contribution: Record<string, unknown> = {}): Record<string, any> {
+  return {
+    apiVersion: `${group}/${version}`,
+    kind: "TrainingFederation",
+    metadata: { name, namespace },
+    spec: {
+      federation: {
+        id: "operator-test",
+        model: { preset: "MLP" },
+        data: { synthetic: { preset: "GaussianClusters" } },
+      },
+      contribution: { replicas: 2, gpusPerReplica: 1, ...contribution },
+    },
+  };
+}
+
+async function read(name: string): Promise<Record<string, any>> {
+  return (await objects.getNamespacedCustomObject({
+    group,
+    version,
+    namespace,
+    plural,
+    name,
+  })) as Record<string, any>;
+}
+
+async function patchSpec(name: string, spec: Record<string, unknown>): Promise<void> {
+  await objects.patchNamespacedCustomObject(
+    { group, version, namespace, plural, name, body: { spec } },
+    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+  );
+}
+
+/** Waits until the object's status satisfies check (for its current generation). */
+async function waitStatus(
+  name: string,
+  what: string,
+  check: (status: Record<string, any>) => boolean,
+  timeoutMs = 60_000,
+): Promise<Record<string, any>> {
+  return waitFor(
+    `${name}: ${what}`,
+    async () => {
+      const tf = await read(name);
+      const status = tf.status ?? {};
+      return status.observedGeneration === tf.metadata.generation && check(status) ? tf : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}
+
+const condition = (status: Record<string, any>, type: string) =>
+  (status.conditions ?? []).find((c: { type: string }) => c.type === type);
+
+async function trainerPods(name: string): Promise<V1Pod[]> {
+  const pods = await core.listNamespacedPod({
+    namespace,
+    labelSelector: `fedtrain.dev/instance=${name}`,
+  });
+  return pods.items.filter((p) => !p.metadata?.deletionTimestamp);
+}
+
+/** uid of the running pod of each completion index. */
+async function podsByIndex(name: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const pod of await trainerPods(name)) {
+    if (pod.status?.phase !== "Running") continue;
+    out.set(
+      pod.metadata?.annotations?.["batch.kubernetes.io/job-completion-index"] ?? "",
+      pod.metadata?.uid ?? "",
+    );
+  }
+  return out;
+}
+
+before(async () => {
+  testbed = await startTestbed({ clusters: 1, nodes: 2, gpusPerNode: 2 });
+  const cluster = testbed.clusters[0] ?? "";
+  kubeconfig = testbed.kubeconfigPath(cluster);
+  const kubeConfig = testbed.kubeConfig(cluster);
+  core = kubeConfig.makeApiClient(CoreV1Api);
+  batch = kubeConfig.makeApiClient(BatchV1Api);
+  objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  await installCrds(
+    testbed,
+    cluster,
+    path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"),
+  );
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  operator = await OperatorProcess.start(kubeconfig, operatorFlags(), logFile);
+  await waitFor(
+    "the operator to lead",
+    async () => ((await operator.metric("leader_election_master_status")) === 1 ? true : undefined),
+    30_000,
+  );
+});
+
+after(async () => {
+  await operator?.stop();
+  await testbed?.down();
+});
+
+describe("operator", () => {
+  test("apply → an Indexed Job with GPU requests, its config and key, and Ready trainers", async () => {
+    const body = manifest("alpha");
+    await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
+    const tf = await waitStatus("alpha", "Ready", (s) => condition(s, "Ready")?.status === "True");
+    const status = tf.status;
+    assert.equal(status.phase, "Training");
+    assert.deepEqual(status.trainers, { desired: 2, ready: 2 });
+    assert.equal(status.trainersReady, "2/2");
+    assert.equal(status.memberId, "alpine");
+    assert.match(status.publicKey, /^[A-Za-z0-9+/]{43}=$/);
+    assert.equal(status.federationSpecHash, federationSpecHash(tf.spec.federation));
+    assert.ok(tf.metadata.finalizers.includes("fedtrain.dev/leave-federation"));
+
+    const job = await batch.readNamespacedJob({ name: "alpha-trainers", namespace });
+    assert.equal(job.spec?.completionMode, "Indexed");
+    assert.equal(job.spec?.parallelism, 2);
+    assert.equal(job.metadata?.ownerReferences?.[0]?.uid, tf.metadata.uid);
+    const pod = job.spec?.template.spec;
+    const container = pod?.containers[0];
+    assert.equal(container?.resources?.limits?.["nvidia.com/gpu"], "1");
+    assert.equal(pod?.securityContext?.runAsNonRoot, true);
+    assert.equal(pod?.securityContext?.seccompProfile?.type, "RuntimeDefault");
+    assert.equal(container?.securityContext?.allowPrivilegeEscalation, false);
+    assert.deepEqual(container?.securityContext?.capabilities?.drop, ["ALL"]);
+    assert.equal(pod?.automountServiceAccountToken, false);
+
+    const configMap = await core.readNamespacedConfigMap({
+      name: "alpha-trainer-config",
+      namespace,
+    });
+    const config = JSON.parse(configMap.data?.["trainer.json"] ?? "{}");
+    assert.equal(config.member.id, "alpine");
+    assert.equal(config.member.publicKey, status.publicKey);
+    assert.equal(config.federationSpecHash, status.federationSpecHash);
+    assert.equal(config.federation.training.rounds, 100);
+    const secret = await core.readNamespacedSecret({ name: "alpha-member-key", namespace });
+    assert.equal(
+      Buffer.from(secret.data?.["public.key"] ?? "", "base64").toString(),
+      status.publicKey,
+    );
+
+    const pods = await trainerPods("alpha");
+    assert.equal(pods.length, 2);
+    assert.ok(pods.every((p) => p.spec?.nodeName && p.status?.phase === "Running"));
+  });
+
+  test("scaling up and down adds and removes workers without restarting the others", async () => {
+    const before = await podsByIndex("alpha");
+    assert.deepEqual([...before.keys()].sort(), ["0", "1"]);
+    await patchSpec("alpha", { contribution: { replicas: 3 } });
+    await waitStatus("alpha", "3 trainers ready", (s) => s.trainers?.ready === 3);
+    const scaledUp = await podsByIndex("alpha");
+    assert.equal(scaledUp.get("0"), before.get("0"));
+    assert.equal(scaledUp.get("1"), before.get("1"));
+    assert.ok(scaledUp.get("2"));
+
+    await patchSpec("alpha", { contribution: { replicas: 1 } });
+    await waitStatus(
+      "alpha",
+      "1 trainer",
+      (s) => s.trainers?.desired === 1 && s.trainers?.ready === 1,
+    );
+    await waitFor(
+      "two pods to go",
+      async () => ((await trainerPods("alpha")).length === 1 ? true : undefined),
+      60_000,
+    );
+    const scaledDown = await podsByIndex("alpha");
+    assert.deepEqual([...scaledDown.entries()], [["0", before.get("0")]]);
+  });
+
+  test("suspend stops the workers and resuming starts them again", async () => {
+    await patchSpec("alpha", { suspend: true });
+    const suspended = await waitStatus("alpha", "Suspended", (s) => s.phase === "Suspended");
+    assert.equal(condition(suspended.status, "Ready").status, "False");
+    assert.equal(condition(suspended.status, "Ready").reason, "Suspended");
+    await waitFor(
+      "the trainers to stop",
+      async () => ((await trainerPods("alpha")).length === 0 ? true : undefined),
+      60_000,
+    );
+
+    await patchSpec("alpha", { suspend: false });
+    await waitStatus(
+      "alpha",
+      "Ready again",
+      (s) => condition(s, "Ready")?.status === "True" && s.trainers?.ready === 1,
+    );
+    assert.equal((await trainerPods("alpha")).length, 1);
+  });
+
+  test("a spec this member cannot run gets a Valid=False condition and no children", async () => {
+    const body = manifest("too-small", { replicas: 2 });
+    body.spec.federation.data.synthetic.trainExamples = 40;
+    await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
+    const tf = await waitStatus("too-small", "Invalid", (s) => s.phase === "Invalid");
+    const valid = condition(tf.status, "Valid");
+    assert.equal(valid.status, "False");
+    assert.equal(valid.reason, "InvalidSpec");
+    assert.match(valid.message, /fewer than one batch of 32/);
+    assert.equal(condition(tf.status, "Ready").status, "False");
+    const jobs = await batch.listNamespacedJob({
+      namespace,
+      labelSelector: "fedtrain.dev/instance=too-small",
+    });
+    assert.equal(jobs.items.length, 0);
+    const configMaps = await core.listNamespacedConfigMap({
+      namespace,
+      labelSelector: "fedtrain.dev/instance=too-small",
+    });
+    assert.equal(configMaps.items.length, 0);
+  });
+
+  test("an operator restart recreates, modifies and rewrites nothing", async () => {
+    const versions = async () => ({
+      alpha: (await read("alpha")).metadata.resourceVersion,
+      invalid: (await read("too-small")).metadata.resourceVersion,
+      job: (await batch.readNamespacedJob({ name: "alpha-trainers", namespace })).metadata
+        ?.resourceVersion,
+      configMap: (await core.readNamespacedConfigMap({ name: "alpha-trainer-config", namespace }))
+        .metadata?.resourceVersion,
+      secret: (await core.readNamespacedSecret({ name: "alpha-member-key", namespace })).metadata
+        ?.resourceVersion,
+    });
+    const before = await versions();
+    await operator.stop("SIGTERM");
+    await operator.restart();
+    await waitFor(
+      "the restarted operator to lead",
+      async () =>
+        (await operator.metric("leader_election_master_status")) === 1 ? true : undefined,
+      30_000,
+    );
+    // Every object reconciled at least twice (start-up and a 2 s resync) with nothing to do.
+    await waitFor(
+      "the restarted operator to reconcile everything twice",
+      async () =>
+        (await operator.metric("controller_runtime_reconcile_total", { result: "success" })) >= 4
+          ? true
+          : undefined,
+      30_000,
+    );
+    assert.equal(await operator.metric("fedtrain_operator_api_writes_total"), 0);
+    assert.deepEqual(await versions(), before);
+  });
+
+  test("with two operators only the leader reconciles, and killing it hands over within the lease", async () => {
+    const second = await OperatorProcess.start(kubeconfig, operatorFlags(), `${logFile}.second`);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      assert.equal(await operator.metric("leader_election_master_status"), 1);
+      assert.equal(await second.metric("leader_election_master_status"), 0);
+      await objects.createNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural,
+        body: manifest("beta", { replicas: 1 }),
+      });
+      await waitStatus("beta", "Ready", (s) => condition(s, "Ready")?.status === "True");
+      assert.equal(await second.metric("controller_runtime_reconcile_total"), 0);
+
+      const killed = Date.now();
+      await operator.stop("SIGKILL");
+      await waitFor(
+        "the second operator to lead",
+        async () =>
+          (await second.metric("leader_election_master_status")) === 1 ? true : undefined,
+        30_000,
+        100,
+      );
+      const handover = Date.now() - killed;
+      // Lease duration 15 s, plus one retry period of 2 s to notice.
+      assert.ok(handover <= 17_000, `handover took ${handover} ms`);
+      await patchSpec("beta", { contribution: { replicas: 2 } });
+      await waitStatus("beta", "2 trainers ready", (s) => s.trainers?.ready === 2);
+    } finally {
+      await second.stop();
+      await operator.restart();
+    }
+  });
+
+  test("the operator rides out an API server restart without restarting itself", async () => {
+    await waitFor(
+      "the operator to lead again",
+      async () =>
+        (await operator.metric("leader_election_master_status")) === 1 ? true : undefined,
+      30_000,
+    );
+    const pid = operator.pid;
+    await testbed.restart({ cluster: testbed.clusters[0] ?? "", component: "apiserver" });
+    await patchSpec("beta", { contribution: { replicas: 1 } });
+    await waitStatus(
+      "beta",
+      "scaled to 1 after the restart",
+      (s) => s.trainers?.desired === 1 && s.trainers?.ready === 1,
+      90_000,
+    );
+    assert.equal(operator.pid, pid);
+  });
+
+  test("deleting a TrainingFederation removes its finalizer and its children", async () => {
+    await objects.deleteNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      name: "alpha",
+    });
+    await waitFor(
+      "alpha to be gone",
+      async () => {
+        try {
+          await read("alpha");
+          return undefined;
+        } catch (error) {
+          return (error as { code?: number }).code === 404 ? true : undefined;
+        }
+      },
+      60_000,
+    );
+    await waitFor(
+      "the garbage collector to remove alpha's children",
+      async () => {
+        const selector = { namespace, labelSelector: "fedtrain.dev/instance=alpha" };
+        const [jobs, configMaps, secrets] = await Promise.all([
+          batch.listNamespacedJob(selector),
+          core.listNamespacedConfigMap(selector),
+          core.listNamespacedSecret(selector),
+        ]);
+        return jobs.items.length + configMaps.items.length + secrets.items.length === 0
+          ? true
+          : undefined;
+      },
+      60_000,
+    );
+  });
+});
