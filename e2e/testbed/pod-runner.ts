@@ -22,7 +22,7 @@ import {
   type V1Probe,
   type V1Volume,
 } from "@kubernetes/client-node";
-import { containerArgv, localImage } from "./images.js";
+import { containerArgv, localImage, repoRoot } from "./images.js";
 import {
   apiTime,
   type ContainerExit,
@@ -79,6 +79,9 @@ interface ContainerRun {
 
 // Token lifetime asked of the TokenRequest API when the pod does not say (the kubelet's default).
 const defaultTokenSeconds = 3600;
+// Where a container's mount namespace keeps the pod folder and the repository while it mounts
+// volumes; the same folder serves every pod, since each sees only its own mounts there.
+const stagingDir = "/run/fedtrain-testbed-staging";
 // How often failed preparation (a missing ConfigMap, say) is retried.
 const waitingRetryMs = 1_000;
 
@@ -507,7 +510,16 @@ export class PodRunner {
       };
       return;
     }
-    const mounts: string[] = [];
+    // A mount can hide what later steps need (an emptyDir at /tmp hides a repository or a pod
+    // folder under /tmp): the pod's folder and the repository are first bound to a staging
+    // folder, volumes are mounted from there, and the repository is bound back at the end.
+    const stagedPod = `${stagingDir}/pod`;
+    const stagedRepo = `${stagingDir}/repo`;
+    const mounts: string[] = [
+      `mkdir -p ${stagedPod} ${stagedRepo}`,
+      `mount --bind ${shellQuote(this.dir)} ${stagedPod}`,
+      `mount --bind ${shellQuote(repoRoot)} ${stagedRepo}`,
+    ];
     for (const mount of run.spec.volumeMounts ?? []) {
       const source = this.volumes.get(mount.name);
       if (!source) {
@@ -517,14 +529,18 @@ export class PodRunner {
         };
         return;
       }
+      const staged = source.startsWith(`${this.dir}/`)
+        ? `${stagedPod}/${path.relative(this.dir, source)}`
+        : source;
       mounts.push(
         mountScript(
-          mount.subPath ? path.join(source, mount.subPath) : source,
+          mount.subPath ? path.join(staged, mount.subPath) : staged,
           mount.mountPath,
           mount.readOnly ?? false,
         ),
       );
     }
+    mounts.push(mountScript(stagedRepo, repoRoot, false));
     const workingDir = run.spec.workingDir ?? image.workingDir;
     const script = ["set -e", ...mounts, `cd ${shellQuote(workingDir)}`, 'exec "$@"'].join("\n");
     const logFile = path.join(this.dir, "logs", `${run.spec.name}.log`);
