@@ -1,0 +1,227 @@
+// `npm run bench -- operator [--objects N]`: the operator's own cost on a test-bed cluster.
+// 1. apply → pods: one federation on an idle cluster, time from create until its trainer pods
+//    exist (repeated; p50 reported);
+// 2. scale: N TrainingFederations with 0 replicas (a suspended Job each, so no trainer process
+//    starts), time until every one has its children and Ready status, reconciles per second;
+// 3. steady state: API writes per minute once everything is Ready, across several resyncs;
+// and the operator's peak RSS. The baseline measured in the same run is the time the benchmark's
+// own client needs just to create the N objects.
+import { readFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
+import { group, plural, version } from "../core/api/index.js";
+import { installCrds } from "../e2e/testbed/apply.js";
+import { OperatorProcess } from "../e2e/testbed/operator-process.js";
+import { waitFor } from "../e2e/testbed/process.js";
+import { Testbed } from "../e2e/testbed/testbed.js";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const namespace = "bench";
+// Short, so that the steady-state window sees several full resyncs of every object.
+const resyncSeconds = 10;
+const steadyStateSeconds = 60;
+const applyToPodsRuns = 11;
+// Objects the benchmark's client creates at once (like a GitOps tool applying a folder).
+const createConcurrency = 16;
+
+function manifest(name: string, replicas: number) {
+  return {
+    apiVersion: `${group}/${version}`,
+    kind: "TrainingFederation",
+    metadata: { name, namespace },
+    spec: {
+      federation: {
+        id: "bench",
+        model: { preset: "MLP" },
+        data: { synthetic: { preset: "GaussianClusters" } },
+      },
+      contribution: { replicas, gpusPerReplica: 1 },
+    },
+  };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length - 1) * p))] ?? Number.NaN;
+}
+
+async function peakRssMB(pid: number | undefined): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return Math.round(kb / 1024);
+}
+
+async function inBatches<T>(
+  items: T[],
+  size: number,
+  action: (item: T) => Promise<void>,
+): Promise<void> {
+  for (let i = 0; i < items.length; i += size)
+    await Promise.all(items.slice(i, i + size).map(action));
+}
+
+/** Runs the benchmark. */
+export async function run(args: string[]): Promise<unknown> {
+  const objectsFlag = args.indexOf("--objects");
+  const count = objectsFlag >= 0 ? Number(args[objectsFlag + 1]) : 1000;
+  const dir = path.join(os.tmpdir(), `fedtrain-bench-operator-${process.pid}`);
+  const log = (line: string) => console.log(line);
+  log(`[operator] test bed in ${dir}`);
+  const testbed = await Testbed.up({ dir, clusters: 1, nodes: 1, gpusPerNode: 8, log });
+  const cluster = testbed.clusters[0] ?? "";
+  const kubeConfig = testbed.kubeConfig(cluster);
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  let operator: OperatorProcess | undefined;
+  try {
+    await installCrds(
+      testbed,
+      cluster,
+      path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"),
+    );
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    operator = await OperatorProcess.start(
+      testbed.kubeconfigPath(cluster),
+      [
+        "--cluster-id=bench",
+        "--nats-url=nats://127.0.0.1:4222",
+        "--trainer-image=testbed.local/stand-in-trainer:1",
+        `--leader-election-namespace=${namespace}`,
+        `--resync-period=${resyncSeconds}`,
+      ],
+      path.join(dir, "operator.log"),
+    );
+    const metric = (name: string) => operator?.metric(name) ?? Promise.resolve(0);
+    await waitFor(
+      "the operator to lead",
+      async () => ((await metric("leader_election_master_status")) === 1 ? true : undefined),
+      60_000,
+    );
+
+    // 1. apply → pods on an idle cluster.
+    const applyToPods: number[] = [];
+    for (let i = 0; i < applyToPodsRuns; i++) {
+      const name = `latency-${i}`;
+      const started = performance.now();
+      await objects.createNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural,
+        body: manifest(name, 2),
+      });
+      await waitFor(
+        `${name}'s pods`,
+        async () => {
+          const pods = await core.listNamespacedPod({
+            namespace,
+            labelSelector: `fedtrain.dev/instance=${name}`,
+          });
+          return pods.items.length >= 2 ? true : undefined;
+        },
+        60_000,
+        10,
+      );
+      applyToPods.push((performance.now() - started) / 1000);
+      await objects.deleteNamespacedCustomObject({ group, version, namespace, plural, name });
+      await waitFor(
+        `${name} to be gone`,
+        async () => {
+          const pods = await core.listNamespacedPod({
+            namespace,
+            labelSelector: `fedtrain.dev/instance=${name}`,
+          });
+          return pods.items.length === 0 ? true : undefined;
+        },
+        60_000,
+      );
+    }
+    log(
+      `[operator] apply → pods created: p50 ${percentile(applyToPods, 0.5).toFixed(3)} s over ${applyToPods.length} runs`,
+    );
+
+    // 2. N objects at once.
+    const reconcilesBefore = await metric("controller_runtime_reconcile_total");
+    const names = Array.from({ length: count }, (_, i) => `member-${String(i).padStart(4, "0")}`);
+    const started = performance.now();
+    await inBatches(names, createConcurrency, async (name) => {
+      await objects.createNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural,
+        body: manifest(name, 0),
+      });
+    });
+    const createSeconds = (performance.now() - started) / 1000;
+    log(
+      `[operator] created ${count} TrainingFederations in ${createSeconds.toFixed(1)} s (baseline)`,
+    );
+    let lastReport = 0;
+    await waitFor(
+      `all ${count} TrainingFederations to be Ready`,
+      async () => {
+        const list = (await objects.listNamespacedCustomObject({
+          group,
+          version,
+          namespace,
+          plural,
+        })) as {
+          items: { status?: { conditions?: { type: string; status: string }[] } }[];
+        };
+        const ready = list.items.filter((tf) =>
+          tf.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+        ).length;
+        if (performance.now() - lastReport > 5_000) {
+          lastReport = performance.now();
+          log(
+            `[operator] ${ready}/${count} Ready after ${((performance.now() - started) / 1000).toFixed(1)} s`,
+          );
+        }
+        return ready >= count ? true : undefined;
+      },
+      30 * 60_000,
+      500,
+    );
+    const secondsUntilAllReady = (performance.now() - started) / 1000;
+    const reconciles = (await metric("controller_runtime_reconcile_total")) - reconcilesBefore;
+    const reconcilesPerSecond = reconciles / secondsUntilAllReady;
+    log(
+      `[operator] all Ready in ${secondsUntilAllReady.toFixed(1)} s: ${reconciles} reconciles, ${reconcilesPerSecond.toFixed(0)}/s`,
+    );
+
+    // 3. steady state.
+    const writesBefore = await metric("fedtrain_operator_api_writes_total");
+    const reconcilesBeforeSteady = await metric("controller_runtime_reconcile_total");
+    log(`[operator] steady state for ${steadyStateSeconds} s (resync every ${resyncSeconds} s)`);
+    await new Promise((resolve) => setTimeout(resolve, steadyStateSeconds * 1000));
+    const steadyWrites = (await metric("fedtrain_operator_api_writes_total")) - writesBefore;
+    const steadyReconciles =
+      (await metric("controller_runtime_reconcile_total")) - reconcilesBeforeSteady;
+    const result = {
+      objects: count,
+      secondsUntilAllReady: Number(secondsUntilAllReady.toFixed(2)),
+      reconcilesPerSecond: Number(reconcilesPerSecond.toFixed(1)),
+      steadyStateWritesPerMinute: Number(((steadyWrites / steadyStateSeconds) * 60).toFixed(2)),
+      steadyStateReconcilesPerMinute: Number(
+        ((steadyReconciles / steadyStateSeconds) * 60).toFixed(0),
+      ),
+      applyToPodsP50Seconds: Number(percentile(applyToPods, 0.5).toFixed(3)),
+      applyToPodsP90Seconds: Number(percentile(applyToPods, 0.9).toFixed(3)),
+      peakRssMB: await peakRssMB(operator.pid),
+      baseline: {
+        name: "the benchmark client creating the objects",
+        createSeconds: Number(createSeconds.toFixed(2)),
+        readyToCreateRatio: Number((secondsUntilAllReady / createSeconds).toFixed(2)),
+      },
+      machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version },
+    };
+    console.table(result);
+    return result;
+  } finally {
+    await operator?.stop();
+    await testbed.down();
+  }
+}

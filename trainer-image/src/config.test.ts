@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { describe, it } from "node:test";
+import { parse } from "yaml";
+import type { FederationSpec } from "../../core/api/index.js";
+import { dilocoConfig, workerData } from "./config.js";
+
+async function exampleFederation(): Promise<FederationSpec> {
+  const file = new URL(
+    "../../../examples/federation/base/trainingfederation.yaml",
+    import.meta.url,
+  );
+  const manifest = parse(await readFile(file, "utf8")) as { spec: { federation: FederationSpec } };
+  return manifest.spec.federation;
+}
+
+describe("config from the federation spec", () => {
+  it("maps the example federation's schedule, compression and aggregation", async () => {
+    const config = dilocoConfig(await exampleFederation());
+    assert.equal(config.rounds, 20);
+    assert.equal(config.innerSteps, 50);
+    assert.equal(config.inner.learningRate, 0.003);
+    assert.deepEqual(config.outer, { learningRate: 0.7, momentum: 0.9, nesterov: true });
+    assert.deepEqual(config.codec, { method: "topk", density: 0.02, bits: 4, groupSize: 256 });
+    assert.equal(config.errorFeedback, true);
+    assert.deepEqual(config.aggregation, { kind: "trimmedMean", trimFraction: 0.2 });
+    assert.deepEqual(config.normBound, { action: "clip", medianMultiple: 3 });
+    assert.equal(config.overlap, false);
+  });
+
+  it("builds the worker's data and a model sized to it", async () => {
+    const spec = await exampleFederation();
+    const { data, definition } = await workerData(spec, { workerIndex: 1, workerCount: 2 });
+    assert.equal(data.train.kind, "text");
+    assert.deepEqual(definition, {
+      kind: "transformer",
+      vocabularySize: 14,
+      layers: 2,
+      modelWidth: 64,
+      heads: 4,
+      contextLength: 32,
+      feedForwardMultiplier: 4,
+    });
+    const mlp = await workerData(
+      {
+        ...spec,
+        model: { preset: "MLP", mlp: { hiddenLayers: [16], activation: "Tanh" } },
+        data: {
+          synthetic: {
+            preset: "GaussianClusters",
+            trainExamples: 100,
+            evalExamples: 10,
+            features: 5,
+            classes: 3,
+            noise: 1,
+            maxOperand: 9,
+          },
+          sharding: { strategy: "IID", concentration: 1 },
+        },
+      },
+      { workerIndex: 0, workerCount: 2 },
+    );
+    assert.deepEqual(mlp.definition, {
+      kind: "mlp",
+      inputs: 5,
+      classes: 3,
+      hiddenLayers: [16],
+      activation: "Tanh",
+    });
+    await assert.rejects(
+      workerData({ ...spec, model: { preset: "MLP" } }, { workerIndex: 0, workerCount: 2 }),
+      /MLP preset needs classification data/,
+    );
+  });
+});

@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import { before, describe, it } from "node:test";
+import { decodeUpdate, encodeUpdate } from "../../core/codec/index.js";
+import { initBackend } from "./backend.js";
+import { BatchSampler, evaluationBatches, gaussianClusters } from "./data.js";
+import { type DiLoCoConfig, InProcessExchange } from "./diloco.js";
+import type { ModelDefinition } from "./model.js";
+import { simulateDiLoCo } from "./simulate.js";
+
+// Small enough to run in a few seconds on two shared cores with WASM; big enough that chance
+// (ln 4 ≈ 1.39) and a trained model (≈ 0.4) are far apart.
+const seed = 7;
+const workerCount = 3;
+const clusters = { trainExamples: 3000, evalExamples: 500, features: 16, classes: 4, noise: 1.5 };
+const definition: ModelDefinition = {
+  kind: "mlp",
+  inputs: 16,
+  classes: 4,
+  hiddenLayers: [32],
+  activation: "ReLU",
+};
+const base: DiLoCoConfig = {
+  rounds: 20,
+  innerSteps: 10,
+  inner: { learningRate: 1e-3, weightDecay: 0.01, warmupSteps: 10, beta1: 0.9, beta2: 0.999 },
+  outer: { learningRate: 0.7, momentum: 0.9, nesterov: true },
+  codec: { method: "none" },
+  errorFeedback: true,
+  aggregation: { kind: "mean" },
+  overlap: false,
+};
+const TARGET_EVAL_LOSS = 0.6;
+
+function run(config: DiLoCoConfig, strategy: "IID" | "NonIID" = "IID") {
+  const shards = Array.from({ length: workerCount }, (_, workerIndex) =>
+    gaussianClusters(seed, clusters, { workerIndex, workerCount, strategy, concentration: 0.5 }),
+  );
+  return simulateDiLoCo({
+    definition,
+    seed,
+    samplers: shards.map((shard, w) => new BatchSampler(shard.train, 32, seed, w)),
+    config,
+    evalBatches: evaluationBatches(shards[0]!.eval, 500),
+    evalEvery: 5,
+  });
+}
+
+describe("DiLoCo in process", () => {
+  before(async () => {
+    await initBackend("WASM", { log: () => {} });
+  });
+
+  let uncompressed = Number.NaN;
+
+  it("trains the MLP with 3 workers below the target eval loss, all holding one global model", async () => {
+    const result = await run(base);
+    uncompressed = result.finalEvalLoss;
+    assert.ok(
+      result.finalEvalLoss < TARGET_EVAL_LOSS,
+      `eval loss ${result.finalEvalLoss} (curve ${result.curve.map((p) => p.evalLoss.toFixed(3))})`,
+    );
+    assert.ok(result.curve[0]!.evalLoss > result.finalEvalLoss);
+    assert.equal(new Set(result.finalHashes).size, 1, "workers disagree on the global model");
+    // 20 dense fp32 updates of every parameter, plus each message's header.
+    const parameters = 16 * 32 + 32 + 32 * 4 + 4;
+    assert.ok(result.bytesPerWorker >= 20 * 4 * parameters);
+    assert.ok(result.bytesPerWorker < 20 * (4 * parameters + 64));
+  });
+
+  it("with top-k 3 %, 4-bit values and error feedback gets within 5 % of uncompressed", async () => {
+    const result = await run({
+      ...base,
+      codec: { method: "topk", density: 0.03, bits: 4, groupSize: 256 },
+    });
+    assert.ok(Number.isFinite(uncompressed), "the uncompressed run must run first");
+    assert.ok(
+      result.finalEvalLoss <= uncompressed * 1.05,
+      `top-k eval loss ${result.finalEvalLoss} vs uncompressed ${uncompressed}`,
+    );
+    assert.equal(new Set(result.finalHashes).size, 1);
+  });
+
+  it("also trains with one-round-delayed overlap and NonIID shards", async () => {
+    const result = await run({ ...base, overlap: true }, "NonIID");
+    assert.ok(result.finalEvalLoss < TARGET_EVAL_LOSS, `eval loss ${result.finalEvalLoss}`);
+    assert.equal(result.curve[result.curve.length - 1]!.round, base.rounds - 1);
+    assert.equal(new Set(result.finalHashes).size, 1);
+  });
+});
+
+describe("InProcessExchange", () => {
+  it("closes a round when every worker has published, in worker order", async () => {
+    const exchange = new InProcessExchange(["a", "b", "c"]);
+    const update = (value: number) =>
+      encodeUpdate(Float32Array.of(value, value), { method: "none" });
+    let closed = false;
+    const first = exchange
+      .endpoint("c")
+      .exchange(0, update(3))
+      .then((commit) => {
+        closed = true;
+        return commit;
+      });
+    const second = exchange.endpoint("a").exchange(0, update(1));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(closed, false);
+    const third = exchange.endpoint("b").exchange(0, update(2));
+    const commits = await Promise.all([first, second, third]);
+    for (const commit of commits) {
+      assert.deepEqual(
+        commit.updates.map((u) => [u.worker, decodeUpdate(u.message, 2)[0]]),
+        [
+          ["a", 1],
+          ["b", 2],
+          ["c", 3],
+        ],
+      );
+    }
+    await assert.rejects(
+      Promise.all([
+        exchange.endpoint("a").exchange(1, update(1)),
+        exchange.endpoint("a").exchange(1, update(1)),
+      ]),
+      /published twice/,
+    );
+  });
+});

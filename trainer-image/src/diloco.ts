@@ -1,0 +1,235 @@
+// DiLoCo for one worker: H inner AdamW steps on its shard, the pseudo-gradient global − local as
+// a flat Float32Array, compression with error feedback, exchange, aggregation and the outer
+// Nesterov step on plain typed arrays (never on the accelerator, so members on different
+// backends hold bit-identical global models), then local ← global. With `overlap` (DiLoCoX's
+// one-step delay) round r+1's inner steps start before round r's commit arrives, and the commit
+// is applied one round late.
+import { createHash } from "node:crypto";
+import {
+  type AggregationRule,
+  aggregate,
+  applyNormBound,
+  type CodecParams,
+  decodeUpdate,
+  ErrorFeedback,
+  type NormBound,
+  OuterOptimizer,
+  type OuterOptimizerConfig,
+  UpdateEncoder,
+} from "../../core/codec/index.js";
+import { AdamW, type AdamWConfig } from "./adamw.js";
+import type { BatchSampler } from "./data.js";
+import type { Model } from "./model.js";
+
+/** One worker's update in a round's commit. */
+export interface CommittedUpdate {
+  worker: string;
+  message: Uint8Array;
+}
+
+/** What a round closes with: exactly the included updates, in the canonical order to apply. */
+export interface RoundCommit {
+  round: number;
+  updates: CommittedUpdate[];
+}
+
+/**
+ * How a worker exchanges updates with the rest of the federation. The NATS transport implements
+ * it across machines; `InProcessExchange` implements it inside one process.
+ */
+export interface UpdateExchange {
+  /** Publishes this worker's encoded update for `round` and resolves with the round's commit. */
+  exchange(round: number, message: Uint8Array): Promise<RoundCommit>;
+}
+
+/** The DiLoCo schedule, optimisers and sync settings of a run. */
+export interface DiLoCoConfig {
+  rounds: number;
+  innerSteps: number;
+  inner: AdamWConfig;
+  outer: OuterOptimizerConfig;
+  codec: CodecParams;
+  /** Keep what compression left out and send it in later rounds. */
+  errorFeedback: boolean;
+  aggregation: AggregationRule;
+  normBound?: NormBound;
+  overlap: boolean;
+}
+
+/** What a worker reports after each round it applied. */
+export interface RoundReport {
+  round: number;
+  worker: string;
+  /** Loss of the last inner step of the round's own inner steps. */
+  trainLoss: number;
+  /** Bytes of this worker's encoded update. */
+  bytesSent: number;
+  /** Updates the commit included. */
+  included: number;
+  /** SHA-256 of the global parameters after the round, identical on every member. */
+  globalHash: string;
+}
+
+/** SHA-256 (hex) of a flat parameter vector's bytes. */
+export function parameterHash(parameters: Float32Array): string {
+  return createHash("sha256")
+    .update(new Uint8Array(parameters.buffer, parameters.byteOffset, parameters.byteLength))
+    .digest("hex");
+}
+
+/** One DiLoCo worker: its local model and inner optimiser, and its copy of the global state. */
+export class DiLoCoWorker {
+  /** The global parameters, identical on every member after each applied commit. */
+  readonly global: Float32Array;
+  readonly outer: OuterOptimizer;
+  private readonly optimizer: AdamW;
+  private readonly encoder: UpdateEncoder;
+  private readonly feedback: ErrorFeedback | null;
+  /** Bytes this worker has sent so far. */
+  bytesSent = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly model: Model,
+    initialGlobal: Float32Array,
+    private readonly sampler: BatchSampler,
+    private readonly exchange: UpdateExchange,
+    readonly config: DiLoCoConfig,
+  ) {
+    if (!(Number.isInteger(config.innerSteps) && config.innerSteps >= 1)) {
+      throw new RangeError(`innerSteps ${config.innerSteps} must be a positive integer`);
+    }
+    this.global = Float32Array.from(initialGlobal);
+    model.writeParameters(this.global);
+    this.optimizer = new AdamW(model, config.inner);
+    this.outer = new OuterOptimizer(this.global.length, config.outer);
+    this.encoder = new UpdateEncoder(config.codec, this.global.length);
+    this.feedback =
+      config.errorFeedback && config.codec.method !== "none"
+        ? new ErrorFeedback(this.global.length)
+        : null;
+  }
+
+  /** Runs all rounds; `onRound` sees every applied round (in overlap mode, one round late). */
+  async run(onRound?: (report: RoundReport) => void | Promise<void>): Promise<void> {
+    let anchor = Float32Array.from(this.global);
+    let pending: {
+      round: number;
+      commit: Promise<RoundCommit>;
+      trainLoss: number;
+      bytes: number;
+    } | null = null;
+    for (let round = 0; round < this.config.rounds; round++) {
+      const trainLoss = await this.innerSteps();
+      const local = await this.model.readParameters();
+      const pseudoGradient = new Float32Array(local.length);
+      for (let i = 0; i < local.length; i++) pseudoGradient[i] = anchor[i]! - local[i]!;
+      const message = this.encoder.encode(pseudoGradient, this.feedback ?? undefined);
+      this.bytesSent += message.byteLength;
+      const commit = this.exchange.exchange(round, message);
+      if (!this.config.overlap) {
+        await this.apply(await commit, trainLoss, message.byteLength, onRound);
+        this.model.writeParameters(this.global);
+        anchor = Float32Array.from(this.global);
+        continue;
+      }
+      if (pending) {
+        await this.apply(await pending.commit, pending.trainLoss, pending.bytes, onRound);
+      }
+      pending = { round, commit, trainLoss, bytes: message.byteLength };
+      // Keep this round's local progress on top of the newest global model; it is replaced by
+      // its aggregated form when this round's commit is applied at the end of the next round.
+      for (let i = 0; i < anchor.length; i++) anchor[i] = this.global[i]! - pseudoGradient[i]!;
+      this.model.writeParameters(anchor);
+    }
+    if (pending) {
+      await this.apply(await pending.commit, pending.trainLoss, pending.bytes, onRound);
+      this.model.writeParameters(this.global);
+    }
+  }
+
+  private async innerSteps(): Promise<number> {
+    let loss = Number.NaN;
+    for (let step = 0; step < this.config.innerSteps; step++) {
+      const last = step === this.config.innerSteps - 1;
+      const value = await this.optimizer.step(this.sampler.next(), last);
+      if (value !== null) loss = value;
+    }
+    return loss;
+  }
+
+  /** Decodes the commit's updates in its order, aggregates them and takes the outer step. */
+  private async apply(
+    commit: RoundCommit,
+    trainLoss: number,
+    bytesSent: number,
+    onRound: ((report: RoundReport) => void | Promise<void>) | undefined,
+  ): Promise<void> {
+    let updates = commit.updates.map((update) => decodeUpdate(update.message, this.global.length));
+    if (this.config.normBound && updates.length > 0) {
+      updates = applyNormBound(updates, this.config.normBound).updates;
+    }
+    if (updates.length > 0)
+      this.outer.step(this.global, aggregate(updates, this.config.aggregation));
+    await onRound?.({
+      round: commit.round,
+      worker: this.id,
+      trainLoss,
+      bytesSent,
+      included: updates.length,
+      globalHash: parameterHash(this.global),
+    });
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}
+
+/**
+ * An exchange among workers of one process: a round closes when every worker has published,
+ * and its commit lists the updates in worker order.
+ */
+export class InProcessExchange {
+  private readonly rounds = new Map<
+    number,
+    {
+      messages: Map<string, Uint8Array>;
+      resolve: (commit: RoundCommit) => void;
+      done: Promise<RoundCommit>;
+    }
+  >();
+
+  constructor(readonly workers: readonly string[]) {}
+
+  /** The exchange endpoint of one worker. */
+  endpoint(worker: string): UpdateExchange {
+    if (!this.workers.includes(worker)) throw new RangeError(`unknown worker ${worker}`);
+    return { exchange: (round, message) => this.publish(round, worker, message) };
+  }
+
+  private publish(round: number, worker: string, message: Uint8Array): Promise<RoundCommit> {
+    let state = this.rounds.get(round);
+    if (!state) {
+      let resolve!: (commit: RoundCommit) => void;
+      const done = new Promise<RoundCommit>((r) => {
+        resolve = r;
+      });
+      state = { messages: new Map(), resolve, done };
+      this.rounds.set(round, state);
+    }
+    if (state.messages.has(worker)) {
+      return Promise.reject(new Error(`worker ${worker} published twice in round ${round}`));
+    }
+    state.messages.set(worker, message);
+    if (state.messages.size === this.workers.length) {
+      const messages = state.messages;
+      state.resolve({
+        round,
+        updates: this.workers.map((id) => ({ worker: id, message: messages.get(id)! })),
+      });
+      this.rounds.delete(round);
+    }
+    return state.done;
+  }
+}
