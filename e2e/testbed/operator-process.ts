@@ -16,6 +16,18 @@ const entry = path.resolve(
   "main.js",
 );
 
+/**
+ * Node.js options the operator runs with (the Helm chart sets them in NODE_OPTIONS): a heap limit
+ * sized to the operator, small young-generation spaces and V8's size-over-speed mode. Without
+ * them V8 lets garbage pile up far beyond what the operator keeps alive; reconciles stay cheap
+ * either way (hundreds per second).
+ */
+export const operatorNodeOptions = [
+  "--max-old-space-size=96",
+  "--max-semi-space-size=2",
+  "--optimize-for-size",
+];
+
 /** One running operator process. */
 export class OperatorProcess {
   private child?: ChildProcess;
@@ -54,7 +66,11 @@ export class OperatorProcess {
   /** Starts the process again (after stop or kill) with the same flags and ports. */
   async restart(): Promise<void> {
     const log = openSync(this.logFile, "a");
-    this.child = spawn(process.execPath, [entry, ...this.args], { stdio: ["ignore", log, log] });
+    this.child = spawn(process.execPath, [...operatorNodeOptions, entry, ...this.args], {
+      stdio: ["ignore", log, log],
+      // glibc's default of one malloc arena per thread lets freed memory linger in RSS.
+      env: { ...process.env, MALLOC_ARENA_MAX: "2" },
+    });
     const child = this.child;
     await waitFor(
       "the operator to be ready",

@@ -6,11 +6,11 @@
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import https from "node:https";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { KubeConfig } from "@kubernetes/client-node";
 import { writeKubeconfig } from "./kubeconfig.js";
+import { answersInfo, natsServerConfig } from "./nats.js";
 import { ensureClientCertificate, ensureClusterPki } from "./pki.js";
 import { freePort, isRunning, startDaemon, stopDaemon, waitFor } from "./process.js";
 import { type Binaries, provision } from "./provision.js";
@@ -329,22 +329,7 @@ export class Testbed {
     const { nats, binaries } = this.state;
     if (await isRunning(nats.pid, binaries.natsServer)) return;
     const config = path.join(this.dir, "nats.conf");
-    await writeFile(
-      config,
-      [
-        "host: 127.0.0.1",
-        `port: ${nats.port}`,
-        // Model updates are tens of MB; the protocol chunks them, but larger messages mean fewer
-        // round trips. 8 MB is the largest size NATS recommends.
-        "max_payload: 8MB",
-        "jetstream {",
-        `  store_dir: ${JSON.stringify(path.join(this.dir, "jetstream"))}`,
-        "  max_memory_store: 1GB",
-        "  max_file_store: 16GB",
-        "}",
-        "",
-      ].join("\n"),
-    );
+    await writeFile(config, natsServerConfig(nats.port, path.join(this.dir, "jetstream")));
     this.log("[testbed] starting nats-server");
     nats.pid = startDaemon({
       command: binaries.natsServer,
@@ -352,7 +337,11 @@ export class Testbed {
       logFile: path.join(this.dir, "nats.log"),
     });
     await this.save();
-    await waitFor("nats-server", () => answersInfo(nats.port), 30_000);
+    await waitFor(
+      "nats-server",
+      async () => ((await answersInfo(nats.port)) ? true : undefined),
+      30_000,
+    );
   }
 
   private async clusterArgs(cluster: ClusterState, component: ClusterComponent): Promise<string[]> {
@@ -509,19 +498,5 @@ function httpsStatus(
     );
     request.on("error", () => resolve(undefined));
     request.on("timeout", () => request.destroy());
-  });
-}
-
-// nats-server sends its INFO line once it accepts clients; a bare TCP connect can succeed earlier.
-function answersInfo(port: number): Promise<true | undefined> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok ? true : undefined);
-    };
-    socket.setTimeout(1_000, () => done(false));
-    socket.once("error", () => done(false));
-    socket.once("data", (data) => done(data.toString("utf8").startsWith("INFO")));
   });
 }

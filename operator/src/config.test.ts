@@ -10,7 +10,7 @@ describe("parseConfig", () => {
     assert.equal(config.metricsAddress, ":8080");
     assert.equal(config.probeAddress, ":8081");
     assert.deepEqual(config.namespaces, []);
-    assert.equal(config.maxConcurrentReconciles, 4);
+    assert.equal(config.maxConcurrentReconciles, 8);
     assert.equal(config.resyncSeconds, 300);
     assert.equal(config.clusterId, undefined);
   });

@@ -93,7 +93,7 @@ export const flags: Record<string, Flag> = {
   "max-concurrent-reconciles": {
     env: "FEDTRAIN_MAX_CONCURRENT_RECONCILES",
     help: "reconciles that may run at once",
-    default: "4",
+    default: "8",
   },
   "resync-period": {
     env: "FEDTRAIN_RESYNC_SECONDS",

@@ -126,6 +126,10 @@ async function main(): Promise<void> {
           ? batch.listNamespacedJob({ namespace: ns, labelSelector: managedBySelector })
           : batch.listJobForAllNamespaces({ labelSelector: managedBySelector }),
       labelSelector: managedBySelector,
+      // Reconciles read a Job's metadata (the applied hashes) and status, never its spec.
+      transform: (job) => {
+        delete job.spec;
+      },
       onEvent: (_event, job) => enqueueOwner(job),
     },
     log,

@@ -64,6 +64,8 @@ export interface RoundReport {
   trainLoss: number;
   /** Bytes of this worker's encoded update. */
   bytesSent: number;
+  /** Bytes of the other workers' updates in the commit. */
+  bytesReceived: number;
   /** Updates the commit included. */
   included: number;
   /** SHA-256 of the global parameters after the round, identical on every member. */
@@ -77,6 +79,16 @@ export function parameterHash(parameters: Float32Array): string {
     .digest("hex");
 }
 
+/** Options of `DiLoCoWorker.run`. */
+export interface WorkerRunOptions {
+  /** When aborted, the worker stops after its current inner step, before publishing. */
+  signal?: AbortSignal;
+  /** The first round to run (a worker resumed from a checkpoint); default 0. */
+  firstRound?: number;
+  /** Called after every inner step with the steps taken so far in this run. */
+  onInnerStep?: (steps: number) => void;
+}
+
 /** One DiLoCo worker: its local model and inner optimiser, and its copy of the global state. */
 export class DiLoCoWorker {
   /** The global parameters, identical on every member after each applied commit. */
@@ -87,6 +99,8 @@ export class DiLoCoWorker {
   private readonly feedback: ErrorFeedback | null;
   /** Bytes this worker has sent so far. */
   bytesSent = 0;
+  /** Inner steps this worker has taken so far. */
+  innerStepCount = 0;
 
   constructor(
     readonly id: string,
@@ -110,8 +124,15 @@ export class DiLoCoWorker {
         : null;
   }
 
-  /** Runs all rounds; `onRound` sees every applied round (in overlap mode, one round late). */
-  async run(onRound?: (report: RoundReport) => void | Promise<void>): Promise<void> {
+  /**
+   * Runs all rounds; `onRound` sees every applied round (in overlap mode, one round late).
+   * Resolves with "stopped" when `options.signal` aborted the run between inner steps (a round
+   * in flight is dropped, its commit not awaited), else with "completed".
+   */
+  async run(
+    onRound?: (report: RoundReport) => void | Promise<void>,
+    options: WorkerRunOptions = {},
+  ): Promise<"completed" | "stopped"> {
     let anchor = Float32Array.from(this.global);
     let pending: {
       round: number;
@@ -119,8 +140,9 @@ export class DiLoCoWorker {
       trainLoss: number;
       bytes: number;
     } | null = null;
-    for (let round = 0; round < this.config.rounds; round++) {
-      const trainLoss = await this.innerSteps();
+    for (let round = options.firstRound ?? 0; round < this.config.rounds; round++) {
+      const trainLoss = await this.innerSteps(options);
+      if (trainLoss === null) return "stopped";
       const local = await this.model.readParameters();
       const pseudoGradient = new Float32Array(local.length);
       for (let i = 0; i < local.length; i++) pseudoGradient[i] = anchor[i]! - local[i]!;
@@ -146,16 +168,21 @@ export class DiLoCoWorker {
       await this.apply(await pending.commit, pending.trainLoss, pending.bytes, onRound);
       this.model.writeParameters(this.global);
     }
+    return "completed";
   }
 
-  private async innerSteps(): Promise<number> {
+  /** The round's inner steps and the last one's loss, or null when stopped in between. */
+  private async innerSteps(options: WorkerRunOptions): Promise<number | null> {
     let loss = Number.NaN;
     for (let step = 0; step < this.config.innerSteps; step++) {
+      if (options.signal?.aborted) return null;
       const last = step === this.config.innerSteps - 1;
       const value = await this.optimizer.step(this.sampler.next(), last);
       if (value !== null) loss = value;
+      this.innerStepCount++;
+      options.onInnerStep?.(this.innerStepCount);
     }
-    return loss;
+    return options.signal?.aborted ? null : loss;
   }
 
   /** Decodes the commit's updates in its order, aggregates them and takes the outer step. */
@@ -171,11 +198,16 @@ export class DiLoCoWorker {
     }
     if (updates.length > 0)
       this.outer.step(this.global, aggregate(updates, this.config.aggregation));
+    let bytesReceived = 0;
+    for (const update of commit.updates) {
+      if (update.worker !== this.id) bytesReceived += update.message.byteLength;
+    }
     await onRound?.({
       round: commit.round,
       worker: this.id,
       trainLoss,
       bytesSent,
+      bytesReceived,
       included: updates.length,
       globalHash: parameterHash(this.global),
     });

@@ -1,6 +1,6 @@
 // The operator's Prometheus metrics. Controller and work-queue metrics carry controller-runtime's
 // names and labels, so dashboards and alerts written for Go operators work unchanged.
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** The metrics of one work queue, bound to its name. */
 export interface WorkQueueMetrics {
@@ -120,6 +120,11 @@ export class OperatorMetrics {
     labelNames: ["phase"],
     registers: [this.registry],
   });
+
+  constructor() {
+    // process_* and nodejs_* (memory, event-loop lag, GC): the usual health of a Node.js process.
+    collectDefaultMetrics({ register: this.registry });
+  }
 
   /** The work-queue metrics of one controller. */
   workQueue(controller: string): WorkQueueMetrics {

@@ -90,17 +90,16 @@ export class TrainingFederationReconciler {
 
   async reconcile(key: string, log: Logger): Promise<ReconcileResult | undefined> {
     const [namespace = "", name = ""] = key.split("/");
-    const tf = this.caches.federations.get(namespace, name);
+    let tf = this.caches.federations.get(namespace, name);
     if (!tf) return undefined; // Deleted; its children are garbage-collected by owner reference.
     if (tf.metadata?.deletionTimestamp) {
       await this.finalize(tf, log);
       return undefined;
     }
     if (!tf.metadata?.finalizers?.includes(finalizer)) {
-      // The update this causes brings the object back through the queue.
-      await this.patchFinalizers(tf, [...(tf.metadata?.finalizers ?? []), finalizer]);
+      // Carry on with the object as patched, rather than wait for its watch event.
+      tf = await this.patchFinalizers(tf, [...(tf.metadata?.finalizers ?? []), finalizer]);
       log.debug("added finalizer");
-      return undefined;
     }
 
     const names = childNames(name);
@@ -121,7 +120,6 @@ export class TrainingFederationReconciler {
       observedJob = undefined;
     } else {
       const configMap = desiredConfigMap(tf, this.settings, publicKey);
-      if (!sameApplied(observedConfigMap, configMap)) await this.applyConfigMap(configMap, log);
       const job = desiredJob(tf, this.settings, contentHash(configMap.data));
       const observedTemplate = observedJob?.metadata?.annotations?.[templateHashAnnotation];
       if (observedJob && observedTemplate !== job.metadata?.annotations?.[templateHashAnnotation]) {
@@ -129,7 +127,12 @@ export class TrainingFederationReconciler {
         await this.deleteJob(observedJob, log);
         return { requeueAfterMs: recreateJobAfterMs };
       }
-      if (!sameApplied(observedJob, job)) observedJob = await this.applyJob(job, log);
+      // Independent writes go together: a pod that starts before its ConfigMap waits for it.
+      const [, appliedJob] = await Promise.all([
+        sameApplied(observedConfigMap, configMap) ? undefined : this.applyConfigMap(configMap, log),
+        sameApplied(observedJob, job) ? observedJob : this.applyJob(job, log),
+      ]);
+      observedJob = appliedJob;
     }
 
     const status = nextStatus(
@@ -156,7 +159,7 @@ export class TrainingFederationReconciler {
   }
 
   /** Lets the member leave, then removes the finalizer (children go by garbage collection). */
-  private async finalize(tf: TrainingFederation, log: Logger): Promise<void> {
+  private async finalize(tf: TrainingFederationObject, log: Logger): Promise<void> {
     const finalizers = tf.metadata?.finalizers ?? [];
     if (!finalizers.includes(finalizer)) return;
     const memberId = memberIdOf(tf, this.settings);
@@ -172,9 +175,12 @@ export class TrainingFederationReconciler {
    * Sets the finalizers with a JSON patch that first tests the resourceVersion, so a concurrent
    * change (someone else's finalizer) is never overwritten: the patch fails and is retried.
    */
-  private async patchFinalizers(tf: TrainingFederation, finalizers: string[]): Promise<void> {
+  private async patchFinalizers(
+    tf: TrainingFederationObject,
+    finalizers: string[],
+  ): Promise<TrainingFederationObject> {
     const { namespace = "", name = "", resourceVersion } = tf.metadata ?? {};
-    await this.objects.patchNamespacedCustomObject(
+    const patched = await this.objects.patchNamespacedCustomObject(
       {
         group,
         version,
@@ -189,6 +195,7 @@ export class TrainingFederationReconciler {
       json(PatchStrategy.JsonPatch),
     );
     this.metrics.apiWrites.inc({ verb: "patch", resource: "trainingfederations" });
+    return patched as TrainingFederationObject;
   }
 
   /**

@@ -1,0 +1,208 @@
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { describe, test } from "node:test";
+import { Admission } from "./admission.js";
+import type { RejectReason } from "./errors.js";
+import { generateKeyPair, sha256, toBase64 } from "./identity.js";
+import { RoundInbox } from "./inbox.js";
+import { encodeChunkHeader, encodeManifest } from "./wire.js";
+
+const alpha = generateKeyPair();
+const specHash = sha256(new Uint8Array([1]));
+
+function admission(): Admission {
+  const a = new Admission(
+    {
+      membership: {
+        policy: "Allowlist",
+        members: [{ id: "alpha", publicKey: toBase64(alpha.publicKey) }],
+        organiserKeys: [],
+      },
+    },
+    specHash,
+  );
+  a.observe({ memberId: "alpha", specHash, registeredAtMs: 0 }, alpha.publicKey);
+  return a;
+}
+
+function inbox(options: { maxUpdateBytes?: number; maxRoundBytes?: number } = {}) {
+  const drops: RejectReason[] = [];
+  const gate = admission();
+  const box = new RoundInbox({
+    round: 3,
+    maxUpdateBytes: options.maxUpdateBytes ?? 1 << 20,
+    maxRoundBytes: options.maxRoundBytes ?? 1 << 22,
+    admit: (m, k) => gate.check(m, k),
+    reject: (reason) => drops.push(reason),
+  });
+  return { box, drops };
+}
+
+const subject = (worker = "w0", round = 3) => `fedtrain.f.update.${round}.alpha.${worker}`;
+
+function messages(payload: Uint8Array, chunkSize: number, worker = "w0", round = 3): Uint8Array[] {
+  const chunkCount = Math.ceil(payload.length / chunkSize);
+  const out = [
+    encodeManifest(
+      {
+        round,
+        memberId: "alpha",
+        workerId: worker,
+        size: payload.length,
+        digest: sha256(payload),
+        chunkSize,
+        chunkCount,
+      },
+      alpha.privateKey,
+    ),
+  ];
+  for (let i = 0; i < chunkCount; i++)
+    out.push(
+      new Uint8Array([
+        ...encodeChunkHeader(i),
+        ...payload.subarray(i * chunkSize, (i + 1) * chunkSize),
+      ]),
+    );
+  return out;
+}
+
+describe("RoundInbox", () => {
+  test("reassembles a chunked payload and verifies its digest", () => {
+    const { box, drops } = inbox();
+    const payload = new Uint8Array(crypto.randomBytes(10_000));
+    for (const m of messages(payload, 3000)) box.handle(subject(), m);
+    assert.deepEqual(drops, []);
+    const update = box.complete.get("alpha.w0");
+    assert.deepEqual(update?.payload, payload);
+    assert.ok(box.find("alpha", "w0", sha256(payload)));
+  });
+
+  test("accepts chunks in any order and the manifest's copies from other shards", () => {
+    const { box, drops } = inbox();
+    const payload = new Uint8Array(crypto.randomBytes(10_000));
+    const [manifest, ...chunks] = messages(payload, 3000);
+    for (const m of [manifest!, manifest!, ...chunks.reverse(), manifest!])
+      box.handle(subject(), m);
+    assert.deepEqual(drops, []);
+    assert.deepEqual(box.complete.get("alpha.w0")?.payload, payload);
+  });
+
+  test("accepts an empty payload", () => {
+    const { box, drops } = inbox();
+    for (const m of messages(new Uint8Array(0), 3000)) box.handle(subject(), m);
+    assert.deepEqual(drops, []);
+    assert.equal(box.complete.get("alpha.w0")?.payload.length, 0);
+  });
+
+  const cases: [string, (ms: Uint8Array[]) => Uint8Array[], RejectReason][] = [
+    ["a chunk index beyond the manifest", (ms) => [ms[0]!, setIndex(ms[1]!, 9)], "malformed"],
+    ["a chunk twice", (ms) => [ms[0]!, ms[1]!, ms[1]!], "replayed"],
+    ["a short chunk", (ms) => [ms[0]!, ms[1]!.subarray(0, 100)], "truncated"],
+    [
+      "a changed chunk",
+      (ms) => [ms[0]!, ms[1]!.map((b, i) => (i === 20 ? b ^ 1 : b)), ms[2]!, ms[3]!],
+      "digest-mismatch",
+    ],
+    [
+      "a second, different manifest",
+      (ms) => [...ms, messages(new Uint8Array(10).fill(9), 3000)[0]!],
+      "replayed",
+    ],
+    ["a chunk without manifest", (ms) => [ms[1]!], "malformed"],
+  ];
+  for (const [name, mutate, reason] of cases) {
+    test(`drops ${name} as ${reason}`, () => {
+      const { box, drops } = inbox();
+      for (const m of mutate(messages(new Uint8Array(9000).fill(3), 3000)))
+        box.handle(subject(), m);
+      assert.ok(drops.includes(reason), `${drops}`);
+    });
+  }
+
+  test("drops an update of another round as a replay", () => {
+    const { box, drops } = inbox();
+    for (const m of messages(new Uint8Array(10), 3000, "w0", 2)) box.handle(subject("w0", 3), m);
+    assert.deepEqual(drops.slice(0, 1), ["replayed"]);
+  });
+
+  test("drops an update from an unknown key", () => {
+    const { box, drops } = inbox();
+    const stranger = generateKeyPair();
+    const m = encodeManifest(
+      {
+        round: 3,
+        memberId: "alpha",
+        workerId: "w0",
+        size: 1,
+        digest: sha256(new Uint8Array(1)),
+        chunkSize: 1,
+        chunkCount: 1,
+      },
+      stranger.privateKey,
+    );
+    box.handle(subject(), m);
+    assert.deepEqual(drops, ["unknown-key"]);
+  });
+
+  test("bounds memory: oversized updates and rounds are refused before buffering", () => {
+    const { box, drops } = inbox({ maxUpdateBytes: 5000, maxRoundBytes: 8000 });
+    for (const m of messages(new Uint8Array(6000), 3000, "w0")) box.handle(subject("w0"), m);
+    assert.deepEqual(drops, ["oversized"]);
+    for (const m of messages(new Uint8Array(5000), 3000, "w1")) box.handle(subject("w1"), m);
+    for (const m of messages(new Uint8Array(5000), 3000, "w2")) box.handle(subject("w2"), m);
+    assert.deepEqual(drops, ["oversized", "oversized"]);
+    assert.equal(box.bytes, 5000);
+  });
+});
+
+describe("Admission.required", () => {
+  const table: [{ minMembers?: number; fraction?: number }, number, number][] = [
+    [{}, 5, 1],
+    [{ minMembers: 2 }, 5, 2],
+    [{ fraction: 0.5 }, 5, 3],
+    [{ fraction: 0.5 }, 4, 2],
+    [{ fraction: 1 }, 3, 3],
+    [{ minMembers: 3, fraction: 0.1 }, 10, 3],
+    [{ fraction: 0.3 }, 0, 1],
+  ];
+  for (const [quorum, active, want] of table)
+    test(`${JSON.stringify(quorum)} of ${active} active needs ${want}`, () => {
+      assert.equal(Admission.required(quorum, active), want);
+    });
+});
+
+describe("Admission.check", () => {
+  test("refuses a member whose record carries another spec hash", () => {
+    const gate = admission();
+    assert.equal(gate.check("alpha", alpha.publicKey), undefined);
+    gate.observe(
+      { memberId: "alpha", specHash: sha256(new Uint8Array([2])), registeredAtMs: 1 },
+      alpha.publicKey,
+    );
+    assert.equal(gate.check("alpha", alpha.publicKey), "spec-mismatch");
+  });
+
+  test("under Open, the first key seen for a member id keeps it", () => {
+    const gate = new Admission(
+      { membership: { policy: "Open", members: [], organiserKeys: [] } },
+      specHash,
+    );
+    const other = generateKeyPair();
+    assert.equal(
+      gate.observe({ memberId: "m", specHash, registeredAtMs: 0 }, alpha.publicKey),
+      true,
+    );
+    assert.equal(
+      gate.observe({ memberId: "m", specHash, registeredAtMs: 0 }, other.publicKey),
+      false,
+    );
+    assert.equal(gate.check("m", other.publicKey), "unknown-key");
+    assert.equal(gate.check("m", alpha.publicKey), undefined);
+  });
+});
+
+function setIndex(chunk: Uint8Array, index: number): Uint8Array {
+  const out = new Uint8Array(chunk);
+  new DataView(out.buffer).setUint32(4, index);
+  return out;
+}

@@ -1,0 +1,45 @@
+// Public entry point of the federation protocol over NATS JetStream, shared by the trainer and
+// the operator. The specification is docs/protocol.md.
+export { Admission } from "./admission.js";
+export {
+  AdmissionError,
+  ProtocolMessageError,
+  ProtocolTransportError,
+  type RejectReason,
+} from "./errors.js";
+export {
+  canonicalHash,
+  generateKeyPair,
+  type KeyPair,
+  keyFromBase64,
+  keyPairFromPrivate,
+  sha256,
+  toBase64,
+  toHex,
+} from "./identity.js";
+export {
+  type LedgerProblem,
+  type LedgerRecord,
+  type LedgerReport,
+  type LedgerTrust,
+  verifyFederationLedger,
+  verifyLedger,
+} from "./ledger.js";
+export {
+  deregisterMember,
+  disagreementsOf,
+  publishControl,
+  readFederationView,
+  registerMember,
+} from "./operator.js";
+export {
+  connectNats,
+  type FederationNames,
+  federationNames,
+  openFederation,
+  readStream,
+  UPDATE_SHARDS,
+} from "./resources.js";
+export type * from "./types.js";
+export * as wire from "./wire.js";
+export { defaultSettings, FederationWorker, type WorkerOptions } from "./worker.js";

@@ -1,0 +1,271 @@
+// What the operator does on NATS: register and deregister its member (the finalizer), read the
+// federation view for status, and (for organisers) pause or resume the federation.
+import type { NatsConnection } from "@nats-io/transport-node";
+import { Admission } from "./admission.js";
+import { equalBytes, keyPairFromPrivate, sha256, toBase64, toHex } from "./identity.js";
+import { workerKey } from "./inbox.js";
+import { openFederation, publishDurable, readStream } from "./resources.js";
+import type {
+  FederationView,
+  MemberView,
+  ModelDisagreement,
+  ProtocolSettings,
+  ProtocolSpec,
+  WorkerHeartbeat,
+  WorkerView,
+} from "./types.js";
+import {
+  decodeCheckpoint,
+  decodeCommit,
+  decodeControl,
+  decodeHeartbeat,
+  decodeLease,
+  decodeMember,
+  decodeRoundStatus,
+  encodeControl,
+} from "./wire.js";
+import { defaultSettings, registerMemberRecord } from "./worker.js";
+
+type Timings = Pick<ProtocolSettings, "workerTtlMs" | "leaseTtlMs">;
+
+function timingsOf(settings?: Partial<ProtocolSettings>): Timings {
+  return { ...defaultSettings, ...settings };
+}
+
+/**
+ * Registers this member in the federation (idempotent; updates the spec hash when it changed).
+ * Throws AdmissionError when the member id is registered with another key.
+ */
+export async function registerMember(
+  nc: NatsConnection,
+  member: {
+    federationId: string;
+    memberId: string;
+    specHash: Uint8Array;
+    privateKey: Uint8Array;
+    settings?: Partial<ProtocolSettings>;
+  },
+): Promise<void> {
+  const resources = await openFederation(nc, member.federationId, timingsOf(member.settings));
+  await registerMemberRecord(resources, member);
+}
+
+/**
+ * Removes this member and its workers' heartbeats (idempotent; tolerates a member that never
+ * registered). Only the record signed with this key is removed.
+ */
+export async function deregisterMember(
+  nc: NatsConnection,
+  member: { federationId: string; memberId: string; privateKey: Uint8Array },
+): Promise<void> {
+  const resources = await openFederation(nc, member.federationId, timingsOf());
+  const { publicKey } = keyPairFromPrivate(member.privateKey);
+  const entry = await resources.members.get(member.memberId);
+  if (entry && entry.operation === "PUT") {
+    try {
+      if (!equalBytes(decodeMember(entry.value).signer, publicKey)) return;
+    } catch {
+      // A malformed record under our id is ours to remove.
+    }
+    await resources.members.delete(member.memberId);
+  }
+  for await (const key of await resources.workers.keys(`${member.memberId}.*`))
+    await resources.workers.delete(key);
+}
+
+/** Publishes an organiser-signed pause or resume for the whole federation. */
+export async function publishControl(
+  nc: NatsConnection,
+  federationId: string,
+  control: { action: "pause" | "resume"; reason?: string; sequence?: number },
+  organiserPrivateKey: Uint8Array,
+): Promise<void> {
+  const resources = await openFederation(nc, federationId, timingsOf());
+  const message = encodeControl(
+    {
+      action: control.action,
+      sequence: control.sequence ?? Date.now(),
+      issuedAtMs: Date.now(),
+      reason: control.reason ?? "",
+    },
+    organiserPrivateKey,
+  );
+  await publishDurable(resources.js, resources.names.controlSubject, message, {}, 10_000);
+}
+
+/** Reads the federation as seen from NATS, judged by this member's spec and spec hash. */
+export async function readFederationView(
+  nc: NatsConnection,
+  spec: ProtocolSpec,
+  specHash: Uint8Array,
+  settings?: Partial<ProtocolSettings>,
+): Promise<FederationView> {
+  const resources = await openFederation(nc, spec.id, timingsOf(settings));
+  const admission = new Admission(spec, specHash);
+
+  const members = new Map<string, { publicKey: Uint8Array; specHash: Uint8Array }>();
+  for await (const key of await resources.members.keys()) {
+    const entry = await resources.members.get(key);
+    if (entry?.operation !== "PUT") continue;
+    try {
+      const { body, signer } = decodeMember(entry.value);
+      if (body.memberId === key) members.set(key, { publicKey: signer, specHash: body.specHash });
+    } catch {
+      // Malformed records are not members.
+    }
+  }
+
+  const workers = new Map<string, { hb: WorkerHeartbeat; at: Date }[]>();
+  for await (const key of await resources.workers.keys()) {
+    const entry = await resources.workers.get(key);
+    if (entry?.operation !== "PUT") continue;
+    try {
+      const { body, signer } = decodeHeartbeat(entry.value);
+      const member = members.get(body.memberId);
+      if (workerKey(body.memberId, body.workerId) !== key || !member) continue;
+      if (!equalBytes(member.publicKey, signer)) continue;
+      const list = workers.get(body.memberId) ?? [];
+      list.push({ hb: body, at: entry.created });
+      workers.set(body.memberId, list);
+    } catch {
+      // Malformed heartbeats are not workers.
+    }
+  }
+
+  const contributed = new Map<string, number>();
+  let lastCommit: FederationView["lastCommit"];
+  let lastCheckpoint: FederationView["lastCheckpoint"];
+  let round = 0;
+  let prev: Uint8Array = new Uint8Array(32);
+  for (const { data } of await readStream(resources, resources.names.ledgerStream)) {
+    try {
+      const { body } = decodeCommit(data);
+      if (body.round !== round + 1 || !equalBytes(body.prevHash, prev)) continue;
+      round = body.round;
+      prev = sha256(data);
+      for (const m of new Set(body.entries.map((e) => e.memberId)))
+        contributed.set(m, (contributed.get(m) ?? 0) + 1);
+      lastCommit = {
+        round,
+        hash: toHex(prev),
+        entries: body.entries.length,
+        committedAt: new Date(body.committedAtMs).toISOString(),
+      };
+    } catch {
+      // The workers drop and count invalid commits; the view skips them.
+    }
+  }
+  const checkpointEntry = await resources.state.get("checkpoint");
+  if (checkpointEntry?.operation === "PUT") {
+    try {
+      const { body } = decodeCheckpoint(checkpointEntry.value);
+      lastCheckpoint = { round: body.round, digest: toHex(body.digest), size: body.size };
+    } catch {
+      lastCheckpoint = undefined;
+    }
+  }
+  let roundStatus: FederationView["roundStatus"];
+  const statusEntry = await resources.state.get("round");
+  if (statusEntry?.operation === "PUT") {
+    try {
+      const status = decodeRoundStatus(statusEntry.value).body;
+      if (status.round === round + 1) roundStatus = status;
+    } catch {
+      roundStatus = undefined;
+    }
+  }
+  let coordinator: FederationView["coordinator"];
+  const leaseEntry = await resources.lease.get("coordinator");
+  if (leaseEntry?.operation === "PUT") {
+    try {
+      const { memberId, workerId } = decodeLease(leaseEntry.value).body;
+      coordinator = { memberId, workerId };
+    } catch {
+      coordinator = undefined;
+    }
+  }
+  let paused = false;
+  let controlSequence = 0;
+  for (const { data } of await readStream(resources, resources.names.controlStream)) {
+    try {
+      const { body, signer } = decodeControl(data);
+      if (!admission.isOrganiser(signer) || body.sequence <= controlSequence) continue;
+      controlSequence = body.sequence;
+      paused = body.action === "pause";
+    } catch {
+      // Unsigned or malformed control messages change nothing.
+    }
+  }
+
+  const memberViews: MemberView[] = [];
+  const losses: number[] = [];
+  for (const [memberId, member] of [...members].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const list = workers.get(memberId) ?? [];
+    const workerViews: WorkerView[] = list.map(({ hb, at }) => ({
+      workerId: hb.workerId,
+      state: hb.state === "active" ? "Active" : "Leaving",
+      lastHeartbeat: at.toISOString(),
+      appliedRound: hb.appliedRound,
+      modelHash: toHex(hb.modelHash),
+      loss: hb.loss,
+    }));
+    const refusal = admission.refusal(memberId, member.publicKey, member.specHash);
+    for (const { hb } of list) if (!refusal && hb.loss !== undefined) losses.push(hb.loss);
+    const last = list.map((w) => w.at.getTime()).sort((a, b) => b - a)[0];
+    memberViews.push({
+      memberId,
+      publicKey: toBase64(member.publicKey),
+      specHash: toHex(member.specHash),
+      state: refusal
+        ? "Refused"
+        : workerViews.some((w) => w.state === "Active")
+          ? "Active"
+          : "Idle",
+      reason: refusal ?? "",
+      lastHeartbeat: last === undefined ? undefined : new Date(last).toISOString(),
+      roundsContributed: contributed.get(memberId) ?? 0,
+      workers: workerViews,
+    });
+  }
+
+  return {
+    federationId: spec.id,
+    round: round + 1,
+    roundStatus,
+    paused,
+    coordinator,
+    lastCommit,
+    lastCheckpoint,
+    loss: losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : undefined,
+    members: memberViews,
+    disagreements: disagreementsOf(memberViews.filter((m) => m.state !== "Refused")),
+  };
+}
+
+/** Workers at the same applied round whose model hash differs from that round's majority. */
+export function disagreementsOf(members: readonly MemberView[]): ModelDisagreement[] {
+  const byRound = new Map<number, { memberId: string; workerId: string; hash: string }[]>();
+  for (const m of members)
+    for (const w of m.workers) {
+      if (w.appliedRound === 0) continue;
+      const list = byRound.get(w.appliedRound) ?? [];
+      list.push({ memberId: m.memberId, workerId: w.workerId, hash: w.modelHash });
+      byRound.set(w.appliedRound, list);
+    }
+  const out: ModelDisagreement[] = [];
+  for (const [round, list] of byRound) {
+    const votes = new Map<string, number>();
+    for (const w of list) votes.set(w.hash, (votes.get(w.hash) ?? 0) + 1);
+    if (votes.size < 2) continue;
+    const majority = [...votes].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0]![0];
+    for (const w of list)
+      if (w.hash !== majority)
+        out.push({
+          round,
+          worker: { memberId: w.memberId, workerId: w.workerId },
+          expected: majority,
+          reported: w.hash,
+        });
+  }
+  return out;
+}

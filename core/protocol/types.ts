@@ -1,0 +1,231 @@
+// Types of the federation protocol: wire messages, the caller's model, options, counters and the
+// federation view the operator reads.
+import type { Membership, Quorum } from "../api/index.js";
+import type { RejectReason } from "./errors.js";
+
+/** The part of the shared FederationSpec the protocol needs. */
+export interface ProtocolSpec {
+  id: string;
+  sync: {
+    quorum: Quorum;
+    /** May be fractional (tests use 1–3 s). */
+    roundDeadlineSeconds: number;
+    checkpointEveryRounds: number;
+  };
+  membership: Membership;
+}
+
+/** A member's registration, signed by the member key; KV `members`, key `<memberId>`. */
+export interface MemberRecord {
+  memberId: string;
+  /** SHA-256 of the member's canonical FederationSpec. */
+  specHash: Uint8Array;
+  registeredAtMs: number;
+}
+
+/** A worker's liveness record, signed by its member's key; KV `workers`, key `<member>.<worker>`. */
+export interface WorkerHeartbeat {
+  memberId: string;
+  workerId: string;
+  specHash: Uint8Array;
+  state: "active" | "leaving";
+  /** The last round this worker applied (0: none). */
+  appliedRound: number;
+  /** SHA-256 of its global model after appliedRound (zeros when none). */
+  modelHash: Uint8Array;
+  /** Latest training loss the worker reported, if any. */
+  loss: number | undefined;
+  /** Commits that included this worker's update since it started. */
+  roundsContributed: number;
+  sentAtMs: number;
+}
+
+/** First message of an update: what the chunks that follow add up to. */
+export interface UpdateManifest {
+  round: number;
+  memberId: string;
+  workerId: string;
+  size: number;
+  /** SHA-256 of the whole payload. */
+  digest: Uint8Array;
+  chunkSize: number;
+  chunkCount: number;
+}
+
+/** One update included in a commit. */
+export interface CommitEntry {
+  memberId: string;
+  workerId: string;
+  publicKey: Uint8Array;
+  digest: Uint8Array;
+  size: number;
+}
+
+/** A checkpoint in the object store, referenced by digest. */
+export interface CheckpointRef {
+  /** The round after whose apply the snapshot was taken. */
+  round: number;
+  digest: Uint8Array;
+  size: number;
+  objectName: string;
+}
+
+/** Identifies one worker. */
+export interface WorkerRef {
+  memberId: string;
+  workerId: string;
+}
+
+/** The coordinator's decision for one round; one ledger entry. */
+export interface Commit {
+  round: number;
+  /** 0 for the first deadline, +1 for each retry. */
+  attempt: number;
+  /** SHA-256 of the previous commit message (zeros for round 1). */
+  prevHash: Uint8Array;
+  /** The federation spec hash the round was trained under. */
+  specHash: Uint8Array;
+  coordinator: WorkerRef;
+  closedBy: "all-in" | "deadline";
+  activeMembers: number;
+  committedAtMs: number;
+  /** Sorted by memberId, then workerId: the order every worker applies them in. */
+  entries: CommitEntry[];
+  /** The latest checkpoint not referenced by an earlier commit. */
+  checkpoint: CheckpointRef | undefined;
+}
+
+/** An organiser's signed order to pause or resume the whole federation. */
+export interface ControlMessage {
+  action: "pause" | "resume";
+  /** Strictly increasing per federation; a lower or equal one is a replay. */
+  sequence: number;
+  issuedAtMs: number;
+  reason: string;
+}
+
+/** Where the open round stands; KV `state`, key `round`, written by the coordinator. */
+export interface RoundStatus {
+  round: number;
+  attempt: number;
+  phase: "open" | "retrying" | "paused";
+  /** Why the round was retried or paused ("" when open). */
+  reason: string;
+  coordinator: WorkerRef;
+  updatedAtMs: number;
+}
+
+/** The coordinator lease value; KV `lease`, key `coordinator`. */
+export interface CoordinatorLease {
+  memberId: string;
+  workerId: string;
+  acquiredAtMs: number;
+}
+
+/** An update as applied: the committed entry and its payload. */
+export interface CommittedUpdate extends CommitEntry {
+  payload: Uint8Array;
+}
+
+/**
+ * The caller's replica of the global model. The protocol calls it in round order, never
+ * concurrently; the same commits in the same order must give bit-identical state everywhere.
+ */
+export interface ReplicaModel {
+  /** Applies round `commit.round`'s updates, given in the commit's canonical order. */
+  apply(commit: Commit, updates: readonly CommittedUpdate[]): void | Promise<void>;
+  /** SHA-256 (32 bytes) of the model state after the last apply. */
+  hash(): Uint8Array | Promise<Uint8Array>;
+  /** Global model + outer optimiser state as opaque bytes, for a checkpoint. */
+  snapshot(): Uint8Array | Promise<Uint8Array>;
+  /** Replaces the state with a checkpoint's bytes. */
+  restore(snapshot: Uint8Array): void | Promise<void>;
+}
+
+/** Protocol timings and limits; defaults in docs/protocol.md ("Timeouts and limits"). */
+export interface ProtocolSettings {
+  heartbeatIntervalMs: number;
+  /** A worker not heard from for this long is not live (and its KV entry expires). */
+  workerTtlMs: number;
+  /** The coordinator lease expires this long after its last refresh. */
+  leaseTtlMs: number;
+  /** Bytes of payload per chunk message. */
+  chunkBytes: number;
+  /** Largest update payload accepted. */
+  maxUpdateBytes: number;
+  /** Most payload bytes buffered for one round across all senders. */
+  maxRoundBytes: number;
+  /** How long a JetStream publish is retried (e.g. while the server restarts). */
+  publishRetryMs: number;
+}
+
+/** The per-worker counters: drops by reason, and the protocol's own events. */
+export interface ProtocolCounters {
+  dropped: Record<RejectReason, number>;
+  updatesSent: number;
+  bytesSent: number;
+  updatesReceived: number;
+  roundsApplied: number;
+  commitsPublished: number;
+  roundsRetried: number;
+  coordinatorTerms: number;
+  modelHashMismatches: number;
+}
+
+/** Two workers that applied the same round hold different models. */
+export interface ModelDisagreement {
+  round: number;
+  worker: WorkerRef;
+  expected: string;
+  reported: string;
+}
+
+/** What a round did for this worker. */
+export interface RoundResult {
+  round: number;
+  /** Whether this worker's update was in the commit. */
+  included: boolean;
+  commit: Commit;
+  /** Hex SHA-256 of the model after applying the round. */
+  modelHash: string;
+}
+
+/** A worker as the operator shows it. */
+export interface WorkerView {
+  workerId: string;
+  state: "Active" | "Leaving";
+  lastHeartbeat: string;
+  appliedRound: number;
+  modelHash: string;
+  loss: number | undefined;
+}
+
+/** A member as the operator shows it. */
+export interface MemberView {
+  memberId: string;
+  publicKey: string;
+  specHash: string;
+  /** Active: live workers; Idle: registered, none live; Refused: see reason. */
+  state: "Active" | "Idle" | "Refused";
+  reason: string;
+  lastHeartbeat: string | undefined;
+  roundsContributed: number;
+  workers: WorkerView[];
+}
+
+/** The federation as seen from NATS, for a member's status. */
+export interface FederationView {
+  federationId: string;
+  /** The round now open (last committed + 1). */
+  round: number;
+  roundStatus: RoundStatus | undefined;
+  paused: boolean;
+  coordinator: WorkerRef | undefined;
+  lastCommit: { round: number; hash: string; entries: number; committedAt: string } | undefined;
+  lastCheckpoint: { round: number; digest: string; size: number } | undefined;
+  /** Mean of the live workers' reported losses. */
+  loss: number | undefined;
+  members: MemberView[];
+  /** Live workers at the same round with different model hashes. */
+  disagreements: ModelDisagreement[];
+}

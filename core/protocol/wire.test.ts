@@ -1,0 +1,304 @@
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { describe, test } from "node:test";
+import { ProtocolMessageError } from "./errors.js";
+import { generateKeyPair, sha256 } from "./identity.js";
+import type { Commit } from "./types.js";
+import * as wire from "./wire.js";
+
+const keys = generateKeyPair();
+const digest = sha256(new Uint8Array([1, 2, 3]));
+
+const commit: Commit = {
+  round: 7,
+  attempt: 1,
+  prevHash: sha256(new Uint8Array([9])),
+  specHash: sha256(new Uint8Array([8])),
+  coordinator: { memberId: "alpha", workerId: "w0" },
+  closedBy: "deadline",
+  activeMembers: 3,
+  committedAtMs: 1_700_000_000_000,
+  entries: [
+    { memberId: "alpha", workerId: "w0", publicKey: keys.publicKey, digest, size: 10 },
+    { memberId: "beta", workerId: "w1", publicKey: keys.publicKey, digest, size: 20 },
+  ],
+  checkpoint: { round: 6, digest, size: 99, objectName: "round-6" },
+};
+
+/** Every message kind, encoded, with its decoder and the value it must decode to. */
+const samples = [
+  {
+    name: "member",
+    bytes: wire.encodeMember(
+      { memberId: "alpha", specHash: digest, registeredAtMs: 5 },
+      keys.privateKey,
+    ),
+    decode: wire.decodeMember,
+    value: { memberId: "alpha", specHash: digest, registeredAtMs: 5 },
+  },
+  {
+    name: "heartbeat",
+    bytes: wire.encodeHeartbeat(
+      {
+        memberId: "alpha",
+        workerId: "w0",
+        specHash: digest,
+        state: "active",
+        appliedRound: 4,
+        modelHash: digest,
+        loss: 0.25,
+        roundsContributed: 3,
+        sentAtMs: 6,
+      },
+      keys.privateKey,
+    ),
+    decode: wire.decodeHeartbeat,
+    value: {
+      memberId: "alpha",
+      workerId: "w0",
+      specHash: digest,
+      state: "active",
+      appliedRound: 4,
+      modelHash: digest,
+      loss: 0.25,
+      roundsContributed: 3,
+      sentAtMs: 6,
+    },
+  },
+  {
+    name: "manifest",
+    bytes: wire.encodeManifest(
+      {
+        round: 3,
+        memberId: "alpha",
+        workerId: "w0",
+        size: 10,
+        digest,
+        chunkSize: 4,
+        chunkCount: 3,
+      },
+      keys.privateKey,
+    ),
+    decode: wire.decodeManifest,
+    value: {
+      round: 3,
+      memberId: "alpha",
+      workerId: "w0",
+      size: 10,
+      digest,
+      chunkSize: 4,
+      chunkCount: 3,
+    },
+  },
+  {
+    name: "commit",
+    bytes: wire.encodeCommit(commit, keys.privateKey),
+    decode: wire.decodeCommit,
+    value: commit,
+  },
+  {
+    name: "checkpoint",
+    bytes: wire.encodeCheckpoint(commit.checkpoint!, keys.privateKey),
+    decode: wire.decodeCheckpoint,
+    value: commit.checkpoint,
+  },
+  {
+    name: "control",
+    bytes: wire.encodeControl(
+      { action: "pause", sequence: 2, issuedAtMs: 3, reason: "maintenance" },
+      keys.privateKey,
+    ),
+    decode: wire.decodeControl,
+    value: { action: "pause", sequence: 2, issuedAtMs: 3, reason: "maintenance" },
+  },
+  {
+    name: "round status",
+    bytes: wire.encodeRoundStatus(
+      {
+        round: 2,
+        attempt: 1,
+        phase: "retrying",
+        reason: "quorum",
+        coordinator: { memberId: "alpha", workerId: "w0" },
+        updatedAtMs: 4,
+      },
+      keys.privateKey,
+    ),
+    decode: wire.decodeRoundStatus,
+    value: {
+      round: 2,
+      attempt: 1,
+      phase: "retrying",
+      reason: "quorum",
+      coordinator: { memberId: "alpha", workerId: "w0" },
+      updatedAtMs: 4,
+    },
+  },
+  {
+    name: "lease",
+    bytes: wire.encodeLease(
+      { memberId: "alpha", workerId: "w0", acquiredAtMs: 1 },
+      keys.privateKey,
+    ),
+    decode: wire.decodeLease,
+    value: { memberId: "alpha", workerId: "w0", acquiredAtMs: 1 },
+  },
+] as const;
+
+describe("wire format", () => {
+  for (const sample of samples) {
+    test(`${sample.name} round-trips with its signer`, () => {
+      const decoded = (sample.decode as (b: Uint8Array) => wire.Signed<unknown>)(sample.bytes);
+      assert.deepEqual(decoded.body, sample.value);
+      assert.deepEqual(decoded.signer, keys.publicKey);
+    });
+  }
+
+  test("the header layout is magic, version, kind, body length; then key and signature", () => {
+    const bytes = samples[0].bytes;
+    const view = new DataView(bytes.buffer, bytes.byteOffset);
+    assert.equal(view.getUint16(0), 0x4654);
+    assert.equal(view.getUint8(2), wire.WIRE_VERSION);
+    assert.equal(view.getUint8(3), wire.Kind.member);
+    const length = view.getUint32(4);
+    assert.equal(bytes.length, wire.HEADER_BYTES + length + wire.TRAILER_BYTES);
+    assert.deepEqual(bytes.subarray(8 + length, 8 + length + 32), keys.publicKey);
+  });
+
+  const rejects: [string, (b: Uint8Array) => Uint8Array, string][] = [
+    ["a flipped body bit", (b) => flip(b, 12), "bad-signature"],
+    ["a flipped signature bit", (b) => flip(b, b.length - 1), "bad-signature"],
+    ["another signer's key", (b) => withKey(b, generateKeyPair().publicKey), "bad-signature"],
+    ["a truncated message", (b) => b.subarray(0, b.length - 1), "truncated"],
+    ["trailing bytes", (b) => new Uint8Array([...b, 0]), "malformed"],
+    ["another version", (b) => set(b, 2, 2), "unsupported-version"],
+    ["bad magic", (b) => set(b, 0, 0), "malformed"],
+    ["a huge declared body", (b) => setU32(b, 4, 0xffffffff), "oversized"],
+  ];
+  for (const [name, mutate, reason] of rejects) {
+    test(`rejects ${name} as ${reason}`, () => {
+      assert.throws(
+        () => wire.decodeCommit(mutate(samples[3].bytes)),
+        (e: unknown) => e instanceof ProtocolMessageError && e.reason === reason,
+      );
+    });
+  }
+
+  test("rejects a message of another kind", () => {
+    assert.throws(() => wire.decodeCommit(samples[0].bytes), ProtocolMessageError);
+  });
+
+  test("chunks carry their index", () => {
+    const data = new Uint8Array([...wire.encodeChunkHeader(5), 1, 2, 3]);
+    const chunk = wire.decodeChunk(data);
+    assert.equal(chunk.index, 5);
+    assert.deepEqual([...chunk.data], [1, 2, 3]);
+    assert.throws(() => wire.decodeChunk(data.subarray(0, 4)), ProtocolMessageError);
+  });
+
+  test("ids must be DNS labels (they become subject tokens and KV keys)", () => {
+    for (const ok of ["a", "alpha-1", "w0"]) assert.equal(wire.isValidId(ok), true, ok);
+    for (const bad of ["", "A", "a.b", "a*", "-a", "a-", "x".repeat(64)])
+      assert.equal(wire.isValidId(bad), false, bad);
+  });
+
+  test("fuzz: 12,000 mutated messages never crash a decoder nor grow memory unboundedly", () => {
+    const decoders = samples.map((s) => s.decode as (b: Uint8Array) => unknown);
+    const random = seeded(42);
+    const heapBefore = process.memoryUsage().heapUsed;
+    let accepted = 0;
+    for (let i = 0; i < 12_000; i++) {
+      const base = samples[i % samples.length]!.bytes;
+      const bytes = mutate(base, random);
+      for (const decode of [...decoders, wire.decodeChunk]) {
+        try {
+          decode(bytes);
+          accepted++;
+        } catch (error) {
+          assert.ok(error instanceof ProtocolMessageError, `unexpected ${String(error)}`);
+        }
+      }
+    }
+    // Only mutations that left the signed bytes intact may decode (e.g. chunk parses).
+    assert.ok(accepted < 12_000 * 2);
+    global.gc?.();
+    assert.ok(process.memoryUsage().heapUsed - heapBefore < 200 * 1024 * 1024);
+  });
+});
+
+function flip(b: Uint8Array, at: number): Uint8Array {
+  const out = new Uint8Array(b);
+  out[at]! ^= 1;
+  return out;
+}
+
+function set(b: Uint8Array, at: number, value: number): Uint8Array {
+  const out = new Uint8Array(b);
+  out[at] = value;
+  return out;
+}
+
+function setU32(b: Uint8Array, at: number, value: number): Uint8Array {
+  const out = new Uint8Array(b);
+  new DataView(out.buffer).setUint32(at, value);
+  return out;
+}
+
+function withKey(b: Uint8Array, key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(b);
+  out.set(key, out.length - 96);
+  return out;
+}
+
+function seeded(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+/** Bit flips, byte overwrites, truncations, extensions, length-field lies and random bytes. */
+function mutate(base: Uint8Array, random: () => number): Uint8Array {
+  const choice = Math.floor(random() * 7);
+  const at = Math.floor(random() * base.length);
+  switch (choice) {
+    case 0:
+      return flip(base, at);
+    case 1:
+      return set(base, at, Math.floor(random() * 256));
+    case 2:
+      return base.subarray(0, at);
+    case 3:
+      return new Uint8Array([...base, ...crypto.randomBytes(Math.floor(random() * 64))]);
+    case 4:
+      return setU32(base, 4, Math.floor(random() * 2 ** 32));
+    case 5:
+      return new Uint8Array(crypto.randomBytes(Math.floor(random() * 512)));
+    default: {
+      // A structurally valid, freshly signed message whose body is random: exercises the
+      // field decoders behind a good signature.
+      const body = crypto.randomBytes(Math.floor(random() * 300));
+      const kind = [1, 2, 3, 4, 5, 6, 7, 8][Math.floor(random() * 8)]!;
+      return resign(kind, body);
+    }
+  }
+}
+
+function resign(kind: number, body: Uint8Array): Uint8Array {
+  const signed = new Uint8Array(8 + body.length + 32);
+  const view = new DataView(signed.buffer);
+  view.setUint16(0, wire.MAGIC);
+  view.setUint8(2, wire.WIRE_VERSION);
+  view.setUint8(3, kind);
+  view.setUint32(4, body.length);
+  signed.set(body, 8);
+  signed.set(keys.publicKey, 8 + body.length);
+  const privateKey = crypto.createPrivateKey({
+    key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), keys.privateKey]),
+    format: "der",
+    type: "pkcs8",
+  });
+  const signature = crypto.sign(null, signed, privateKey);
+  return new Uint8Array([...signed, ...signature]);
+}

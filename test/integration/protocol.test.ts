@@ -1,0 +1,368 @@
+// The federation protocol against a real nats-server: rounds, fail-over, rejoin from a checkpoint,
+// a server restart, pause/resume, the view and the ledger.
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  AdmissionError,
+  type Commit,
+  type CommittedUpdate,
+  connectNats,
+  deregisterMember,
+  FederationWorker,
+  generateKeyPair,
+  type KeyPair,
+  type ProtocolSpec,
+  publishControl,
+  type ReplicaModel,
+  type RoundResult,
+  readFederationView,
+  registerMember,
+  toBase64,
+  verifyFederationLedger,
+} from "../../core/protocol/index.js";
+import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+
+const modelSize = 1024;
+
+/** A toy deterministic model: a Float32Array moved by the mean of the committed payloads. */
+class ToyModel implements ReplicaModel {
+  weights: Float32Array = new Float32Array(modelSize);
+  applied: number[] = [];
+  apply(commit: Commit, updates: readonly CommittedUpdate[]) {
+    this.applied.push(commit.round);
+    if (updates.length === 0) return;
+    const scale = Math.fround(1 / updates.length);
+    for (const u of updates) {
+      const delta = new Float32Array(u.payload.buffer.slice(u.payload.byteOffset), 0, modelSize);
+      for (let i = 0; i < modelSize; i++)
+        this.weights[i] = Math.fround(this.weights[i]! + Math.fround(delta[i]! * scale));
+    }
+  }
+  hash() {
+    return new Uint8Array(crypto.createHash("sha256").update(this.weights).digest());
+  }
+  snapshot() {
+    return new Uint8Array(this.weights.buffer.slice(0));
+  }
+  restore(bytes: Uint8Array) {
+    this.weights = new Float32Array(
+      bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length),
+    );
+  }
+}
+
+function pseudoGradient(round: number, worker: string, bytes = modelSize * 4): Uint8Array {
+  const out = new Uint8Array(bytes);
+  const seed = crypto.createHash("sha256").update(`${round}/${worker}`).digest();
+  for (let i = 0; i < bytes; i += 32) out.set(seed.subarray(0, Math.min(32, bytes - i)), i);
+  // Keep the floats finite and small: the bytes become values in [-1, 1).
+  const floats = new Float32Array(out.buffer, 0, Math.floor(bytes / 4));
+  for (let i = 0; i < floats.length; i++) floats[i] = ((i * 31 + seed[i % 32]!) % 200) / 100 - 1;
+  return out;
+}
+
+const fast = {
+  heartbeatIntervalMs: 150,
+  // Longer than the round deadline, so a dead worker still counts as live when the deadline hits.
+  workerTtlMs: 2_500,
+  leaseTtlMs: 900,
+  publishRetryMs: 20_000,
+};
+
+function specFor(
+  id: string,
+  members: { id: string; keys: KeyPair }[],
+  organiser: KeyPair,
+): ProtocolSpec {
+  return {
+    id,
+    sync: { quorum: { minMembers: 2 }, roundDeadlineSeconds: 1.5, checkpointEveryRounds: 2 },
+    membership: {
+      policy: "Allowlist",
+      members: members.map((m) => ({ id: m.id, publicKey: toBase64(m.keys.publicKey) })),
+      organiserKeys: [toBase64(organiser.publicKey)],
+    },
+  };
+}
+
+interface Running {
+  worker: FederationWorker;
+  model: ToyModel;
+  nc: NatsConnection;
+}
+
+describe("federation protocol over a real nats-server", () => {
+  let server: NatsServer;
+  const connections: NatsConnection[] = [];
+  const workers: FederationWorker[] = [];
+  const specHash = new Uint8Array(crypto.createHash("sha256").update("spec-v1").digest());
+  const organiser = generateKeyPair();
+  const members = ["alpha", "beta", "gamma"].map((id) => ({ id, keys: generateKeyPair() }));
+
+  async function startWorker(
+    spec: ProtocolSpec,
+    memberIndex: number,
+    workerId = "w0",
+    model = new ToyModel(),
+  ): Promise<Running> {
+    const member = members[memberIndex]!;
+    const nc = await connectNats(server.url, `${member.id}-${workerId}`);
+    connections.push(nc);
+    const worker = await FederationWorker.start({
+      nc,
+      spec,
+      specHash,
+      memberId: member.id,
+      workerId,
+      privateKey: member.keys.privateKey,
+      model,
+      settings: fast,
+      log: process.env.PROTOCOL_LOG ? (line) => console.error(line) : undefined,
+    });
+    workers.push(worker);
+    return { worker, model, nc };
+  }
+
+  /** Simulates a crash: no goodbye, the connection just goes away. */
+  async function kill(running: Running): Promise<void> {
+    await running.worker.stop({ graceful: false });
+    await running.nc.close();
+  }
+
+  function everyone(group: Running[], round: number): Promise<RoundResult[]> {
+    return Promise.all(
+      group.map((x) =>
+        x.worker.contribute(pseudoGradient(round, x.worker.memberId), { loss: 1 / round }),
+      ),
+    );
+  }
+
+  function assertAgree(results: RoundResult[], round: number, entries: number): void {
+    for (const result of results) {
+      assert.equal(result.round, round);
+      assert.equal(result.commit.entries.length, entries);
+      assert.equal(result.modelHash, results[0]!.modelHash);
+    }
+  }
+
+  before(async () => {
+    server = await startNatsServer();
+  });
+  after(async () => {
+    for (const w of workers) await w.stop({ graceful: false });
+    for (const nc of connections) await nc.close().catch(() => {});
+    await server.stop();
+  });
+
+  test("rounds commit and every worker ends with the same model hash", async () => {
+    const spec = specFor("toy", members, organiser);
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2),
+    ];
+    for (let r = 1; r <= 3; r++) {
+      const results = await everyone(all, r);
+      assertAgree(results, r, 3);
+      for (const result of results) assert.equal(result.included, true);
+    }
+    for (const x of all) assert.deepEqual(x.model.applied, [1, 2, 3]);
+    const view = await readFederationView(all[0]!.nc, spec, specHash);
+    assert.equal(view.round, 4);
+    assert.equal(view.members.length, 3);
+    for (const m of view.members) {
+      assert.equal(m.state, "Active");
+      assert.equal(m.roundsContributed, 3);
+      assert.equal(m.workers[0]?.appliedRound, 3);
+    }
+    assert.equal(view.lastCheckpoint?.round, 2);
+    assert.equal(view.lastCommit?.round, 3);
+    assert.ok(view.coordinator);
+    assert.ok(Math.abs((view.loss ?? 0) - 1 / 3) < 1e-9);
+    assert.deepEqual(view.disagreements, []);
+    for (const x of all) assert.equal(x.worker.counterSnapshot().modelHashMismatches, 0);
+    const report = await verifyFederationLedger(all[0]!.nc, "toy", { spec });
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.equal(report.rounds, 3);
+    assert.equal(report.checkpointsVerified, 1);
+    for (const x of all) await x.worker.stop();
+  });
+
+  test("the coordinator dies mid-round: another takes over and the round commits", async () => {
+    const spec = specFor("failover", members, organiser);
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2),
+    ];
+    assertAgree(await everyone(all, 1), 1, 3);
+    const coordinator = all.find((x) => x.worker.isCoordinator);
+    assert.ok(coordinator, "one worker holds the lease");
+    const rest = all.filter((x) => x !== coordinator);
+    const pending = everyone(rest, 2);
+    await kill(coordinator);
+    const results = await pending;
+    assertAgree(results, 2, 2);
+    assert.ok(rest.some((x) => x.worker.isCoordinator));
+    assertAgree(await everyone(rest, 3), 3, 2);
+    for (const x of rest) assert.deepEqual(x.model.applied, [1, 2, 3]);
+    for (const x of rest) await x.worker.stop();
+  });
+
+  test("a dead worker is left out at the deadline, then rejoins from a checkpoint", async () => {
+    const spec = specFor("rejoin", members, organiser);
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2),
+    ];
+    assertAgree(await everyone(all, 1), 1, 3);
+    assertAgree(await everyone(all, 2), 2, 3);
+    const victim = all.find((x) => !x.worker.isCoordinator)!;
+    const rest = all.filter((x) => x !== victim);
+    await kill(victim);
+    const started = Date.now();
+    const results = await everyone(rest, 3);
+    assertAgree(results, 3, 2);
+    assert.equal(results[0]!.commit.closedBy, "deadline");
+    assert.ok(Date.now() - started >= 1_000, "waited for the deadline");
+
+    const index = members.findIndex((m) => m.id === victim.worker.memberId);
+    const back = await startWorker(spec, index, "w0");
+    assert.equal(back.worker.applied.round, 3, "checkpoint of round 2 + replay of round 3");
+    assert.deepEqual(back.model.applied, [3]);
+    assert.equal(back.worker.applied.modelHash, results[0]!.modelHash);
+    const next = await everyone([...rest, back], 4);
+    assertAgree(next, 4, 3);
+    for (const result of next) assert.equal(result.included, true);
+    for (const x of [...rest, back]) await x.worker.stop();
+  });
+
+  test("a nats-server restart mid-run loses no committed round and applies none twice", async () => {
+    const spec = specFor("restart", members, organiser);
+    const all = [await startWorker(spec, 0), await startWorker(spec, 1)];
+    assertAgree(await everyone(all, 1), 1, 2);
+    const pending = everyone(all, 2);
+    await server.restart();
+    assertAgree(await pending, 2, 2);
+    assertAgree(await everyone(all, 3), 3, 2);
+    for (const x of all) assert.deepEqual(x.model.applied, [1, 2, 3]);
+    const report = await verifyFederationLedger(all[0]!.nc, "restart", { spec });
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.equal(report.rounds, 3);
+    for (const x of all) await x.worker.stop();
+  });
+
+  test("quorum missed at the deadline: the round is retried with a visible reason", async () => {
+    const spec = specFor("retry", members, organiser);
+    const [a, b] = [await startWorker(spec, 0), await startWorker(spec, 1)];
+    const first = a.worker.contribute(pseudoGradient(1, "alpha"));
+    await waitFor(async () => {
+      const view = await readFederationView(a.nc, spec, specHash);
+      return view.roundStatus?.phase === "retrying";
+    }, 6_000);
+    const view = await readFederationView(a.nc, spec, specHash);
+    assert.match(
+      view.roundStatus?.reason ?? "",
+      /quorum not met.*1 of 2 active members, 2 required/,
+    );
+    const coordinator = [a, b].find((x) => x.worker.isCoordinator)!;
+    assert.ok(coordinator.worker.counterSnapshot().roundsRetried >= 1);
+    const [r1, r2] = await Promise.all([first, b.worker.contribute(pseudoGradient(1, "beta"))]);
+    assertAgree([r1!, r2!], 1, 2);
+    assert.ok(r1!.commit.attempt >= 1);
+    for (const x of [a, b]) await x.worker.stop();
+  });
+
+  test("a diverging replica is detected within the round: counter, list and view", async () => {
+    const spec = specFor("diverge", members, organiser);
+    const broken = new ToyModel();
+    const apply = broken.apply.bind(broken);
+    broken.apply = (commit, updates) => {
+      apply(commit, updates);
+      broken.weights[0] = Math.fround(broken.weights[0]! + 1e-3);
+    };
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2, "w0", broken),
+    ];
+    const results = await everyone(all, 1);
+    assert.notEqual(results[2]!.modelHash, results[0]!.modelHash);
+    await waitFor(async () => all[0]!.worker.counterSnapshot().modelHashMismatches >= 1, 3_000);
+    const [seen] = all[0]!.worker.modelDisagreements();
+    assert.deepEqual(seen?.worker, { memberId: "gamma", workerId: "w0" });
+    assert.equal(seen?.round, 1);
+    const view = await readFederationView(all[0]!.nc, spec, specHash);
+    assert.deepEqual(
+      view.disagreements.map((d) => [d.round, d.worker.memberId, d.reported]),
+      [[1, "gamma", results[2]!.modelHash]],
+    );
+    for (const x of all) await x.worker.stop();
+  });
+
+  test("the operator registers and deregisters its member; a taken id is refused", async () => {
+    const spec = specFor("operator", members, organiser);
+    const nc = await connectNats(server.url, "operator");
+    connections.push(nc);
+    const gamma = members[2]!;
+    const member = { federationId: "operator", memberId: gamma.id, specHash };
+    await registerMember(nc, { ...member, privateKey: gamma.keys.privateKey });
+    await registerMember(nc, { ...member, privateKey: gamma.keys.privateKey });
+    let view = await readFederationView(nc, spec, specHash);
+    assert.deepEqual(
+      view.members.map((m) => [m.memberId, m.state, m.publicKey]),
+      [["gamma", "Idle", toBase64(gamma.keys.publicKey)]],
+    );
+    await assert.rejects(
+      registerMember(nc, { ...member, privateKey: generateKeyPair().privateKey }),
+      AdmissionError,
+    );
+    await deregisterMember(nc, { ...member, privateKey: gamma.keys.privateKey });
+    await deregisterMember(nc, { ...member, privateKey: gamma.keys.privateKey });
+    view = await readFederationView(nc, spec, specHash);
+    assert.deepEqual(view.members, []);
+  });
+
+  test("organiser pause holds every round until resume; forged control is dropped", async () => {
+    const spec = specFor("pause", members, organiser);
+    const [a, b] = [await startWorker(spec, 0), await startWorker(spec, 1)];
+    await publishControl(
+      a.nc,
+      "pause",
+      { action: "pause", reason: "maintenance" },
+      organiser.privateKey,
+    );
+    await waitFor(async () => a.worker.isPaused && b.worker.isPaused, 3_000);
+    const intruder = generateKeyPair();
+    await publishControl(a.nc, "pause", { action: "resume" }, intruder.privateKey);
+    await waitFor(async () => a.worker.counterSnapshot().dropped["unknown-key"] >= 1, 3_000);
+    let done = false;
+    const pending = everyone([a, b], 1).then((r) => {
+      done = true;
+      return r;
+    });
+    await sleep(2_000);
+    assert.equal(done, false, "no commit while paused");
+    const view = await readFederationView(a.nc, spec, specHash);
+    assert.equal(view.paused, true);
+    assert.equal(view.roundStatus?.phase, "paused");
+    await publishControl(a.nc, "pause", { action: "resume" }, organiser.privateKey);
+    assertAgree(await pending, 1, 2);
+    for (const x of [a, b]) await x.worker.stop();
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,70 @@
+// How the workers of one trainer process reach the rest of the federation. The runtime takes an
+// `ExchangeTransport` as a parameter: `LocalExchange` connects N workers inside this process (the
+// standalone workstation mode, and the only one wired in today); the NATS transport of
+// core/protocol will implement the same interface for one worker per pod.
+import { InProcessExchange, type RoundCommit, type UpdateExchange } from "./diloco.js";
+
+/** The exchange side of a trainer process. */
+export interface ExchangeTransport {
+  /** Short name for logs ("local", "nats"). */
+  readonly kind: string;
+  /** The exchange endpoint of one worker of this process. */
+  endpoint(worker: string): UpdateExchange;
+  /**
+   * Stops exchanging: every pending and later `exchange` call rejects with ExchangeClosedError,
+   * and connections are released. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** A round that cannot complete because the exchange was closed (the trainer is stopping). */
+export class ExchangeClosedError extends Error {
+  override name = "ExchangeClosedError";
+  constructor(readonly round: number) {
+    super(`the exchange closed while round ${round} was open`);
+  }
+}
+
+/**
+ * N workers in one process: a round closes when every worker has published, and its commit lists
+ * the updates in worker order (InProcessExchange), plus `close` for a clean stop.
+ */
+export class LocalExchange implements ExchangeTransport {
+  readonly kind = "local";
+  private readonly inner: InProcessExchange;
+  private readonly pending = new Set<{ round: number; reject: (error: Error) => void }>();
+  private closed = false;
+
+  constructor(readonly workers: readonly string[]) {
+    this.inner = new InProcessExchange(workers);
+  }
+
+  endpoint(worker: string): UpdateExchange {
+    const inner = this.inner.endpoint(worker);
+    return {
+      exchange: (round, message) => {
+        if (this.closed) return Promise.reject(new ExchangeClosedError(round));
+        return new Promise<RoundCommit>((resolve, reject) => {
+          const entry = { round, reject };
+          this.pending.add(entry);
+          inner.exchange(round, message).then(
+            (commit) => {
+              this.pending.delete(entry);
+              resolve(commit);
+            },
+            (error: unknown) => {
+              this.pending.delete(entry);
+              reject(error);
+            },
+          );
+        });
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const entry of this.pending) entry.reject(new ExchangeClosedError(entry.round));
+    this.pending.clear();
+  }
+}

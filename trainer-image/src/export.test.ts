@@ -1,0 +1,205 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import * as tf from "@tensorflow/tfjs";
+import {
+  canonicalFederation,
+  type FederationSpec,
+  federationSpecHash,
+} from "../../core/api/index.js";
+import { OuterOptimizer } from "../../core/codec/index.js";
+import {
+  type Checkpoint,
+  CheckpointError,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  latestCheckpoint,
+  readCheckpoint,
+  writeCheckpoint,
+} from "./checkpoint.js";
+import type { Batch } from "./data.js";
+import { exportCheckpoint } from "./export.js";
+import { initialParameters, Model, type ModelDefinition, parameterLayout } from "./model.js";
+import { parseSafetensors, readF32, writeSafetensors } from "./safetensors.js";
+
+const federation: FederationSpec = canonicalFederation({
+  id: "export-test",
+  model: { preset: "MLP" },
+  data: { synthetic: { preset: "GaussianClusters" } },
+} as FederationSpec);
+
+function checkpointOf(definition: ModelDefinition, rounds = 3): Checkpoint {
+  const global = initialParameters(definition, 11);
+  const outer = new OuterOptimizer(global.length);
+  outer.step(
+    global.slice(),
+    global.map((v) => v / 10),
+  );
+  return {
+    federation,
+    federationSpecHash: federationSpecHash(federation),
+    member: "alpha",
+    worker: 0,
+    rounds,
+    definition,
+    global,
+    outerState: outer.serialize(),
+  };
+}
+
+const mlp: ModelDefinition = {
+  kind: "mlp",
+  inputs: 5,
+  classes: 3,
+  hiddenLayers: [7, 6],
+  activation: "Tanh",
+};
+const transformer: ModelDefinition = {
+  kind: "transformer",
+  vocabularySize: 9,
+  layers: 1,
+  modelWidth: 8,
+  heads: 2,
+  contextLength: 4,
+  feedForwardMultiplier: 2,
+};
+
+describe("checkpoints", () => {
+  let directory: string;
+  before(async () => {
+    directory = await mkdtemp(join(tmpdir(), "fedtrain-checkpoint-"));
+  });
+  after(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it("round-trips the global model, outer state, round and federation", async () => {
+    const checkpoint = checkpointOf(transformer);
+    const decoded = decodeCheckpoint(encodeCheckpoint(checkpoint));
+    assert.deepEqual(decoded, checkpoint);
+    const restored = OuterOptimizer.deserialize(decoded.outerState, checkpoint.global.length);
+    assert.equal(restored.stepCount, 1);
+  });
+
+  it("writes atomically under a sortable name and finds the newest", async () => {
+    await writeCheckpoint(directory, checkpointOf(mlp, 2));
+    const newest = await writeCheckpoint(directory, checkpointOf(mlp, 10));
+    assert.equal(await latestCheckpoint(directory, "export-test", 0), newest);
+    assert.equal(await latestCheckpoint(directory, "export-test", 1), null);
+    assert.equal((await readCheckpoint(newest)).rounds, 10);
+  });
+
+  it("rejects a checkpoint whose parameters were altered", () => {
+    const bytes = encodeCheckpoint(checkpointOf(mlp));
+    const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const firstParameterByte = 8 + headerLength;
+    bytes[firstParameterByte] = (bytes[firstParameterByte]! + 1) % 256;
+    assert.throws(() => decodeCheckpoint(bytes), /do not match their recorded hash/);
+    const notOurs = writeSafetensors([], { format: "someone-elses" });
+    assert.throws(() => decodeCheckpoint(notOurs), CheckpointError);
+  });
+});
+
+describe("export", () => {
+  let directory: string;
+  before(async () => {
+    await tf.setBackend("cpu");
+    directory = await mkdtemp(join(tmpdir(), "fedtrain-export-"));
+  });
+  after(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it("writes safetensors named by the parameter layout, values bit-identical", async () => {
+    const checkpoint = checkpointOf(transformer);
+    const out = join(directory, "st");
+    await exportCheckpoint(checkpoint, out, "safetensors");
+    const file = parseSafetensors(new Uint8Array(await readFile(join(out, "model.safetensors"))));
+    const layout = parameterLayout(transformer);
+    assert.deepEqual(
+      [...file.entries.keys()],
+      layout.map((spec) => spec.name),
+    );
+    for (const spec of layout) {
+      assert.deepEqual(file.entries.get(spec.name)?.shape, spec.shape);
+      assert.deepEqual(
+        new Uint32Array(readF32(file, spec.name).buffer),
+        new Uint32Array(checkpoint.global.slice(spec.offset, spec.offset + spec.size).buffer),
+      );
+    }
+    assert.equal(file.metadata.federationSpecHash, checkpoint.federationSpecHash);
+  });
+
+  it("writes an MLP that tf.loadLayersModel loads and that computes fedtrain's loss", async () => {
+    const checkpoint = checkpointOf(mlp);
+    const out = join(directory, "tfjs-mlp");
+    await exportCheckpoint(checkpoint, out, "tfjs");
+    const modelJson = JSON.parse(await readFile(join(out, "model.json"), "utf8"));
+    const weights = await readFile(join(out, "weights.bin"));
+    const weightSpecs = modelJson.weightsManifest[0].weights;
+    assert.deepEqual(modelJson.weightsManifest[0].paths, ["weights.bin"]);
+    const weightData = weights.buffer.slice(
+      weights.byteOffset,
+      weights.byteOffset + weights.length,
+    );
+    const decoded = tf.io.decodeWeights(weightData, weightSpecs);
+    for (const spec of parameterLayout(mlp)) {
+      assert.deepEqual(
+        decoded[spec.name]!.dataSync(),
+        checkpoint.global.slice(spec.offset, spec.offset + spec.size),
+      );
+    }
+    const layers = await tf.loadLayersModel(
+      tf.io.fromMemory({ modelTopology: modelJson.modelTopology, weightSpecs, weightData }),
+    );
+    const batch: Extract<Batch, { kind: "classification" }> = {
+      kind: "classification",
+      size: 4,
+      features: Float32Array.from({ length: 20 }, (_, i) => Math.sin(i)),
+      labels: new Int32Array([0, 1, 2, 1]),
+    };
+    const logits = layers.predict(tf.tensor2d(batch.features, [4, 5])) as tf.Tensor2D;
+    const exportedLoss = tf.losses
+      .softmaxCrossEntropy(tf.oneHot(tf.tensor1d(batch.labels, "int32"), 3), logits)
+      .dataSync()[0]!;
+    const model = new Model(mlp, checkpoint.global);
+    const fedtrainLoss = tf.tidy(() => model.loss(batch).dataSync()[0]!);
+    model.dispose();
+    assert.ok(
+      Math.abs(exportedLoss - fedtrainLoss) < 1e-5,
+      `exported model loss ${exportedLoss} vs fedtrain ${fedtrainLoss}`,
+    );
+  });
+
+  it("names fedtrain's tanh-approximated GELU gelu_new, as Keras does", async () => {
+    const out = join(directory, "tfjs-gelu");
+    await exportCheckpoint(checkpointOf({ ...mlp, activation: "GELU" }), out, "tfjs");
+    const modelJson = JSON.parse(await readFile(join(out, "model.json"), "utf8"));
+    const activations = modelJson.modelTopology.config.layers.map(
+      (layer: { config: { activation: string } }) => layer.config.activation,
+    );
+    assert.deepEqual(activations, ["gelu_new", "gelu_new", "linear"]);
+  });
+
+  it("writes the transformer's weights manifest and definition", async () => {
+    const checkpoint = checkpointOf(transformer);
+    const out = join(directory, "tfjs-transformer");
+    await exportCheckpoint(checkpoint, out, "both");
+    const modelJson = JSON.parse(await readFile(join(out, "model.json"), "utf8"));
+    assert.equal(modelJson.format, "fedtrain-char-transformer");
+    assert.deepEqual(modelJson.userDefinedMetadata.fedtrain.definition, transformer);
+    const weights = await readFile(join(out, "weights.bin"));
+    const decoded = tf.io.decodeWeights(
+      weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.length),
+      modelJson.weightsManifest[0].weights,
+    );
+    const spec = parameterLayout(transformer).find((s) => s.name === "block0/attention/qkv")!;
+    assert.deepEqual(decoded[spec.name]!.shape, [8, 24]);
+    assert.deepEqual(
+      decoded[spec.name]!.dataSync(),
+      checkpoint.global.slice(spec.offset, spec.offset + spec.size),
+    );
+  });
+});

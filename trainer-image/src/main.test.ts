@@ -1,0 +1,244 @@
+// End-to-end runs of the trainer process (dist/trainer-image/src/main.js) as a child process: two
+// local workers on a tiny MLP on the WASM backend.
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import {
+  canonicalFederation,
+  type FederationSpec,
+  federationSpecHash,
+} from "../../core/api/index.js";
+import { readCheckpoint } from "./checkpoint.js";
+import { parameterLayout } from "./model.js";
+import { parseSafetensors, readF32 } from "./safetensors.js";
+
+const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
+
+function tinyFederation(rounds: number): FederationSpec {
+  return canonicalFederation({
+    id: "tiny",
+    model: { preset: "MLP", mlp: { hiddenLayers: [16], activation: "ReLU" } },
+    data: {
+      synthetic: {
+        preset: "GaussianClusters",
+        trainExamples: 400,
+        evalExamples: 100,
+        features: 8,
+        classes: 4,
+        noise: 1,
+      },
+    },
+    training: { rounds, innerSteps: 5, batchSize: 16 },
+    sync: { compression: { method: "Int8" } },
+  } as FederationSpec);
+}
+
+async function writeConfig(directory: string, rounds: number, hash?: string): Promise<string> {
+  const federation = tinyFederation(rounds);
+  const path = join(directory, `trainer-${rounds}.json`);
+  const config = {
+    apiVersion: "fedtrain.dev/v1alpha1",
+    kind: "TrainerConfig",
+    federation,
+    federationSpecHash: hash ?? federationSpecHash(federation),
+    member: { id: "alpha", publicKey: "", privateKeyFile: "" },
+    transport: { natsUrls: [] },
+    backend: "CPU",
+    dataDir: directory,
+  };
+  await writeFile(path, JSON.stringify(config));
+  return path;
+}
+
+type LogLine = Record<string, unknown> & { msg?: string };
+
+/** A trainer child process with its JSON log lines. */
+class Trainer {
+  readonly child: ChildProcess;
+  readonly lines: LogLine[] = [];
+  stderr = "";
+  readonly exited: Promise<number | null>;
+  private waiters: { test: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
+
+  constructor(args: string[]) {
+    const env = { ...process.env };
+    delete env.JOB_COMPLETION_INDEX;
+    delete env.FEDTRAIN_METRICS_ADDRESS;
+    this.child = spawn(process.execPath, [MAIN, ...args], { env, stdio: "pipe" });
+    this.child.stderr!.on("data", (chunk) => {
+      this.stderr += chunk;
+    });
+    createInterface({ input: this.child.stdout! }).on("line", (text) => {
+      let line: LogLine;
+      try {
+        line = JSON.parse(text) as LogLine;
+      } catch {
+        line = { msg: text };
+      }
+      this.lines.push(line);
+      this.waiters = this.waiters.filter((waiter) => {
+        if (!waiter.test(line)) return true;
+        waiter.resolve(line);
+        return false;
+      });
+    });
+    this.exited = new Promise((resolve) => this.child.on("exit", (code) => resolve(code)));
+  }
+
+  waitFor(test: (line: LogLine) => boolean): Promise<LogLine> {
+    const seen = this.lines.find(test);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ test, resolve });
+      void this.exited.then((code) =>
+        reject(new Error(`trainer exited (${code}) first: ${this.stderr}`)),
+      );
+    });
+  }
+
+  async port(): Promise<number> {
+    const line = await this.waitFor((l) => l.msg === "serving /metrics, /healthz and /readyz");
+    return (line.address as { port: number }).port;
+  }
+}
+
+function runArgs(config: string, checkpoints: string): string[] {
+  return [
+    "--config",
+    config,
+    "--workers",
+    "2",
+    "--backend",
+    "WASM",
+    "--checkpoint-dir",
+    checkpoints,
+    "--metrics-address",
+    "127.0.0.1:0",
+  ];
+}
+
+/** The value of one sample of a Prometheus text exposition. */
+function sample(text: string, series: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  assert.ok(line, `no sample ${series} in\n${text}`);
+  return Number(line.slice(series.length + 1));
+}
+
+describe("trainer process", () => {
+  let directory: string;
+  before(async () => {
+    directory = await mkdtemp(join(tmpdir(), "fedtrain-trainer-"));
+  });
+  after(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  it("runs two local workers to the last round, checkpoints, and exports", {
+    timeout: 30_000,
+  }, async () => {
+    const checkpoints = join(directory, "complete");
+    const trainer = new Trainer(runArgs(await writeConfig(directory, 4), checkpoints));
+    assert.equal(await trainer.exited, 0, trainer.stderr);
+    const rounds = trainer.lines.filter((l) => l.msg === "round applied").map((l) => l.round);
+    assert.deepEqual(rounds, [0, 1, 2, 3]);
+    const backend = trainer.lines.find((l) => l.msg?.startsWith("computing on"));
+    assert.equal(backend?.backend, "wasm");
+    const done = trainer.lines.find((l) => l.msg === "training completed");
+    assert.equal(done?.rounds, 4);
+    const checkpoint = await readCheckpoint(done?.checkpoint as string);
+    assert.equal(checkpoint.rounds, 4);
+    assert.equal(checkpoint.member, "alpha");
+    assert.equal(checkpoint.federationSpecHash, federationSpecHash(tinyFederation(4)));
+
+    const out = join(directory, "export");
+    const exporter = new Trainer([
+      "export",
+      "--checkpoint",
+      done?.checkpoint as string,
+      "--out",
+      out,
+    ]);
+    assert.equal(await exporter.exited, 0, exporter.stderr);
+    assert.deepEqual((await readdir(out)).sort(), [
+      "model.json",
+      "model.safetensors",
+      "weights.bin",
+    ]);
+    const layout = parameterLayout(checkpoint.definition);
+    const safetensors = parseSafetensors(
+      new Uint8Array(await readFile(join(out, "model.safetensors"))),
+    );
+    const modelJson = JSON.parse(await readFile(join(out, "model.json"), "utf8"));
+    const weights = await readFile(join(out, "weights.bin"));
+    const decoded = tf.io.decodeWeights(
+      weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.length),
+      modelJson.weightsManifest[0].weights,
+    );
+    for (const spec of layout) {
+      const expected = checkpoint.global.slice(spec.offset, spec.offset + spec.size);
+      assert.deepEqual(readF32(safetensors, spec.name), expected);
+      assert.deepEqual(decoded[spec.name]!.dataSync(), expected);
+    }
+  });
+
+  it("serves probes and metrics, stops on SIGTERM with a checkpoint, and resumes from it", {
+    timeout: 30_000,
+  }, async () => {
+    const checkpoints = join(directory, "stopped");
+    const config = await writeConfig(directory, 100_000);
+    const trainer = new Trainer(runArgs(config, checkpoints));
+    const port = await trainer.port();
+    await trainer.waitFor((l) => l.msg === "round applied" && (l.round as number) >= 2);
+    const base = `http://127.0.0.1:${port}`;
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    for (const worker of ["0", "1"]) {
+      const w = `{worker="${worker}"}`;
+      assert.ok(sample(metrics, `fedtrain_trainer_round${w}`) >= 2);
+      assert.ok(sample(metrics, `fedtrain_trainer_inner_step${w}`) >= 10);
+      assert.ok(sample(metrics, `fedtrain_trainer_bytes_sent_total${w}`) > 0);
+      assert.ok(sample(metrics, `fedtrain_trainer_bytes_received_total${w}`) > 0);
+      assert.ok(sample(metrics, `fedtrain_trainer_samples_per_second${w}`) > 0);
+      // Int8 sends about a quarter of fp32's bytes.
+      assert.ok(sample(metrics, `fedtrain_trainer_compression_ratio${w}`) > 3);
+      assert.ok(Number.isFinite(sample(metrics, `fedtrain_trainer_loss${w}`)));
+      assert.ok(Number.isFinite(sample(metrics, `fedtrain_trainer_eval_loss${w}`)));
+    }
+    assert.match(
+      metrics,
+      /^fedtrain_trainer_info\{backend="wasm",device="[^"]+",member="alpha",worker="1"\} 1$/m,
+    );
+
+    trainer.child.kill("SIGTERM");
+    assert.equal(await trainer.exited, 0, trainer.stderr);
+    const stopped = trainer.lines.find((l) => l.msg === "training stopped");
+    assert.ok(stopped, "logs that it stopped");
+    const checkpoint = await readCheckpoint(stopped.checkpoint as string);
+    assert.ok(checkpoint.rounds >= 3 && checkpoint.rounds < 100_000, `rounds ${checkpoint.rounds}`);
+
+    const resumed = new Trainer(runArgs(config, checkpoints));
+    const loaded = await resumed.waitFor((l) => l.msg === "model and data loaded");
+    assert.equal(loaded.firstRound, checkpoint.rounds);
+    await resumed.waitFor((l) => l.msg === "round applied");
+    resumed.child.kill("SIGTERM");
+    assert.equal(await resumed.exited, 0, resumed.stderr);
+    const first = resumed.lines.find((l) => l.msg === "round applied");
+    assert.equal(first?.round, checkpoint.rounds);
+  });
+
+  it("exits with code 2 and names the field on a configuration error", {
+    timeout: 30_000,
+  }, async () => {
+    const config = await writeConfig(directory, 4, `sha256:${"1".repeat(64)}`);
+    const trainer = new Trainer(runArgs(config, join(directory, "never")));
+    assert.equal(await trainer.exited, 2);
+    assert.match(trainer.stderr, /configuration error: .*federationSpecHash: .* does not match/);
+  });
+});
