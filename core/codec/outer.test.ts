@@ -89,3 +89,14 @@ test("outer steps are deterministic: same inputs give bit-identical parameters",
   };
   assert.deepEqual(new Uint32Array(run().buffer), new Uint32Array(run().buffer));
 });
+
+test("state read from a view into a larger buffer (as a Node Buffer slice or an object-store read gives)", () => {
+  const a = new OuterOptimizer(3);
+  a.step(new Float32Array([1, 2, 3]), new Float32Array([0.5, -0.25, 0.125]));
+  const state = a.serialize();
+  const pool = Buffer.alloc(state.length + 13, 0xff);
+  pool.set(state, 13);
+  const view = pool.subarray(13);
+  const b = OuterOptimizer.deserialize(view, 3);
+  assert.deepEqual(b.serialize(), state);
+});

@@ -130,8 +130,11 @@ export class OuterOptimizer {
         cause: error,
       });
     }
-    const buffer = bytes.slice(STATE_HEADER_BYTES);
-    const momentum = new Float32Array(buffer.buffer, 0, elementCount);
+    // Copied into a fresh, aligned buffer: the input may be a view at any offset (a Node Buffer's
+    // slice() is a view too, not a copy).
+    const aligned = new Uint8Array(4 * elementCount);
+    aligned.set(bytes.subarray(STATE_HEADER_BYTES));
+    const momentum = new Float32Array(aligned.buffer);
     for (let i = 0; i < elementCount; i++) {
       if (!Number.isFinite(momentum[i]!)) {
         throw new CodecError("bad-value", `optimiser momentum ${i} is not finite`);

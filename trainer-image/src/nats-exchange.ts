@@ -1,0 +1,477 @@
+// The trainer's exchange over the federation protocol (core/protocol): one DiLoCo worker per
+// process contributes its encoded pseudo-gradient through a FederationWorker, and the protocol's
+// commit of the round (exactly the included updates, in canonical order) comes back to the DiLoCo
+// worker, which aggregates and takes the outer step on plain typed arrays.
+//
+// Rounds: DiLoCo round k (0-based) is protocol round k + 1. The protocol applies commits in order
+// through the ReplicaModel below. While joining (checkpoint restore and catch-up of the commits a
+// late worker missed) no DiLoCo round is waiting, so the replica applies them itself, with the
+// same function the DiLoCo worker uses. Once joined, every commit p meets the DiLoCo worker's
+// exchange(p − 1) (whichever comes first waits for the other); the commit is handed over, the
+// DiLoCo worker applies it, and its round report acknowledges the round, after which the protocol
+// hashes the global parameters. So each commit is applied exactly once, in order, to the one copy
+// of the global model the trainer reports.
+import { aggregate, applyNormBound, decodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
+import {
+  type Commit,
+  FederationWorker,
+  type ProtocolCounters,
+  type CommittedUpdate as ProtocolUpdate,
+  type ReplicaModel,
+  type WorkerOptions,
+} from "../../core/protocol/index.js";
+import type {
+  DiLoCoConfig,
+  DiLoCoWorker,
+  RoundCommit,
+  RoundReport,
+  UpdateExchange,
+  WorkerRunOptions,
+} from "./diloco.js";
+import { parameterHash } from "./diloco.js";
+import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
+
+/** Options of {@link NatsExchange}: the federation worker's, less the model (the exchange's). */
+export type NatsExchangeOptions = Omit<WorkerOptions, "model">;
+
+/** The exchange and the DiLoCo worker disagree about which round comes next: a wiring bug. */
+export class ExchangeOrderError extends Error {
+  override name = "ExchangeOrderError";
+}
+
+/** A replica snapshot that cannot be restored into this trainer's model. */
+export class ReplicaSnapshotError extends Error {
+  override name = "ReplicaSnapshotError";
+}
+
+/**
+ * The protocol's 32-byte spec hash from a TrainerConfig's `federationSpecHash` ("sha256:<hex>",
+ * the operator's status.federationSpecHash).
+ */
+export function specHashBytes(federationSpecHash: string): Uint8Array {
+  const match = /^sha256:([0-9a-f]{64})$/.exec(federationSpecHash);
+  if (!match)
+    throw new RangeError(
+      `federationSpecHash "${federationSpecHash}" is not sha256:<64 lowercase hex digits>: render the trainer config with the operator`,
+    );
+  return new Uint8Array(Buffer.from(match[1]!, "hex"));
+}
+
+/** What a replica snapshot holds: the global model, the outer optimiser, the round after. */
+export interface ReplicaState {
+  /** The protocol round after whose apply the state was taken (0: none). */
+  round: number;
+  global: Float32Array;
+  /** The outer optimiser's checkpoint form (core/codec FORMAT.md). */
+  outerState: Uint8Array;
+}
+
+const SNAPSHOT_MAGIC = [0x46, 0x54, 0x52, 0x53]; // "FTRS"
+const SNAPSHOT_VERSION = 1;
+const SNAPSHOT_HEADER_BYTES = 16;
+
+/**
+ * Encodes a replica snapshot: "FTRS", version u8, 3 zero bytes, round u32 LE, parameter count n
+ * u32 LE, the n float32 global parameters (little-endian), then the outer optimiser state.
+ */
+export function encodeReplicaSnapshot(state: ReplicaState): Uint8Array {
+  const n = state.global.length;
+  const bytes = new Uint8Array(SNAPSHOT_HEADER_BYTES + 4 * n + state.outerState.length);
+  const view = new DataView(bytes.buffer);
+  bytes.set(SNAPSHOT_MAGIC, 0);
+  view.setUint8(4, SNAPSHOT_VERSION);
+  view.setUint32(8, state.round, true);
+  view.setUint32(12, n, true);
+  for (let i = 0; i < n; i++)
+    view.setFloat32(SNAPSHOT_HEADER_BYTES + 4 * i, state.global[i]!, true);
+  bytes.set(state.outerState, SNAPSHOT_HEADER_BYTES + 4 * n);
+  return bytes;
+}
+
+/** Decodes a replica snapshot of a model with `parameters` parameters. */
+export function decodeReplicaSnapshot(bytes: Uint8Array, parameters: number): ReplicaState {
+  if (bytes.length < SNAPSHOT_HEADER_BYTES)
+    throw new ReplicaSnapshotError(`replica snapshot of ${bytes.length} bytes is truncated`);
+  if (SNAPSHOT_MAGIC.some((b, i) => bytes[i] !== b))
+    throw new ReplicaSnapshotError("not a fedtrain replica snapshot: magic is not FTRS");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = view.getUint8(4);
+  if (version !== SNAPSHOT_VERSION)
+    throw new ReplicaSnapshotError(
+      `replica snapshot version ${version} is not supported (this build reads ${SNAPSHOT_VERSION})`,
+    );
+  const round = view.getUint32(8, true);
+  const n = view.getUint32(12, true);
+  if (n !== parameters)
+    throw new ReplicaSnapshotError(
+      `replica snapshot holds ${n} parameters but the model has ${parameters}: the federation's model differs`,
+    );
+  const outerAt = SNAPSHOT_HEADER_BYTES + 4 * n;
+  if (bytes.length < outerAt)
+    throw new ReplicaSnapshotError(`replica snapshot of ${bytes.length} bytes is truncated`);
+  const global = new Float32Array(n);
+  for (let i = 0; i < n; i++) global[i] = view.getFloat32(SNAPSHOT_HEADER_BYTES + 4 * i, true);
+  // A copy into a fresh buffer: a Node Buffer's slice() is a view, and the optimiser's decoder
+  // reads its floats from offset 0 of the underlying ArrayBuffer.
+  const outerState = new Uint8Array(bytes.length - outerAt);
+  outerState.set(bytes.subarray(outerAt));
+  return { round, global, outerState };
+}
+
+/**
+ * Applies one round's committed update messages to the global parameters, in the given order:
+ * decode, norm bound, aggregate, outer step. The same steps as DiLoCoWorker's own apply, so a
+ * replayed round gives the bits a live one would. Returns how many updates were aggregated.
+ */
+export function applyCommittedUpdates(
+  global: Float32Array,
+  outer: OuterOptimizer,
+  config: Pick<DiLoCoConfig, "aggregation" | "normBound">,
+  messages: readonly Uint8Array[],
+): number {
+  let updates = messages.map((message) => decodeUpdate(message, global.length));
+  if (config.normBound && updates.length > 0)
+    updates = applyNormBound(updates, config.normBound).updates;
+  if (updates.length > 0) outer.step(global, aggregate(updates, config.aggregation));
+  return updates.length;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: Error) => void;
+  settled: boolean;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  const d: Deferred<T> = {
+    promise,
+    settled: false,
+    resolve: (value) => {
+      d.settled = true;
+      resolve(value);
+    },
+    reject: (error) => {
+      d.settled = true;
+      reject(error);
+    },
+  };
+  // A stopped DiLoCo worker leaves its round's promise unawaited: its rejection is expected.
+  promise.catch(() => {});
+  return d;
+}
+
+/** Where protocol round p stands between the DiLoCo worker and the protocol. */
+interface RoundSlot {
+  /** Resolved when the DiLoCo worker called exchange for this round. */
+  exchanged: Deferred<void>;
+  /** The commit as the DiLoCo worker receives it. */
+  commit: Deferred<RoundCommit>;
+  /** Resolved by the DiLoCo worker's round report, with its global hash. */
+  applied: Deferred<string>;
+}
+
+/** The DiLoCo worker's local model, which takes the global parameters after joining. */
+export interface LocalParameters {
+  writeParameters(parameters: Float32Array): void;
+}
+
+/**
+ * The UpdateExchange of one DiLoCo worker over the federation protocol. Use:
+ * `new NatsExchange(options)` → `new DiLoCoWorker(id, model, init, sampler, exchange, config)` →
+ * `await exchange.join(worker, model)` → `await exchange.run(onRound, { signal })` →
+ * `await exchange.close()`.
+ */
+export class NatsExchange implements UpdateExchange, ExchangeTransport {
+  readonly kind = "nats";
+  private federationWorker: FederationWorker | undefined;
+  private diloco: DiLoCoWorker | undefined;
+  private joining = true;
+  private closed = false;
+  /** The last protocol round applied to the global model here. */
+  private appliedRound = 0;
+  private joinedRound = 0;
+  private loss: number | undefined;
+  private readonly slots = new Map<number, RoundSlot>();
+  private readonly appliedWaiters = new Set<{ round: number; done: Deferred<void> }>();
+  /** Rounds whose commit was out before this worker's update was sent (not contributed). */
+  lateRounds = 0;
+  /** Bytes of the updates of those rounds, encoded but never sent. */
+  lateBytes = 0;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly options: NatsExchangeOptions) {
+    this.log = options.log ?? (() => {});
+  }
+
+  /**
+   * The DiLoCo round the worker starts at (`WorkerRunOptions.firstRound`): the protocol rounds
+   * the joined model already holds. Valid after join.
+   */
+  get firstRound(): number {
+    return this.joinedRound;
+  }
+
+  /** The federation worker (valid after join): counters, view, coordinator state. */
+  get federation(): FederationWorker {
+    if (!this.federationWorker) throw new ExchangeOrderError("join() must complete first");
+    return this.federationWorker;
+  }
+
+  /** The protocol's counters of this worker (bytes and updates sent, drops by reason). */
+  counters(): ProtocolCounters {
+    return this.federation.counterSnapshot();
+  }
+
+  /** The endpoint of this process's one worker (the ExchangeTransport shape). */
+  endpoint(worker: string): UpdateExchange {
+    if (this.diloco && this.diloco.id !== worker)
+      throw new RangeError(`the NATS exchange serves worker ${this.diloco.id}, not ${worker}`);
+    return this;
+  }
+
+  /**
+   * Joins the federation with `worker`'s global model: restores the latest checkpoint, applies
+   * the commits after it, and writes the resulting global parameters into `local` (the worker's
+   * model). Resolves with the DiLoCo round to start at (`WorkerRunOptions.firstRound`).
+   */
+  async join(worker: DiLoCoWorker, local: LocalParameters): Promise<{ firstRound: number }> {
+    if (this.diloco) throw new ExchangeOrderError("join() was called twice");
+    this.diloco = worker;
+    try {
+      this.federationWorker = await FederationWorker.start({
+        ...this.options,
+        model: this.replica,
+      });
+    } catch (error) {
+      this.diloco = undefined;
+      this.appliedRound = 0;
+      throw error;
+    }
+    // No await between reading the round and leaving the joining phase: a commit applied after
+    // this point is handed to the DiLoCo worker, one before it was applied here.
+    this.joining = false;
+    this.joinedRound = this.appliedRound;
+    local.writeParameters(worker.global);
+    this.log(`[${this.options.workerId}] joined at round ${this.joinedRound}`);
+    return { firstRound: this.joinedRound };
+  }
+
+  /**
+   * Runs the joined DiLoCo worker from its first round with {@link reporting}'s acknowledgement
+   * wrapped around `onRound`. A failed run releases the protocol's pending apply.
+   */
+  async run(
+    onRound?: (report: RoundReport) => void | Promise<void>,
+    options: Omit<WorkerRunOptions, "firstRound"> = {},
+  ): Promise<"completed" | "stopped"> {
+    const worker = this.diloco;
+    if (!worker || this.joining) throw new ExchangeOrderError("join() must complete before run()");
+    try {
+      return await worker.run(this.reporting(onRound), {
+        ...options,
+        firstRound: this.joinedRound,
+      });
+    } catch (error) {
+      this.failPending(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    }
+  }
+
+  /**
+   * Wraps a round callback so that the protocol learns when the DiLoCo worker applied a round.
+   * A caller that runs the DiLoCo worker itself must pass this (or call {@link roundApplied}
+   * first thing in its callback): the protocol waits for it before hashing the round.
+   */
+  reporting(
+    onRound?: (report: RoundReport) => void | Promise<void>,
+  ): (report: RoundReport) => Promise<void> {
+    return async (report) => {
+      this.roundApplied(report);
+      await onRound?.(report);
+    };
+  }
+
+  /** Acknowledges that the DiLoCo worker applied the commit of its round `report.round`. */
+  roundApplied(report: RoundReport): void {
+    const slot = this.slots.get(report.round + 1);
+    if (!slot?.commit.settled || slot.applied.settled)
+      throw new ExchangeOrderError(
+        `the DiLoCo worker reported round ${report.round}, which the exchange did not hand over`,
+      );
+    if (Number.isFinite(report.trainLoss)) this.loss = report.trainLoss;
+    slot.applied.resolve(report.globalHash);
+  }
+
+  /** UpdateExchange: contributes `message` to protocol round `round + 1`, resolves with its commit. */
+  exchange(round: number, message: Uint8Array): Promise<RoundCommit> {
+    if (this.closed) return Promise.reject(new ExchangeClosedError(round));
+    if (this.joining || !this.federationWorker)
+      return Promise.reject(new ExchangeOrderError("join() must complete before exchange()"));
+    const protocolRound = round + 1;
+    if (protocolRound <= this.appliedRound)
+      return Promise.reject(
+        new ExchangeOrderError(
+          `DiLoCo round ${round} asked for protocol round ${protocolRound}, already applied (at ${this.appliedRound})`,
+        ),
+      );
+    const slot = this.slot(protocolRound);
+    if (slot.exchanged.settled)
+      return Promise.reject(new ExchangeOrderError(`round ${round} was exchanged twice`));
+    slot.exchanged.resolve();
+    this.contribute(protocolRound, message).catch((error: unknown) => {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.log(`[${this.options.workerId}] round ${protocolRound}: ${failure.message}`);
+      if (!slot.commit.settled) slot.commit.reject(failure);
+    });
+    return slot.commit.promise;
+  }
+
+  /**
+   * Sends the update once the previous round is applied here, unless this round's commit is
+   * already out: then the update would only be dropped as late, and the commit is applied without
+   * it (its pseudo-gradient is lost, as the protocol's `late` rule says).
+   */
+  private async contribute(protocolRound: number, message: Uint8Array): Promise<void> {
+    await this.appliedThrough(protocolRound - 1);
+    const federation = this.federation;
+    if (this.closed) return;
+    if (federation.committedRound >= protocolRound) {
+      this.lateRounds++;
+      this.lateBytes += message.byteLength;
+      this.log(`[${this.options.workerId}] round ${protocolRound} committed before our update`);
+      return;
+    }
+    const loss = this.loss;
+    const sent = await federation.submit(message, loss === undefined ? {} : { loss });
+    if (sent !== protocolRound)
+      throw new ExchangeOrderError(
+        `the update of protocol round ${protocolRound} was sent as round ${sent}`,
+      );
+  }
+
+  private slot(protocolRound: number): RoundSlot {
+    let slot = this.slots.get(protocolRound);
+    if (!slot) {
+      slot = { exchanged: deferred(), commit: deferred(), applied: deferred() };
+      if (this.closed) this.rejectSlot(slot, protocolRound);
+      this.slots.set(protocolRound, slot);
+    }
+    return slot;
+  }
+
+  private appliedThrough(protocolRound: number): Promise<void> {
+    if (this.appliedRound >= protocolRound) return Promise.resolve();
+    if (this.closed) return Promise.reject(new ExchangeClosedError(protocolRound - 1));
+    const waiter = { round: protocolRound, done: deferred<void>() };
+    this.appliedWaiters.add(waiter);
+    return waiter.done.promise;
+  }
+
+  private markApplied(protocolRound: number): void {
+    this.appliedRound = protocolRound;
+    for (const waiter of this.appliedWaiters) {
+      if (waiter.round > protocolRound) continue;
+      this.appliedWaiters.delete(waiter);
+      waiter.done.resolve();
+    }
+  }
+
+  /** The protocol's view of the trainer's global model. */
+  private readonly replica: ReplicaModel = {
+    apply: (commit, updates) => this.applyCommit(commit, updates),
+    hash: () => Buffer.from(parameterHash(this.worker().global), "hex"),
+    snapshot: () => {
+      const worker = this.worker();
+      return encodeReplicaSnapshot({
+        round: this.appliedRound,
+        global: worker.global,
+        outerState: worker.outer.serialize(),
+      });
+    },
+    restore: (bytes) => {
+      if (!this.joining)
+        throw new ExchangeOrderError("a checkpoint can only be restored while joining");
+      const worker = this.worker();
+      const state = decodeReplicaSnapshot(bytes, worker.global.length);
+      const outer = OuterOptimizer.deserialize(state.outerState, worker.global.length);
+      worker.global.set(state.global);
+      worker.outer.momentumBuffer.set(outer.momentumBuffer);
+      worker.outer.stepCount = outer.stepCount;
+      this.markApplied(state.round);
+    },
+  };
+
+  private worker(): DiLoCoWorker {
+    if (!this.diloco) throw new ExchangeOrderError("join() must be called with the DiLoCo worker");
+    return this.diloco;
+  }
+
+  private async applyCommit(commit: Commit, updates: readonly ProtocolUpdate[]): Promise<void> {
+    const round = commit.round;
+    if (round !== this.appliedRound + 1)
+      throw new ExchangeOrderError(
+        `the protocol applies round ${round} after round ${this.appliedRound}`,
+      );
+    const worker = this.worker();
+    if (this.joining) {
+      // Catch-up: no DiLoCo round waits for this commit; apply it as the worker would.
+      applyCommittedUpdates(
+        worker.global,
+        worker.outer,
+        worker.config,
+        updates.map((u) => u.payload),
+      );
+      this.markApplied(round);
+      return;
+    }
+    const slot = this.slot(round);
+    await slot.exchanged.promise;
+    slot.commit.resolve({
+      round: round - 1,
+      updates: updates.map((u) => ({
+        worker:
+          u.memberId === this.options.memberId && u.workerId === this.options.workerId
+            ? worker.id
+            : `${u.memberId}/${u.workerId}`,
+        message: u.payload,
+      })),
+    });
+    await slot.applied.promise;
+    this.slots.delete(round);
+    this.markApplied(round);
+  }
+
+  private rejectSlot(slot: RoundSlot, protocolRound: number): void {
+    const error = new ExchangeClosedError(protocolRound - 1);
+    for (const d of [slot.exchanged, slot.commit, slot.applied] as Deferred<unknown>[])
+      if (!d.settled) d.reject(error);
+  }
+
+  private failPending(error: Error): void {
+    for (const slot of this.slots.values())
+      for (const d of [slot.exchanged, slot.commit, slot.applied] as Deferred<unknown>[])
+        if (!d.settled) d.reject(error);
+  }
+
+  /**
+   * Leaves the federation (gracefully: the next round does not wait for this worker); pending
+   * and later exchanges reject with ExchangeClosedError. Does not close the NATS connection.
+   * Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const [round, slot] of this.slots) this.rejectSlot(slot, round);
+    for (const waiter of this.appliedWaiters)
+      waiter.done.reject(new ExchangeClosedError(waiter.round));
+    this.appliedWaiters.clear();
+    await this.federationWorker?.stop();
+  }
+}
