@@ -104,38 +104,33 @@ export class Informer<T extends KubernetesObject> {
         return;
       } catch (error) {
         if (this.stopped) return;
-        entry.failures += 1;
-        const delay = Math.min(restartMaxMs, restartBaseMs * 2 ** entry.failures);
-        this.log.warn(
-          {
-            kind: this.options.kind,
-            namespace: entry.namespace,
-            error: String(error),
-            retryInMs: delay,
-          },
-          "list failed; retrying",
+        await new Promise((resolve) =>
+          setTimeout(resolve, this.backOff(entry, error, "list failed; retrying")),
         );
-        await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
   }
 
   private restart(entry: (typeof this.watches)[number], error: unknown): void {
     if (this.stopped) return;
+    setTimeout(
+      () => {
+        if (!this.stopped) void this.startOne(entry);
+      },
+      this.backOff(entry, error, "watch failed; restarting"),
+    ).unref();
+  }
+
+  /** Counts a failure, logs it, and returns how long to wait before the next try. */
+  private backOff(entry: (typeof this.watches)[number], error: unknown, message: string): number {
     entry.failures += 1;
     const delay = Math.min(restartMaxMs, restartBaseMs * 2 ** entry.failures);
+    const { kind } = this.options;
     this.log.warn(
-      {
-        kind: this.options.kind,
-        namespace: entry.namespace,
-        error: String(error),
-        retryInMs: delay,
-      },
-      "watch failed; restarting",
+      { kind, namespace: entry.namespace, error: String(error), retryInMs: delay },
+      message,
     );
-    setTimeout(() => {
-      if (!this.stopped) void this.startOne(entry);
-    }, delay).unref();
+    return delay;
   }
 }
 
