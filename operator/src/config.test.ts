@@ -30,6 +30,16 @@ describe("parseConfig", () => {
     assert.deepEqual(fromFlags.namespaces, ["c"]);
   });
 
+  test("the operator's own NATS credentials file, from the environment or the flag", () => {
+    assert.equal(parseConfig([], {}).natsCredentialsFile, undefined);
+    const env = { FEDTRAIN_NATS_CREDENTIALS_FILE: "/etc/fedtrain/nats/nats.creds" };
+    assert.equal(parseConfig([], env).natsCredentialsFile, "/etc/fedtrain/nats/nats.creds");
+    assert.equal(
+      parseConfig(["--nats-credentials-file=/tmp/op.creds"], env).natsCredentialsFile,
+      "/tmp/op.creds",
+    );
+  });
+
   const invalid: [string, string[], RegExp][] = [
     [
       "a cluster id that is not a DNS label",

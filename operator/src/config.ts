@@ -24,6 +24,8 @@ export interface OperatorConfig {
   natsUrls: string[];
   /** Secret (in the object's namespace) with NATS credentials, for those without spec.transport. */
   natsCredentialsSecret?: string;
+  /** NATS credentials file (JWT + seed) of the operator's own connections to NATS. */
+  natsCredentialsFile?: string;
   /** Reconciles that may run at once. */
   maxConcurrentReconciles: number;
   /** Seconds between full resyncs of every object (watches can go silent). */
@@ -89,6 +91,10 @@ export const flags: Record<string, Flag> = {
   "nats-credentials-secret": {
     env: "FEDTRAIN_NATS_CREDENTIALS_SECRET",
     help: "Secret with key nats.creds when spec.transport is not set",
+  },
+  "nats-credentials-file": {
+    env: "FEDTRAIN_NATS_CREDENTIALS_FILE",
+    help: "the operator's own NATS credentials file, to read federations and deregister members",
   },
   "max-concurrent-reconciles": {
     env: "FEDTRAIN_MAX_CONCURRENT_RECONCILES",
@@ -190,6 +196,7 @@ export function parseConfig(
     trainerImage: get("trainer-image") ?? "",
     natsUrls,
     natsCredentialsSecret: get("nats-credentials-secret"),
+    natsCredentialsFile: get("nats-credentials-file") || undefined,
     maxConcurrentReconciles: positive(
       "max-concurrent-reconciles",
       get("max-concurrent-reconciles") ?? "",

@@ -20,9 +20,10 @@ import { Informer } from "./controller/informer.js";
 import { LeaderElector } from "./controller/leader.js";
 import { OperatorMetrics } from "./controller/metrics.js";
 import { WorkQueue } from "./controller/queue.js";
+import { NatsConnections } from "./nats/connections.js";
 import { managedBySelector } from "./trainingfederation/desired.js";
+import { FederationClient } from "./trainingfederation/federation.js";
 import {
-  type FederationMembership,
   type TrainingFederationObject,
   TrainingFederationReconciler,
 } from "./trainingfederation/reconciler.js";
@@ -87,13 +88,12 @@ async function main(): Promise<void> {
 
   const queue = new WorkQueue(undefined, metrics.workQueue(controllerName));
   metrics.watchQueue(controllerName, queue);
-  const membership: FederationMembership = {
-    // The member leaves the federation's rounds when its trainers stop (they announce it on
-    // SIGTERM); deregistering through NATS from the operator comes with the protocol module.
-    async leave(_tf, memberId, log) {
-      log.info({ memberId }, "member leaving: its trainers stop with the Job");
-    },
-  };
+  const nats = new NatsConnections({
+    credentialsFile: config.natsCredentialsFile,
+    name: `fedtrain-operator ${identity}`,
+    log,
+  });
+  const membership = new FederationClient(nats, config, core, metrics);
   const enqueueOwner = (object: V1Job | V1ConfigMap) => {
     const key = TrainingFederationReconciler.ownerKey(object);
     if (key) queue.add(key);
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
     clearInterval(resync);
     await controller.stop();
     await elector?.stop();
-    await Promise.all([federations.stop(), jobs.stop(), configMaps.stop()]);
+    await Promise.all([federations.stop(), jobs.stop(), configMaps.stop(), nats.close()]);
     probes.close();
     metricsServer.close();
     log.info("stopped");

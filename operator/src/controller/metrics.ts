@@ -113,6 +113,13 @@ export class OperatorMetrics {
     labelNames: ["verb", "resource"],
     registers: [this.registry],
   });
+  /** Members the finalizer deregistered from their federation, by result. */
+  readonly deregistrations = new Counter({
+    name: "fedtrain_operator_deregistrations_total",
+    help: "Deleted members the finalizer deregistered (deregistered), had nothing to deregister (skipped), or could not deregister and let go anyway (failed)",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
   /** TrainingFederations this operator manages, by phase. */
   readonly federations = new Gauge({
     name: "fedtrain_trainingfederations",

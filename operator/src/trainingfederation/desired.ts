@@ -75,7 +75,7 @@ export function memberIdOf(tf: TrainingFederation, settings: ChildSettings): str
 }
 
 /** NATS URLs: spec.transport's, else the operator's. */
-function natsUrlsOf(tf: TrainingFederation, settings: ChildSettings): string[] {
+export function natsUrlsOf(tf: TrainingFederation, settings: ChildSettings): string[] {
   return tf.spec.transport?.natsUrls ?? settings.natsUrls;
 }
 

@@ -39,11 +39,24 @@ import {
   semanticErrors,
   templateHashAnnotation,
 } from "./desired.js";
-import { nextStatus, statusChanged } from "./status.js";
+import { federationPollMs } from "./federation.js";
+import type { FederationObservation } from "./federation-status.js";
+import { nextStatus, statusChanged, statusPatch } from "./status.js";
 
-/** How a member leaves the federation when its TrainingFederation is deleted. */
+/** The member's federation on NATS: read for status, left on deletion. */
 export interface FederationMembership {
-  /** Deregisters the member; must be idempotent and succeed for a member that never joined. */
+  /** Whether the federation can be read at all (NATS URLs are known). */
+  configured(tf: TrainingFederation): boolean;
+  /** The federation as seen now; NATS problems are observations, not errors. */
+  observe(
+    tf: TrainingFederation,
+    federationSpecHash: string,
+    log: Logger,
+  ): Promise<FederationObservation>;
+  /**
+   * Deregisters the member; must be idempotent, succeed for a member that never joined, and
+   * return (not throw, not hang) when it cannot.
+   */
   leave(tf: TrainingFederation, memberId: string, log: Logger): Promise<void>;
 }
 
@@ -113,7 +126,8 @@ export class TrainingFederationReconciler {
       ({ publicKey, keyProblem } = await this.ensureMemberKey(tf, names.keySecret, log));
     }
 
-    if (invalid.length > 0 || keyProblem || !publicKey) {
+    const runnable = invalid.length === 0 && !keyProblem && publicKey !== undefined;
+    if (!runnable || !publicKey) {
       // No children for a spec this member cannot run; the key Secret stays (never rotated).
       if (observedJob) await this.deleteJob(observedJob, log);
       if (observedConfigMap) await this.deleteConfigMap(observedConfigMap, log);
@@ -135,6 +149,9 @@ export class TrainingFederationReconciler {
       observedJob = appliedJob;
     }
 
+    // After the children: the Kubernetes side never waits on NATS.
+    const polled = runnable && this.membership.configured(tf);
+    const federation = polled ? await this.membership.observe(tf, specHash, log) : undefined;
     const status = nextStatus(
       tf,
       {
@@ -144,18 +161,26 @@ export class TrainingFederationReconciler {
         federationSpecHash: specHash,
         job: observedJob,
         keyProblem,
+        federation,
       },
       new Date(),
     );
     if (statusChanged(tf.status, status)) {
       await this.objects.patchNamespacedCustomObjectStatus(
-        { group, version, namespace, plural, name, body: { status } },
+        {
+          group,
+          version,
+          namespace,
+          plural,
+          name,
+          body: { status: statusPatch(tf.status, status) },
+        },
         json(PatchStrategy.MergePatch),
       );
       this.metrics.apiWrites.inc({ verb: "patch", resource: "trainingfederations/status" });
       log.debug({ phase: status.phase }, "status updated");
     }
-    return undefined;
+    return polled ? { requeueAfterMs: federationPollMs } : undefined;
   }
 
   /** Lets the member leave, then removes the finalizer (children go by garbage collection). */

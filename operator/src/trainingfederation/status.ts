@@ -8,6 +8,11 @@ import type {
 } from "../../../core/api/index.js";
 import { canonicalJson } from "../../../core/api/index.js";
 import { apiTime } from "../time.js";
+import {
+  type FederationFields,
+  type FederationObservation,
+  federationStatus,
+} from "./federation-status.js";
 
 /** What one reconcile observed, as input to the status. */
 export interface Observation {
@@ -22,6 +27,8 @@ export interface Observation {
   job?: V1Job;
   /** Why the member key is not available, when it is not. */
   keyProblem?: string;
+  /** What NATS said about the federation; absent when it was not asked (invalid spec). */
+  federation?: FederationObservation;
 }
 
 type Phase = NonNullable<TrainingFederationStatus["phase"]>;
@@ -40,7 +47,12 @@ export function desiredTrainers(tf: TrainingFederation): number {
 export function assess(
   tf: TrainingFederation,
   observation: Observation,
-): { phase: Phase; conditions: ConditionInput[]; ready: number } {
+): {
+  phase: Phase;
+  conditions: ConditionInput[];
+  ready: number;
+  federationFields?: FederationFields;
+} {
   const desired = desiredTrainers(tf);
   const job = observation.job;
   const ready = Math.min(job?.status?.ready ?? 0, desired);
@@ -126,7 +138,20 @@ export function assess(
     };
     phase = ready > 0 ? "Training" : "Pending";
   }
-  const blocking = [valid, trainers].find((c) => c.status === "False");
+  const federation =
+    observation.federation && observation.memberId
+      ? federationStatus(
+          tf,
+          {
+            memberId: observation.memberId,
+            publicKey: observation.publicKey,
+            federationSpecHash: observation.federationSpecHash,
+          },
+          observation.federation,
+        )
+      : undefined;
+  const joined = federation?.conditions.find((c) => c.type === "Joined");
+  const blocking = [valid, trainers, joined].find((c) => c?.status === "False");
   const readyCondition: ConditionInput = blocking
     ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
     : {
@@ -135,21 +160,39 @@ export function assess(
         reason: "Ready",
         message: "this member is contributing as specified",
       };
-  return { phase, conditions: [readyCondition, valid, trainers], ready };
+  return {
+    phase,
+    conditions: [readyCondition, valid, trainers, ...(federation?.conditions ?? [])],
+    ready,
+    federationFields: federation?.fields,
+  };
 }
+
+const federationFieldNames: (keyof FederationFields)[] = [
+  "round",
+  "progress",
+  "activeMembers",
+  "members",
+  "loss",
+  "lastCheckpoint",
+];
 
 /**
  * The status to write: the operator's fields from the observation, the federation fields (round,
- * members, loss, …) kept from the current status, and each condition's lastTransitionTime kept
- * unless its status changed.
+ * members, loss, …) from the federation's view (kept from the current status when NATS was not
+ * read or did not answer), and each condition's lastTransitionTime kept unless its status changed.
  */
 export function nextStatus(
   tf: TrainingFederation,
   observation: Observation,
   now: Date,
 ): TrainingFederationStatus {
-  const current = tf.status ?? {};
-  const { phase, conditions, ready } = assess(tf, observation);
+  const current: TrainingFederationStatus = { ...tf.status };
+  const { phase, conditions, ready, federationFields } = assess(tf, observation);
+  if (federationFields) {
+    for (const name of federationFieldNames) delete current[name];
+    Object.assign(current, federationFields);
+  }
   const desired = desiredTrainers(tf);
   const managed = new Set(conditions.map((c) => c.type));
   const merged: Condition[] = [
@@ -162,7 +205,7 @@ export function nextStatus(
         lastTransitionTime: unchanged ? before.lastTransitionTime : apiTime(now),
       } as Condition;
     }),
-    // Conditions written from the federation's view (Joined, Synced, Degraded) stay as they are.
+    // Conditions of the federation's view not decided this time (NATS not read) stay as they are.
     ...(current.conditions ?? []).filter((c) => !managed.has(c.type)),
   ];
   const status: TrainingFederationStatus = {
@@ -178,6 +221,19 @@ export function nextStatus(
   if (observation.publicKey) status.publicKey = observation.publicKey;
   if (observation.memberId) status.memberId = observation.memberId;
   return status;
+}
+
+/**
+ * The body of a JSON merge patch from `before` to `after`: a merge patch keeps fields it does not
+ * name, so each top-level field that went away (a loss no longer reported) is sent as null.
+ */
+export function statusPatch(
+  before: TrainingFederationStatus | undefined,
+  after: TrainingFederationStatus,
+): Record<string, unknown> {
+  const patch: Record<string, unknown> = { ...after };
+  for (const key of Object.keys(before ?? {})) if (!(key in after)) patch[key] = null;
+  return patch;
 }
 
 /** Whether two statuses differ in anything but representation (key order, time formats). */

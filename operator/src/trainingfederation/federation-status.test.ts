@@ -1,0 +1,343 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { TrainingFederation } from "../../../core/api/index.js";
+import type { FederationView, MemberView, WorkerView } from "../../../core/protocol/index.js";
+import {
+  type FederationObservation,
+  federationStatus,
+  heartbeatResolutionMs,
+  memberState,
+  type Self,
+} from "./federation-status.js";
+import { assess, nextStatus, type Observation, statusChanged, statusPatch } from "./status.js";
+
+const ours = "a".repeat(64);
+const theirs = "b".repeat(64);
+const key = `${"K".repeat(43)}=`;
+const otherKey = `${"O".repeat(43)}=`;
+const self: Self = { memberId: "alpine", publicKey: key, federationSpecHash: `sha256:${ours}` };
+
+function member(
+  membership: Record<string, unknown> = { policy: "Open", members: [], organiserKeys: [] },
+  status?: TrainingFederation["status"],
+): TrainingFederation {
+  return {
+    metadata: { name: "m", namespace: "ns", generation: 1 },
+    spec: {
+      contribution: { replicas: 1 },
+      federation: { id: "fed", training: { rounds: 50 }, membership },
+    },
+    status,
+  } as unknown as TrainingFederation;
+}
+
+const worker = (over: Partial<WorkerView> = {}): WorkerView => ({
+  workerId: "w0",
+  state: "Active",
+  lastHeartbeat: "2026-01-01T00:00:10.000Z",
+  appliedRound: 3,
+  modelHash: "1".repeat(64),
+  loss: 0.5,
+  ...over,
+});
+
+const memberView = (over: Partial<MemberView> = {}): MemberView => ({
+  memberId: "alpine",
+  publicKey: key,
+  specHash: ours,
+  state: "Active",
+  reason: "",
+  lastHeartbeat: "2026-01-01T00:00:10.000Z",
+  roundsContributed: 3,
+  workers: [worker()],
+  ...over,
+});
+
+const view = (over: Partial<FederationView> = {}): FederationView => ({
+  federationId: "fed",
+  round: 4,
+  roundStatus: undefined,
+  paused: false,
+  coordinator: { memberId: "alpine", workerId: "w0" },
+  lastCommit: { round: 3, hash: "c".repeat(64), entries: 2, committedAt: "2026-01-01T00:00:09Z" },
+  lastCheckpoint: { round: 2, digest: "d".repeat(64), size: 10 },
+  loss: 0.5,
+  members: [memberView(), memberView({ memberId: "birch", publicKey: otherKey })],
+  disagreements: [],
+  ...over,
+});
+
+const seen = (v: FederationView): FederationObservation => ({ kind: "view", view: v });
+type Found = { status: string; reason: string; message: string };
+const condition = (conditions: ({ type: string } & Found)[], type: string): Found => {
+  const found = conditions.find((c) => c.type === type);
+  assert.ok(found, `condition ${type}`);
+  return found;
+};
+
+describe("memberState", () => {
+  const cases: [string, Partial<MemberView>, string, RegExp | undefined][] = [
+    ["live workers", {}, "Active", undefined],
+    ["refused", { state: "Refused", reason: "not allowed" }, "Refused", /not allowed/],
+    ["workers leaving", { state: "Idle", workers: [worker({ state: "Leaving" })] }, "Left", /leav/],
+    ["contributed, now silent", { state: "Idle", workers: [] }, "Stale", /heartbeat/],
+    ["never heartbeated", { state: "Idle", workers: [], roundsContributed: 0 }, "Joining", /yet/],
+  ];
+  for (const [name, over, state, reason] of cases) {
+    test(name, () => {
+      const got = memberState(memberView(over));
+      assert.equal(got.state, state);
+      if (reason) assert.match(got.reason ?? "", reason);
+      else assert.equal(got.reason, undefined);
+    });
+  }
+});
+
+describe("federationStatus", () => {
+  test("a healthy view: round, progress, members, this member's loss, checkpoint", () => {
+    const { fields, conditions } = federationStatus(member(), self, seen(view()));
+    assert.deepEqual(fields, {
+      round: 3,
+      progress: "3/50",
+      activeMembers: 2,
+      members: [
+        {
+          id: "alpine",
+          state: "Active",
+          trainers: 1,
+          lastHeartbeat: "2026-01-01T00:00:10.000Z",
+          roundsContributed: 3,
+        },
+        {
+          id: "birch",
+          state: "Active",
+          trainers: 1,
+          lastHeartbeat: "2026-01-01T00:00:10.000Z",
+          roundsContributed: 3,
+        },
+      ],
+      loss: 0.5,
+      lastCheckpoint: { round: 2, digest: "d".repeat(64) },
+    });
+    assert.equal(condition(conditions, "Joined").status, "True");
+    assert.equal(condition(conditions, "Synced").status, "True");
+    assert.equal(condition(conditions, "Degraded").status, "False");
+  });
+
+  const joined: [string, TrainingFederation, FederationView, string, string, RegExp][] = [
+    [
+      "not registered",
+      member(),
+      view({ members: [] }),
+      "False",
+      "NotRegistered",
+      /alpine is not registered in federation fed/,
+    ],
+    [
+      "not in the allowlist: names the key to give the organiser",
+      member({ policy: "Allowlist", members: [{ id: "birch", publicKey: otherKey }] }),
+      view(),
+      "False",
+      "NotAdmitted",
+      new RegExp(`give the organiser .*${key.replace("+", "\\+")}`),
+    ],
+    [
+      "not in the allowlist and so never registered: the allowlist is named, not registration",
+      member({ policy: "Allowlist", members: [{ id: "birch", publicKey: otherKey }] }),
+      view({ members: [] }),
+      "False",
+      "NotAdmitted",
+      /not in federation fed's allowlist/,
+    ],
+    [
+      "allowlisted with another key",
+      member({ policy: "Allowlist", members: [{ id: "alpine", publicKey: otherKey }] }),
+      view(),
+      "False",
+      "NotAdmitted",
+      /allowlist with this key/,
+    ],
+    [
+      "member id registered with another key",
+      member(),
+      view({ members: [memberView({ publicKey: otherKey })] }),
+      "False",
+      "NotAdmitted",
+      /another public key/,
+    ],
+    [
+      "trainers registered an older spec",
+      member(),
+      view({ members: [memberView({ specHash: theirs })] }),
+      "False",
+      "SpecHashMismatch",
+      /trainers registered spec hash/,
+    ],
+    [
+      "every other member has another spec",
+      member(),
+      view({ members: [memberView(), memberView({ memberId: "birch", specHash: theirs })] }),
+      "False",
+      "SpecHashMismatch",
+      /every other member \(birch\)/,
+    ],
+    [
+      "allowlisted with this key",
+      member({ policy: "Allowlist", members: [{ id: "alpine", publicKey: key }] }),
+      view({ members: [memberView()] }),
+      "True",
+      "Admitted",
+      /registered and admitted/,
+    ],
+  ];
+  for (const [name, tf, v, status, reason, message] of joined) {
+    test(`Joined: ${name}`, () => {
+      const got = condition(federationStatus(tf, self, seen(v)).conditions, "Joined");
+      assert.equal(got.status, status);
+      assert.equal(got.reason, reason);
+      assert.match(got.message, message);
+    });
+  }
+
+  test("Synced: a model hash mismatch lists who", () => {
+    const v = view({
+      disagreements: [
+        {
+          round: 3,
+          worker: { memberId: "birch", workerId: "w1" },
+          expected: "1".repeat(64),
+          reported: "2".repeat(64),
+        },
+      ],
+    });
+    const got = condition(federationStatus(member(), self, seen(v)).conditions, "Synced");
+    assert.equal(got.status, "False");
+    assert.equal(got.reason, "ModelHashMismatch");
+    assert.match(got.message, /birch\/w1 at round 3 reports 222222222222/);
+  });
+
+  test("Synced: Unknown before any round is applied", () => {
+    const v = view({ members: [memberView({ workers: [worker({ appliedRound: 0 })] })] });
+    const got = condition(federationStatus(member(), self, seen(v)).conditions, "Synced");
+    assert.equal(got.status, "Unknown");
+  });
+
+  const degraded: [string, Partial<FederationView>, string, string, RegExp][] = [
+    [
+      "retried round carries the protocol's reason",
+      {
+        roundStatus: {
+          round: 4,
+          attempt: 2,
+          phase: "retrying",
+          reason: "quorum not met at the deadline: updates from 1 of 2 active members, 2 required",
+          coordinator: { memberId: "alpine", workerId: "w0" },
+          updatedAtMs: 0,
+        },
+      },
+      "True",
+      "RoundRetried",
+      /round 4 attempt 2: quorum not met/,
+    ],
+    ["paused", { paused: true }, "True", "Paused", /paused/],
+    ["progressing", {}, "False", "RoundsProgressing", /close/],
+  ];
+  for (const [name, over, status, reason, message] of degraded) {
+    test(`Degraded: ${name}`, () => {
+      const got = condition(
+        federationStatus(member(), self, seen(view(over))).conditions,
+        "Degraded",
+      );
+      assert.equal(got.status, status);
+      assert.equal(got.reason, reason);
+      assert.match(got.message, message);
+    });
+  }
+
+  test("no federation resources yet: not registered, round 0", () => {
+    const { fields, conditions } = federationStatus(member(), self, { kind: "absent" });
+    assert.deepEqual(fields, { round: 0, progress: "0/50", activeMembers: 0, members: [] });
+    assert.equal(condition(conditions, "Joined").reason, "NotRegistered");
+  });
+
+  test("NATS unreachable: Joined Unknown, no fields (the last view stays)", () => {
+    const got = federationStatus(member(), self, { kind: "unreachable", message: "no NATS" });
+    assert.equal(got.fields, undefined);
+    assert.deepEqual(got.conditions, [
+      { type: "Joined", status: "Unknown", reason: "NatsUnreachable", message: "no NATS" },
+    ]);
+  });
+});
+
+describe("status with the federation's view", () => {
+  const ready = { ready: 1, conditions: [] } as never;
+  const observation = (federation?: FederationObservation): Observation => ({
+    invalid: [],
+    federationSpecHash: `sha256:${ours}`,
+    publicKey: key,
+    memberId: "alpine",
+    job: { status: ready },
+    federation,
+  });
+
+  test("Joined False makes Ready False with its reason; Unknown does not", () => {
+    const notJoined = assess(member(), observation({ kind: "absent" }));
+    assert.equal(condition(notJoined.conditions, "Ready").status, "False");
+    assert.equal(condition(notJoined.conditions, "Ready").reason, "NotRegistered");
+    const unknown = assess(member(), observation({ kind: "unreachable", message: "x" }));
+    assert.equal(condition(unknown.conditions, "Ready").status, "True");
+    const joined = assess(member(), observation(seen(view())));
+    assert.equal(condition(joined.conditions, "Ready").status, "True");
+  });
+
+  test("a steady federation writes nothing; heartbeats within the resolution change nothing", () => {
+    const now = new Date("2026-01-01T00:01:00Z");
+    const first = nextStatus(member(), observation(seen(view())), now);
+    const later = view({
+      members: view().members.map((m) => ({
+        ...m,
+        lastHeartbeat: new Date(Date.parse(m.lastHeartbeat ?? "") + 30_000).toISOString(),
+      })),
+    });
+    const second = nextStatus(member(undefined, first), observation(seen(later)), now);
+    assert.equal(statusChanged(first, second), false);
+
+    const muchLater = view({
+      members: view().members.map((m) => ({
+        ...m,
+        lastHeartbeat: new Date(
+          Date.parse(m.lastHeartbeat ?? "") + heartbeatResolutionMs + 1_000,
+        ).toISOString(),
+      })),
+    });
+    const third = nextStatus(member(undefined, first), observation(seen(muchLater)), now);
+    assert.equal(statusChanged(first, third), true);
+  });
+
+  test("NATS unreachable keeps the last view's fields and Synced/Degraded", () => {
+    const now = new Date("2026-01-01T00:01:00Z");
+    const first = nextStatus(member(), observation(seen(view())), now);
+    const away = nextStatus(
+      member(undefined, first),
+      observation({ kind: "unreachable", message: "no NATS" }),
+      now,
+    );
+    assert.equal(away.round, 3);
+    assert.equal(away.members?.length, 2);
+    assert.equal(condition(away.conditions ?? [], "Joined").status, "Unknown");
+    assert.equal(condition(away.conditions ?? [], "Synced").status, "True");
+  });
+
+  test("a view without this member's loss removes the old loss", () => {
+    const now = new Date("2026-01-01T00:01:00Z");
+    const first = nextStatus(member(), observation(seen(view())), now);
+    assert.equal(first.loss, 0.5);
+    const silent = view({ members: [memberView({ workers: [worker({ loss: undefined })] })] });
+    const second = nextStatus(member(undefined, first), observation(seen(silent)), now);
+    assert.equal(second.loss, undefined);
+    // A merge patch keeps what it does not name: the removal is sent as null.
+    const patch = statusPatch(first, second);
+    assert.equal(patch.loss, null);
+    assert.equal(patch.round, 3);
+  });
+});

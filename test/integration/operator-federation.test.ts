@@ -1,0 +1,259 @@
+// The operator's federation side against a real control plane and a real nats-server: the status
+// shows the federation as NATS sees it (the member registered with the key the operator created,
+// a worker contributing rounds), a steady federation causes no status writes, a NATS outage
+// blocks nothing, and deleting the TrainingFederation deregisters the member.
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { group, plural, type TrainingFederation, version } from "../../core/api/index.js";
+import {
+  connectNats,
+  FederationWorker,
+  federationNames,
+  type ReplicaModel,
+  registerMember,
+} from "../../core/protocol/index.js";
+import { installCrds } from "../../e2e/testbed/apply.js";
+import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
+import { waitFor } from "../../e2e/testbed/process.js";
+import type { Testbed } from "../../e2e/testbed/testbed.js";
+import {
+  privateKeySeed,
+  protocolSpecOf,
+  specHashBytes,
+} from "../../operator/src/trainingfederation/federation.js";
+import { repoRoot, startTestbed } from "./support.js";
+
+const namespace = "members";
+const federationId = "operator-federation";
+const memberId = "alpine";
+let testbed: Testbed;
+let nats: NatsServer;
+let nc: NatsConnection;
+let core: CoreV1Api;
+let objects: CustomObjectsApi;
+let operator: OperatorProcess;
+let worker: FederationWorker | undefined;
+const logFile = path.join(os.tmpdir(), `fedtrain-operator-federation-test-${process.pid}.log`);
+
+/** A replica that never changes: enough for rounds to commit and hashes to agree. */
+class StillModel implements ReplicaModel {
+  private readonly state = new Uint8Array(16);
+  apply() {}
+  hash() {
+    return new Uint8Array(crypto.createHash("sha256").update(this.state).digest());
+  }
+  snapshot() {
+    return this.state.slice();
+  }
+  restore() {}
+}
+
+async function read(name: string): Promise<Record<string, any>> {
+  return (await objects.getNamespacedCustomObject({
+    group,
+    version,
+    namespace,
+    plural,
+    name,
+  })) as Record<string, any>;
+}
+
+const condition = (status: Record<string, any>, type: string) =>
+  (status.conditions ?? []).find((c: { type: string }) => c.type === type);
+
+async function waitStatus(
+  name: string,
+  what: string,
+  check: (status: Record<string, any>) => boolean,
+  timeoutMs = 30_000,
+): Promise<Record<string, any>> {
+  return waitFor(
+    `${name}: ${what}`,
+    async () => {
+      const tf = await read(name);
+      return check(tf.status ?? {}) ? tf : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}
+
+before(async () => {
+  [testbed, nats] = await Promise.all([
+    startTestbed({ clusters: 1, nodes: 1, gpusPerNode: 1 }),
+    startNatsServer(),
+  ]);
+  const cluster = testbed.clusters[0] ?? "";
+  const kubeConfig = testbed.kubeConfig(cluster);
+  core = kubeConfig.makeApiClient(CoreV1Api);
+  objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  await installCrds(
+    testbed,
+    cluster,
+    path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"),
+  );
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  operator = await OperatorProcess.start(
+    testbed.kubeconfigPath(cluster),
+    [
+      `--cluster-id=${memberId}`,
+      `--nats-url=${nats.url}`,
+      "--trainer-image=testbed.local/stand-in-trainer:1",
+      "--leader-elect=false",
+    ],
+    logFile,
+  );
+  nc = await connectNats(nats.url, "operator-federation-test");
+});
+
+after(async () => {
+  await worker?.stop({ graceful: false });
+  await nc?.close().catch(() => {});
+  await operator?.stop();
+  await Promise.all([testbed?.down(), nats?.stop()]);
+});
+
+describe("operator and the federation on NATS", () => {
+  test("before any member registered: Joined=False NotRegistered, Ready=False, round 0", async () => {
+    await objects.createNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      body: {
+        apiVersion: `${group}/${version}`,
+        kind: "TrainingFederation",
+        metadata: { name: "alpha", namespace },
+        spec: {
+          federation: {
+            id: federationId,
+            model: { preset: "MLP" },
+            data: { synthetic: { preset: "GaussianClusters" } },
+          },
+          contribution: { replicas: 1, gpusPerReplica: 1 },
+        },
+      },
+    });
+    const tf = await waitStatus(
+      "alpha",
+      "Joined=False",
+      (s) => condition(s, "Joined")?.status === "False" && s.trainers?.ready === 1,
+    );
+    assert.equal(condition(tf.status, "Joined").reason, "NotRegistered");
+    assert.match(condition(tf.status, "Joined").message, /alpine is not registered/);
+    assert.equal(condition(tf.status, "Ready").status, "False");
+    assert.equal(condition(tf.status, "Ready").reason, "NotRegistered");
+    assert.equal(tf.status?.progress, "0/100");
+    assert.deepEqual(tf.status?.members, []);
+  });
+
+  test("registered with the key from the operator's Secret and contributing: Active, Joined, rounds advance", async () => {
+    const tf = await read("alpha");
+    const secret = await core.readNamespacedSecret({ name: "alpha-member-key", namespace });
+    const privateKey = privateKeySeed(
+      Buffer.from(secret.data?.["private.pem"] ?? "", "base64").toString("utf8"),
+    );
+    const specHash = specHashBytes(tf.status?.federationSpecHash ?? "");
+    await registerMember(nc, { federationId, memberId, specHash, privateKey });
+    worker = await FederationWorker.start({
+      nc,
+      spec: protocolSpecOf(tf as TrainingFederation),
+      specHash,
+      memberId,
+      workerId: "w0",
+      privateKey,
+      model: new StillModel(),
+    });
+    for (let round = 1; round <= 2; round++)
+      await worker.contribute(new Uint8Array(64).fill(round), { loss: 0.25 });
+
+    const joined = await waitStatus(
+      "alpha",
+      "Joined=True at round 2",
+      (s) => condition(s, "Joined")?.status === "True" && s.round === 2,
+    );
+    const status = joined.status ?? {};
+    assert.equal(condition(status, "Ready").status, "True");
+    assert.equal(condition(status, "Synced").status, "True");
+    assert.equal(condition(status, "Degraded").status, "False");
+    assert.equal(status.progress, "2/100");
+    assert.equal(status.activeMembers, 1);
+    assert.equal(status.loss, 0.25);
+    assert.equal(status.members?.length, 1);
+    const [member] = status.members ?? [];
+    assert.equal(member?.id, memberId);
+    assert.equal(member?.state, "Active");
+    assert.equal(member?.trainers, 1);
+    assert.equal(member?.roundsContributed, 2);
+    assert.ok(member?.lastHeartbeat);
+
+    // The worker keeps heartbeating; the operator polls every 10 s: nothing new, nothing written.
+    const before = (await read("alpha")).metadata?.resourceVersion;
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    assert.equal((await read("alpha")).metadata?.resourceVersion, before);
+  });
+
+  test("a NATS outage: Joined=Unknown, the last view stays, and the Kubernetes side still reconciles", async () => {
+    await worker?.stop();
+    worker = undefined;
+    await nats.kill();
+    await objects.patchNamespacedCustomObject(
+      { group, version, namespace, plural, name: "alpha", body: { spec: { suspend: true } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    const away = await waitStatus(
+      "alpha",
+      "Suspended with NATS unreachable",
+      (s) => s.phase === "Suspended" && condition(s, "Joined")?.reason === "NatsUnreachable",
+    );
+    assert.equal(condition(away.status, "Joined").status, "Unknown");
+    assert.match(condition(away.status, "Joined").message, /cannot reach NATS at nats:\/\//);
+    assert.equal(away.status.round, 2, "the last view stays");
+
+    await nats.restart();
+    await waitStatus("alpha", "Joined again", (s) => condition(s, "Joined")?.status === "True");
+  });
+
+  test("deleting the TrainingFederation deregisters the member", async () => {
+    const members = await new Kvm(jetstream(nc)).open(federationNames(federationId).membersBucket);
+    assert.equal((await members.get(memberId))?.operation, "PUT");
+    await objects.deleteNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      name: "alpha",
+    });
+    await waitFor(
+      "alpha to be gone",
+      async () => {
+        try {
+          await read("alpha");
+          return undefined;
+        } catch (error) {
+          return (error as { code?: number }).code === 404 ? true : undefined;
+        }
+      },
+      30_000,
+    );
+    const entry = await members.get(memberId);
+    assert.ok(entry?.operation !== "PUT", "the member record is deleted");
+    assert.equal(
+      await operator.metric("fedtrain_operator_deregistrations_total", { result: "deregistered" }),
+      1,
+    );
+  });
+});
