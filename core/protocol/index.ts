@@ -36,6 +36,7 @@ export {
   connectNats,
   type FederationNames,
   federationNames,
+  type NatsConnectOptions,
   openFederation,
   readStream,
   UPDATE_SHARDS,

@@ -1,6 +1,7 @@
 // The JetStream resources of one federation (names in docs/protocol.md, "Subjects, streams,
 // buckets"), their idempotent creation, and the few NATS operations the protocol builds on.
 
+import { readFile } from "node:fs/promises";
 import {
   DeliverPolicy,
   JetStreamApiError,
@@ -14,7 +15,7 @@ import {
 } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import { ProtocolTransportError } from "./errors.js";
 import { isValidId } from "./wire.js";
 
@@ -152,17 +153,36 @@ async function ensureStream(
   }
 }
 
-/** Connects to NATS so that the connection survives server restarts (reconnects forever). */
+/** How to authenticate to NATS and secure the connection (the TrainerConfig's transport). */
+export interface NatsConnectOptions {
+  /** A NATS user credentials file (`.creds`: the user JWT and its NKey seed). */
+  credentialsFile?: string;
+  /** TLS: the CA bundle to trust, and a client certificate and key for mutual TLS. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+}
+
+/**
+ * Connects to NATS so that the connection survives server restarts (reconnects forever), with
+ * user credentials and TLS when given. A credentials file that cannot be read throws its
+ * file-system error (code ENOENT, EACCES) before any connection is attempted.
+ */
 export async function connectNats(
   servers: string | string[],
   name?: string,
+  options: NatsConnectOptions = {},
 ): Promise<NatsConnection> {
+  const credentials = options.credentialsFile ? await readFile(options.credentialsFile) : undefined;
+  const tls = options.tls
+    ? Object.fromEntries(Object.entries(options.tls).filter(([, file]) => file))
+    : undefined;
   return connect({
     servers,
     name: name ?? "fedtrain",
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     pingInterval: 5_000,
+    ...(credentials ? { authenticator: credsAuthenticator(new Uint8Array(credentials)) } : {}),
+    ...(tls ? { tls } : {}),
   });
 }
 

@@ -9,6 +9,13 @@ export const DEFAULT_CHECKPOINT_DIR = "/tmp/fedtrain-checkpoints";
 /** Where /metrics, /healthz and /readyz listen without FEDTRAIN_METRICS_ADDRESS. */
 export const DEFAULT_METRICS_ADDRESS = "127.0.0.1:9090";
 
+/**
+ * How the process's workers exchange updates: `local` (workers 0..N-1 of this process, no NATS),
+ * `nats` (one worker joins the federation over NATS), or `auto` (nats when the config names NATS
+ * servers, else local; resolved once the config is read).
+ */
+export type ExchangeMode = "auto" | "local" | "nats";
+
 /** `run`: train. */
 export interface RunCommand {
   command: "run";
@@ -17,6 +24,8 @@ export interface RunCommand {
   workerIndex: number;
   /** Workers run in this process over the local exchange. */
   workers: number;
+  /** `auto` only when neither --exchange nor --workers was given. */
+  exchange: ExchangeMode;
   /** Overrides the config file's backend. */
   backend?: BackendChoice;
   checkpointDir: string;
@@ -44,6 +53,7 @@ export class UsageError extends Error {
 
 const BACKENDS: readonly BackendChoice[] = ["Auto", "CUDA", "WebGPU", "CPU", "WASM", "JS"];
 const FORMATS: readonly ExportFormat[] = ["tfjs", "safetensors", "both"];
+const EXCHANGES: readonly ExchangeMode[] = ["auto", "local", "nats"];
 
 /** The help text. */
 export function usage(): string {
@@ -54,7 +64,10 @@ export function usage(): string {
 run options:
   --config FILE          TrainerConfig (JSON or YAML), as rendered by the operator
   --worker-index N       this worker's index (default: $JOB_COMPLETION_INDEX, else 0)
-  --workers N            run N workers in this process over the local exchange (default 1)
+  --workers N            run N workers in this process over the local exchange (default 1;
+                         giving it selects the local exchange)
+  --exchange E           auto, local or nats (default auto: nats when the config's
+                         transport.natsUrls is set and --workers is not given, else local)
   --backend B            Auto, CUDA, WebGPU, CPU, WASM or JS (default: the config's backend)
   --checkpoint-dir DIR   local checkpoints (default ${DEFAULT_CHECKPOINT_DIR})
   --metrics-address H:P  /metrics, /healthz, /readyz (default: $FEDTRAIN_METRICS_ADDRESS, else ${DEFAULT_METRICS_ADDRESS})
@@ -100,6 +113,15 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       "--worker-index and --workers N > 1 exclude each other: local workers are 0..N-1",
     );
   }
+  const exchange = (values.exchange ?? "auto").toLowerCase() as ExchangeMode;
+  if (!EXCHANGES.includes(exchange)) {
+    throw new UsageError(`--exchange ${values.exchange}: use one of ${EXCHANGES.join(", ")}`);
+  }
+  if (exchange === "nats" && workers > 1) {
+    throw new UsageError(
+      "--exchange nats runs one worker per process: drop --workers, start one process per worker with --worker-index",
+    );
+  }
   const workerIndex =
     values["worker-index"] !== undefined
       ? count("--worker-index", values["worker-index"], 0)
@@ -118,6 +140,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     config: values.config,
     workerIndex: workers > 1 ? 0 : workerIndex,
     workers,
+    exchange: exchange === "auto" && values.workers !== undefined ? "local" : exchange,
     ...(backend ? { backend } : {}),
     checkpointDir: values["checkpoint-dir"] ?? DEFAULT_CHECKPOINT_DIR,
     metricsAddress:
@@ -137,6 +160,7 @@ function parse(argv: readonly string[]) {
       config: { type: "string" },
       "worker-index": { type: "string" },
       workers: { type: "string" },
+      exchange: { type: "string" },
       backend: { type: "string" },
       "checkpoint-dir": { type: "string" },
       "metrics-address": { type: "string" },

@@ -1,8 +1,14 @@
 // How the workers of one trainer process reach the rest of the federation. The runtime takes an
 // `ExchangeTransport` as a parameter: `LocalExchange` connects N workers inside this process (the
-// standalone workstation mode, and the only one wired in today); the NATS transport of
-// core/protocol will implement the same interface for one worker per pod.
-import { InProcessExchange, type RoundCommit, type UpdateExchange } from "./diloco.js";
+// standalone workstation mode); `NatsExchange` (nats-exchange.ts) joins one worker per process to
+// the federation over core/protocol, and adds `join` and `roundApplied`.
+import {
+  type DiLoCoWorker,
+  InProcessExchange,
+  type RoundCommit,
+  type RoundReport,
+  type UpdateExchange,
+} from "./diloco.js";
 
 /** The exchange side of a trainer process. */
 export interface ExchangeTransport {
@@ -11,10 +17,23 @@ export interface ExchangeTransport {
   /** The exchange endpoint of one worker of this process. */
   endpoint(worker: string): UpdateExchange;
   /**
+   * A federated transport's join: brings the worker's global model (and its local model) to the
+   * federation's state and says which DiLoCo round to start at. Only for one worker per process;
+   * a transport without it starts from the initial weights or the local checkpoint.
+   */
+  join?(worker: DiLoCoWorker, local: LocalParameters): Promise<{ firstRound: number }>;
+  /** Must be called first thing in the round callback of a transport that has `join`. */
+  roundApplied?(report: RoundReport): void;
+  /**
    * Stops exchanging: every pending and later `exchange` call rejects with ExchangeClosedError,
    * and connections are released. Idempotent.
    */
   close(): Promise<void>;
+}
+
+/** The DiLoCo worker's local model, which takes the global parameters after a join. */
+export interface LocalParameters {
+  writeParameters(parameters: Float32Array): void;
 }
 
 /** A round that cannot complete because the exchange was closed (the trainer is stopping). */

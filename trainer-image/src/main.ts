@@ -1,20 +1,41 @@
 // The trainer process (the image's entry point). `run` loads the TrainerConfig, initialises the
 // compute backend, serves /metrics, /healthz and /readyz, trains over an exchange transport and
 // checkpoints; SIGTERM or SIGINT stops it after the current inner step with a checkpoint.
+// The exchange is local (workers 0..N-1 of this process) or nats (this one worker joins the
+// federation over core/protocol, and leaves it gracefully when it stops): see cli.ts's
+// ExchangeMode and resolveExchange below.
 // `export` writes a checkpoint's global model as tfjs and safetensors files.
 // Exit codes: 0 done or stopped cleanly, 1 runtime failure, 2 configuration or usage error (the
 // operator's Job does not retry it).
 import type http from "node:http";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, pino } from "pino";
+import { AdmissionError, connectNats } from "../../core/protocol/index.js";
+import { isValidId } from "../../core/protocol/wire.js";
 import { BackendUnavailableError, initBackend } from "./backend.js";
 import { CheckpointError, readCheckpoint } from "./checkpoint.js";
 import { parseCommand, type RunCommand, UsageError, usage } from "./cli.js";
-import { LocalExchange } from "./exchange.js";
+import { type ExchangeTransport, LocalExchange } from "./exchange.js";
 import { exportCheckpoint } from "./export.js";
 import { serveTrainerEndpoints, TrainerMetrics } from "./metrics.js";
+import { NatsExchange, specHashBytes } from "./nats-exchange.js";
 import { TrainerRuntime, workerId } from "./runtime.js";
 import { SafetensorsError } from "./safetensors.js";
-import { CONFIG_ERROR_EXIT_CODE, loadTrainerConfig, TrainerConfigError } from "./trainer-config.js";
+import {
+  CONFIG_ERROR_EXIT_CODE,
+  checkNatsTransport,
+  loadTrainerConfig,
+  readMemberPrivateKey,
+  TrainerConfigError,
+} from "./trainer-config.js";
+
+type TrainerConfig = Awaited<ReturnType<typeof loadTrainerConfig>>;
+
+/** What the NATS exchange needs beyond the config, checked before anything starts. */
+interface NatsSetup {
+  privateKey: Uint8Array;
+  specHash: Uint8Array;
+}
 
 /** Log paths that must never show in clear: keys, credentials, tokens. */
 const redact = [
@@ -68,16 +89,18 @@ async function main(): Promise<number> {
 }
 
 async function run(command: RunCommand): Promise<number> {
-  let config: Awaited<ReturnType<typeof loadTrainerConfig>>;
+  let config: TrainerConfig;
+  let nats: NatsSetup | null;
   try {
     config = await loadTrainerConfig(command.config);
+    nats = resolveExchange(command, config) === "nats" ? await natsSetup(config) : null;
   } catch (error) {
     if (!(error instanceof TrainerConfigError)) throw error;
     console.error(`fedtrain-trainer: configuration error: ${error.message}`);
     return CONFIG_ERROR_EXIT_CODE;
   }
   const indices =
-    command.workers > 1
+    command.workers > 1 && !nats
       ? Array.from({ length: command.workers }, (_, i) => i)
       : [command.workerIndex];
   const log = pino({
@@ -116,7 +139,7 @@ async function run(command: RunCommand): Promise<number> {
   }
   log.info({ address: server.address() }, "serving /metrics, /healthz and /readyz");
   try {
-    return await train(command, config, indices, metrics, log, stopping.signal, (r) => {
+    return await train(command, config, nats, indices, metrics, log, stopping.signal, (r) => {
       current.runtime = r;
     });
   } finally {
@@ -126,9 +149,34 @@ async function run(command: RunCommand): Promise<number> {
   }
 }
 
+/** `auto` is nats when the config names NATS servers (what the operator renders), else local. */
+function resolveExchange(command: RunCommand, config: TrainerConfig): "local" | "nats" {
+  if (command.exchange !== "auto") return command.exchange;
+  return config.transport.natsUrls.length > 0 ? "nats" : "local";
+}
+
+async function natsSetup(config: TrainerConfig): Promise<NatsSetup> {
+  await checkNatsTransport(config);
+  if (!isValidId(config.member.id)) {
+    throw new TrainerConfigError(
+      `member.id: "${config.member.id}" must be a DNS label (lower-case letters, digits and '-') to take part in a federation over NATS`,
+    );
+  }
+  let specHash: Uint8Array;
+  try {
+    specHash = specHashBytes(config.federationSpecHash);
+  } catch (error) {
+    throw new TrainerConfigError(`federationSpecHash: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  return { privateKey: await readMemberPrivateKey(config), specHash };
+}
+
 async function train(
   command: RunCommand,
-  config: Awaited<ReturnType<typeof loadTrainerConfig>>,
+  config: TrainerConfig,
+  nats: NatsSetup | null,
   indices: number[],
   metrics: TrainerMetrics,
   log: Logger,
@@ -154,38 +202,79 @@ async function train(
     },
     `computing on ${backend.backend} (${backend.device})`,
   );
-  const transport = new LocalExchange(indices.map((index) => workerId(config.member.id, index)));
-  if (indices.length === 1) {
-    log.warn(
-      "the NATS exchange (core/protocol) is not wired in yet: this worker trains alone over the local exchange",
-    );
-  }
-  const runtime = new TrainerRuntime(
-    {
-      config,
-      workerIndices: indices,
-      workerCount: indices.length,
-      checkpointDir: command.checkpointDir,
-      resume: !command.fresh,
-    },
-    transport,
-    metrics,
-    log,
-  );
-  publish(runtime);
-  try {
-    await runtime.load(backend);
-  } catch (error) {
-    // The data and the model preset do not fit (what the API server's CEL rules reject).
-    if (error instanceof RangeError) {
-      console.error(`fedtrain-trainer: configuration error: federation: ${error.message}`);
-      log.error({ err: error }, "configuration error");
-      return CONFIG_ERROR_EXIT_CODE;
+  let nc: NatsConnection | undefined;
+  let transport: ExchangeTransport;
+  if (nats) {
+    const index = indices[0]!;
+    const { natsUrls, credentialsFile, tls } = config.transport;
+    try {
+      nc = await connectNats(natsUrls, `${config.member.id}-w${index}`, {
+        ...(credentialsFile ? { credentialsFile } : {}),
+        ...(tls ? { tls } : {}),
+      });
+    } catch (error) {
+      log.error({ err: error, servers: natsUrls }, "cannot connect to NATS");
+      return 1;
     }
-    throw error;
+    const protocolLog = log.child({ exchange: "nats", worker: String(index) });
+    transport = new NatsExchange({
+      nc,
+      spec: config.federation,
+      specHash: nats.specHash,
+      memberId: config.member.id,
+      workerId: `w${index}`,
+      privateKey: nats.privateKey,
+      log: (line) => protocolLog.info(line),
+    });
+    log.info({ servers: natsUrls, worker: `w${index}` }, "joining the federation over NATS");
+  } else {
+    transport = new LocalExchange(indices.map((index) => workerId(config.member.id, index)));
   }
-  await runtime.run(signal);
-  return 0;
+  // A stop while joining closes the connection, so that a join waiting on NATS gives up.
+  const stopJoining = () => {
+    void transport.close();
+    nc?.close().catch(() => {});
+  };
+  signal.addEventListener("abort", stopJoining, { once: true });
+  try {
+    const runtime = new TrainerRuntime(
+      {
+        config,
+        workerIndices: indices,
+        workerCount: indices.length,
+        checkpointDir: command.checkpointDir,
+        resume: !command.fresh,
+      },
+      transport,
+      metrics,
+      log,
+    );
+    publish(runtime);
+    try {
+      await runtime.load(backend);
+    } catch (error) {
+      if (signal.aborted) {
+        log.info("stopped before joining the federation");
+        return 0;
+      }
+      // The data and the model preset do not fit (what the API server's CEL rules reject), or
+      // the federation does not admit this member.
+      if (error instanceof RangeError || error instanceof AdmissionError) {
+        console.error(`fedtrain-trainer: configuration error: federation: ${error.message}`);
+        log.error({ err: error }, "configuration error");
+        return CONFIG_ERROR_EXIT_CODE;
+      }
+      throw error;
+    }
+    signal.removeEventListener("abort", stopJoining);
+    await runtime.run(signal);
+    return 0;
+  } finally {
+    signal.removeEventListener("abort", stopJoining);
+    // Leaves the federation gracefully (idempotent after the runtime's own close).
+    await transport.close();
+    await nc?.close().catch(() => {});
+  }
 }
 
 main().then(

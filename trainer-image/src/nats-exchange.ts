@@ -29,7 +29,7 @@ import type {
   WorkerRunOptions,
 } from "./diloco.js";
 import { parameterHash } from "./diloco.js";
-import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
+import { ExchangeClosedError, type ExchangeTransport, type LocalParameters } from "./exchange.js";
 
 /** Options of {@link NatsExchange}: the federation worker's, less the model (the exchange's). */
 export type NatsExchangeOptions = Omit<WorkerOptions, "model">;
@@ -175,11 +175,6 @@ interface RoundSlot {
   commit: Deferred<RoundCommit>;
   /** Resolved by the DiLoCo worker's round report, with its global hash. */
   applied: Deferred<string>;
-}
-
-/** The DiLoCo worker's local model, which takes the global parameters after joining. */
-export interface LocalParameters {
-  writeParameters(parameters: Float32Array): void;
 }
 
 /**

@@ -2,6 +2,10 @@
 // exchange transport it is given, reports metrics, and checkpoints the global model (every
 // sync.checkpointEveryRounds rounds, when stopped, and at the end). Stopping (the signal) ends
 // every worker after its current inner step; a round in flight is dropped, never half-applied.
+// Over a federated transport (one with `join`, the NATS exchange) the federation's checkpoint and
+// ledger are the state to start from, not the local checkpoints, and the process is ready only
+// once it has joined.
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
@@ -25,6 +29,14 @@ const MAX_EVAL_WINDOWS = 256;
 /** The id of worker `index` of `member` in updates, commits and logs. */
 export function workerId(member: string, index: number): string {
   return `${member}-${index}`;
+}
+
+/**
+ * The batch stream of a federated worker: every member trains on the whole data set (sharding
+ * across members is not coordinated yet), so the stream is told apart by member and index.
+ */
+function batchStream(member: string, index: number): number {
+  return createHash("sha256").update(`${member}/${index}`).digest().readUInt32LE(0);
 }
 
 /** How this process runs. */
@@ -84,12 +96,15 @@ export class TrainerRuntime {
     const federation = config.federation;
     const diloco = dilocoConfig(federation);
     const solo = workerIndices.length === 1 && workerCount === 1;
+    const federated = this.transport.join !== undefined;
+    if (federated && workerIndices.length !== 1)
+      throw new RangeError(`the ${this.transport.kind} exchange serves one worker per process`);
     const loaded = await Promise.all(
       workerIndices.map((index) =>
         workerData(
           federation,
-          // A lone worker trains on all the data whatever its index (its shard count comes from
-          // the federation protocol, which is not wired in yet).
+          // A lone worker trains on all the data whatever its index: a pod's shard of the
+          // federation would need the worker count across members, which nothing agrees on yet.
           { workerIndex: solo ? 0 : index, workerCount },
           config.dataDir,
         ),
@@ -100,7 +115,9 @@ export class TrainerRuntime {
     this.definition = definition;
     let global = initialParameters(definition, federation.training.seed);
     let outer: OuterOptimizer | null = null;
-    const resumed = this.settings.resume ? await this.resumable(definition) : null;
+    // A federated worker replays the federation's commits onto the initial weights (or restores
+    // the federation's checkpoint): starting from a local checkpoint would apply rounds twice.
+    const resumed = this.settings.resume && !federated ? await this.resumable(definition) : null;
     if (resumed) {
       global = resumed.global;
       outer = OuterOptimizer.deserialize(resumed.outerState, global.length);
@@ -113,7 +130,7 @@ export class TrainerRuntime {
         data.train,
         federation.training.batchSize,
         federation.training.seed,
-        index,
+        federated ? batchStream(config.member.id, index) : index,
         contextLength,
       );
       const model = new Model(definition, global);
@@ -148,8 +165,15 @@ export class TrainerRuntime {
         },
         1,
       );
-      this.metrics.round.set({ worker: label }, this.firstRound);
     });
+    if (federated) {
+      const local = this.workers[0]!;
+      const { firstRound } = await this.transport.join!(local.worker, local.model);
+      this.firstRound = firstRound;
+      local.rounds = firstRound;
+    }
+    for (const local of this.workers)
+      this.metrics.round.set({ worker: local.label }, this.firstRound);
     this.evalModel = new Model(definition, global);
     this.evalBatches = evaluationBatches(
       first.data.eval,
@@ -238,6 +262,8 @@ export class TrainerRuntime {
   private async onRound(local: LocalWorker, report: RoundReport): Promise<void> {
     const { config } = this.settings;
     const federation = config.federation;
+    // The protocol hashes the round only once it knows the DiLoCo worker applied it.
+    this.transport.roundApplied?.(report);
     const now = performance.now();
     const seconds = (now - local.roundStarted) / 1000;
     local.roundStarted = now;

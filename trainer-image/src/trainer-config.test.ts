@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,8 +10,15 @@ import {
   type FederationSpec,
   federationSpecHash,
 } from "../../core/api/index.js";
+import { keyPairFromPrivate, toBase64 } from "../../core/protocol/index.js";
 import { DEFAULT_CHECKPOINT_DIR, parseCommand, UsageError } from "./cli.js";
-import { checkTrainerConfig, loadTrainerConfig, TrainerConfigError } from "./trainer-config.js";
+import {
+  checkNatsTransport,
+  checkTrainerConfig,
+  loadTrainerConfig,
+  readMemberPrivateKey,
+  TrainerConfigError,
+} from "./trainer-config.js";
 
 const federation = {
   id: "config-test",
@@ -140,6 +148,53 @@ describe("trainer config", () => {
       assert.equal((await loadTrainerConfig(path)).member.id, "alpha");
     });
 
+    it("reads the member key from a PKCS #8 PEM and checks it against member.publicKey", async () => {
+      const { privateKey } = generateKeyPairSync("ed25519");
+      const pem = join(directory, "private.pem");
+      await writeFile(pem, privateKey.export({ format: "pem", type: "pkcs8" }));
+      const config = checkTrainerConfig(validConfig());
+      config.member.privateKeyFile = pem;
+      const seed = await readMemberPrivateKey(config);
+      assert.equal(seed.length, 32);
+      const publicKey = toBase64(keyPairFromPrivate(seed).publicKey);
+      const raw = privateKey.export({ format: "der", type: "pkcs8" }).subarray(-32);
+      assert.deepEqual(Buffer.from(seed), raw);
+      config.member.publicKey = publicKey;
+      assert.deepEqual(await readMemberPrivateKey(config), seed);
+
+      const wrong = checkTrainerConfig(validConfig());
+      wrong.member.privateKeyFile = pem;
+      wrong.member.publicKey = toBase64(new Uint8Array(32));
+      await assert.rejects(readMemberPrivateKey(wrong), /is not the public key of/);
+      wrong.member.privateKeyFile = "";
+      await assert.rejects(readMemberPrivateKey(wrong), /member\.privateKeyFile: Required value/);
+      wrong.member.privateKeyFile = join(directory, "absent.pem");
+      await assert.rejects(readMemberPrivateKey(wrong), /cannot read .*absent\.pem/);
+      const garbage = join(directory, "garbage.pem");
+      await writeFile(garbage, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+      wrong.member.privateKeyFile = garbage;
+      await assert.rejects(readMemberPrivateKey(wrong), /is not a PKCS #8 PEM Ed25519 private key/);
+      const rsa = join(directory, "rsa.pem");
+      const rsaKey = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey;
+      await writeFile(rsa, rsaKey.export({ format: "pem", type: "pkcs8" }));
+      wrong.member.privateKeyFile = rsa;
+      await assert.rejects(readMemberPrivateKey(wrong), /it is a rsa key, not Ed25519/);
+    });
+
+    it("checks what the NATS exchange needs from transport", async () => {
+      const config = checkTrainerConfig(validConfig());
+      await checkNatsTransport(config);
+      config.transport = { natsUrls: [] };
+      await assert.rejects(checkNatsTransport(config), /transport\.natsUrls: Required value/);
+      config.transport = { natsUrls: ["nats://n:4222"], credentialsFile: join(directory, "x") };
+      await assert.rejects(checkNatsTransport(config), /transport\.credentialsFile: cannot read/);
+      config.transport = {
+        natsUrls: ["nats://n:4222"],
+        tls: { caFile: join(directory, "trainer.yaml"), certFile: "c.crt" },
+      };
+      await assert.rejects(checkNatsTransport(config), /certFile and keyFile go together/);
+    });
+
     it("names a missing file and an unparseable one", async () => {
       await assert.rejects(
         loadTrainerConfig(join(directory, "absent.json")),
@@ -162,6 +217,7 @@ describe("command line", () => {
       config: "/etc/fedtrain/config/trainer.json",
       workerIndex: 3,
       workers: 1,
+      exchange: "auto",
       checkpointDir: DEFAULT_CHECKPOINT_DIR,
       metricsAddress: "10.0.0.7:9090",
       fresh: false,
@@ -181,6 +237,19 @@ describe("command line", () => {
     assert.equal(local.command === "run" && local.metricsAddress, "127.0.0.1:9090");
   });
 
+  it("selects the exchange: --exchange wins, --workers means local, else auto", () => {
+    const exchange = (argv: string[]) => {
+      const command = parseCommand(["--config", "c.json", ...argv], {});
+      return command.command === "run" ? command.exchange : undefined;
+    };
+    assert.equal(exchange([]), "auto");
+    assert.equal(exchange(["--workers", "1"]), "local");
+    assert.equal(exchange(["--workers", "3"]), "local");
+    assert.equal(exchange(["--exchange", "NATS"]), "nats");
+    assert.equal(exchange(["--exchange", "nats", "--workers", "1"]), "nats");
+    assert.equal(exchange(["--exchange", "local"]), "local");
+  });
+
   it("parses export", () => {
     assert.deepEqual(parseCommand(["export", "--checkpoint", "c", "--out", "o"], {}), {
       command: "export",
@@ -196,6 +265,8 @@ describe("command line", () => {
     [["--config", "c", "--workers", "2", "--worker-index", "1"], {}, /exclude each other/],
     [["--config", "c"], { JOB_COMPLETION_INDEX: "x" }, /JOB_COMPLETION_INDEX "x"/],
     [["--config", "c", "--backend", "tpu"], {}, /--backend tpu: use one of/],
+    [["--config", "c", "--exchange", "grpc"], {}, /--exchange grpc: use one of auto, local, nats/],
+    [["--config", "c", "--exchange", "nats", "--workers", "2"], {}, /one worker per process/],
     [["--config", "c", "--colour"], {}, /Unknown option '--colour'/],
     [["train", "--config", "c"], {}, /unknown command train/],
     [["export", "--checkpoint", "c", "--out", "o", "--format", "onnx"], {}, /--format onnx/],

@@ -2,7 +2,8 @@
 // renders into /etc/fedtrain/config/trainer.json, or what a workstation user writes, in JSON or
 // YAML). Every problem is a TrainerConfigError naming the field; the process exits with code 2
 // for it, which the operator's Job treats as "do not retry".
-import { readFile } from "node:fs/promises";
+import { createPrivateKey } from "node:crypto";
+import { access, readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import {
   canonicalFederation,
@@ -52,7 +53,8 @@ export async function loadTrainerConfig(path: string): Promise<TrainerConfig> {
 /**
  * Checks a parsed configuration: kind and apiVersion, the federation against the
  * TrainingFederation schema (defaults applied, then put in canonical form), its hash, the member
- * and the backend. Transport settings are optional until the NATS exchange is wired in.
+ * and the backend. Transport settings are optional (the local exchange needs none); the NATS
+ * exchange checks them with {@link checkNatsTransport}.
  */
 export function checkTrainerConfig(value: unknown, source = "config"): TrainerConfig {
   const fail = (field: string, message: string): never => {
@@ -137,4 +139,84 @@ export function checkTrainerConfig(value: unknown, source = "config"): TrainerCo
     backend: backend as TrainerConfig["backend"],
     dataDir: dataDir as string,
   };
+}
+
+/**
+ * The member's raw 32-byte Ed25519 private key (what the protocol signs with) from
+ * `member.privateKeyFile`, a PKCS #8 PEM. When `member.publicKey` is set it must be this key's.
+ */
+export async function readMemberPrivateKey(config: TrainerConfig): Promise<Uint8Array> {
+  const file = config.member.privateKeyFile;
+  if (!file) {
+    throw new TrainerConfigError(
+      "member.privateKeyFile: Required value: the NATS exchange signs with the member key (a PKCS #8 PEM Ed25519 key)",
+    );
+  }
+  let pem: string;
+  try {
+    pem = await readFile(file, "utf8");
+  } catch (error) {
+    throw new TrainerConfigError(
+      `member.privateKeyFile: cannot read ${file}: ${(error as Error).message}: mount the member key Secret there`,
+      { cause: error },
+    );
+  }
+  let jwk: { d?: string; x?: string };
+  try {
+    const key = createPrivateKey({ key: pem, format: "pem" });
+    if (key.asymmetricKeyType !== "ed25519") {
+      throw new Error(`it is a ${key.asymmetricKeyType ?? "symmetric"} key, not Ed25519`);
+    }
+    jwk = key.export({ format: "jwk" }) as { d?: string; x?: string };
+  } catch (error) {
+    throw new TrainerConfigError(
+      `member.privateKeyFile: ${file} is not a PKCS #8 PEM Ed25519 private key: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const seed = new Uint8Array(Buffer.from(jwk.d ?? "", "base64url"));
+  const publicKey = Buffer.from(jwk.x ?? "", "base64url").toString("base64");
+  if (config.member.publicKey && config.member.publicKey !== publicKey) {
+    throw new TrainerConfigError(
+      `member.publicKey ${config.member.publicKey} is not the public key of ${file} (${publicKey}): the key Secret and the config disagree`,
+    );
+  }
+  if (seed.length !== 32) {
+    throw new TrainerConfigError(`member.privateKeyFile: ${file} holds no 32-byte Ed25519 seed`);
+  }
+  return seed;
+}
+
+/**
+ * Checks what the NATS exchange needs from `transport`: at least one URL, and readable
+ * credentials and TLS files when they are named.
+ */
+export async function checkNatsTransport(config: TrainerConfig): Promise<void> {
+  const { transport } = config;
+  if (transport.natsUrls.length === 0) {
+    throw new TrainerConfigError(
+      "transport.natsUrls: Required value: the NATS exchange needs the federation's NATS servers (or run with --exchange local)",
+    );
+  }
+  const files: [string, string | undefined][] = [
+    ["transport.credentialsFile", transport.credentialsFile],
+    ["transport.tls.caFile", transport.tls?.caFile],
+    ["transport.tls.certFile", transport.tls?.certFile],
+    ["transport.tls.keyFile", transport.tls?.keyFile],
+  ];
+  if (transport.tls && Boolean(transport.tls.certFile) !== Boolean(transport.tls.keyFile)) {
+    throw new TrainerConfigError(
+      "transport.tls: certFile and keyFile go together (a client certificate and its key)",
+    );
+  }
+  for (const [field, file] of files) {
+    if (!file) continue;
+    try {
+      await access(file);
+    } catch (error) {
+      throw new TrainerConfigError(`${field}: cannot read ${file}: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+  }
 }
