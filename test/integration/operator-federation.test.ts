@@ -27,13 +27,13 @@ import {
 import { installCrds } from "../../e2e/testbed/apply.js";
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
 import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
-import { waitFor } from "../../e2e/testbed/process.js";
 import type { Testbed } from "../../e2e/testbed/testbed.js";
 import {
   privateKeySeed,
   protocolSpecOf,
   specHashBytes,
 } from "../../operator/src/trainingfederation/federation.js";
+import { condition, FederationObjects } from "./federation-objects.js";
 import { repoRoot, startTestbed } from "./support.js";
 
 const namespace = "members";
@@ -44,6 +44,7 @@ let nats: NatsServer;
 let nc: NatsConnection;
 let core: CoreV1Api;
 let objects: CustomObjectsApi;
+let federations: FederationObjects;
 let operator: OperatorProcess;
 let worker: FederationWorker | undefined;
 const logFile = path.join(os.tmpdir(), `fedtrain-operator-federation-test-${process.pid}.log`);
@@ -61,36 +62,6 @@ class StillModel implements ReplicaModel {
   restore() {}
 }
 
-async function read(name: string): Promise<Record<string, any>> {
-  return (await objects.getNamespacedCustomObject({
-    group,
-    version,
-    namespace,
-    plural,
-    name,
-  })) as Record<string, any>;
-}
-
-const condition = (status: Record<string, any>, type: string) =>
-  (status.conditions ?? []).find((c: { type: string }) => c.type === type);
-
-async function waitStatus(
-  name: string,
-  what: string,
-  check: (status: Record<string, any>) => boolean,
-  timeoutMs = 30_000,
-): Promise<Record<string, any>> {
-  return waitFor(
-    `${name}: ${what}`,
-    async () => {
-      const tf = await read(name);
-      return check(tf.status ?? {}) ? tf : undefined;
-    },
-    timeoutMs,
-    200,
-  );
-}
-
 before(async () => {
   [testbed, nats] = await Promise.all([
     startTestbed({ clusters: 1, nodes: 1, gpusPerNode: 1 }),
@@ -100,6 +71,7 @@ before(async () => {
   const kubeConfig = testbed.kubeConfig(cluster);
   core = kubeConfig.makeApiClient(CoreV1Api);
   objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  federations = new FederationObjects(objects, namespace);
   await installCrds(
     testbed,
     cluster,
@@ -147,7 +119,7 @@ describe("operator and the federation on NATS", () => {
         },
       },
     });
-    const tf = await waitStatus(
+    const tf = await federations.waitStatus(
       "alpha",
       "Joined=False",
       (s) => condition(s, "Joined")?.status === "False" && s.trainers?.ready === 1,
@@ -161,7 +133,7 @@ describe("operator and the federation on NATS", () => {
   });
 
   test("registered with the key from the operator's Secret and contributing: Active, Joined, rounds advance", async () => {
-    const tf = await read("alpha");
+    const tf = await federations.read("alpha");
     const secret = await core.readNamespacedSecret({ name: "alpha-member-key", namespace });
     const privateKey = privateKeySeed(
       Buffer.from(secret.data?.["private.pem"] ?? "", "base64").toString("utf8"),
@@ -180,7 +152,7 @@ describe("operator and the federation on NATS", () => {
     for (let round = 1; round <= 2; round++)
       await worker.contribute(new Uint8Array(64).fill(round), { loss: 0.25 });
 
-    const joined = await waitStatus(
+    const joined = await federations.waitStatus(
       "alpha",
       "Joined=True at round 2",
       (s) => condition(s, "Joined")?.status === "True" && s.round === 2,
@@ -201,9 +173,9 @@ describe("operator and the federation on NATS", () => {
     assert.ok(member?.lastHeartbeat);
 
     // The worker keeps heartbeating; the operator polls every 10 s: nothing new, nothing written.
-    const before = (await read("alpha")).metadata?.resourceVersion;
+    const before = (await federations.read("alpha")).metadata?.resourceVersion;
     await new Promise((resolve) => setTimeout(resolve, 12_000));
-    assert.equal((await read("alpha")).metadata?.resourceVersion, before);
+    assert.equal((await federations.read("alpha")).metadata?.resourceVersion, before);
   });
 
   test("a NATS outage: Joined=Unknown, the last view stays, and the Kubernetes side still reconciles", async () => {
@@ -214,7 +186,7 @@ describe("operator and the federation on NATS", () => {
       { group, version, namespace, plural, name: "alpha", body: { spec: { suspend: true } } },
       setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
     );
-    const away = await waitStatus(
+    const away = await federations.waitStatus(
       "alpha",
       "Suspended with NATS unreachable",
       (s) => s.phase === "Suspended" && condition(s, "Joined")?.reason === "NatsUnreachable",
@@ -224,31 +196,17 @@ describe("operator and the federation on NATS", () => {
     assert.equal(away.status.round, 2, "the last view stays");
 
     await nats.restart();
-    await waitStatus("alpha", "Joined again", (s) => condition(s, "Joined")?.status === "True");
+    await federations.waitStatus(
+      "alpha",
+      "Joined again",
+      (s) => condition(s, "Joined")?.status === "True",
+    );
   });
 
   test("deleting the TrainingFederation deregisters the member", async () => {
     const members = await new Kvm(jetstream(nc)).open(federationNames(federationId).membersBucket);
     assert.equal((await members.get(memberId))?.operation, "PUT");
-    await objects.deleteNamespacedCustomObject({
-      group,
-      version,
-      namespace,
-      plural,
-      name: "alpha",
-    });
-    await waitFor(
-      "alpha to be gone",
-      async () => {
-        try {
-          await read("alpha");
-          return undefined;
-        } catch (error) {
-          return (error as { code?: number }).code === 404 ? true : undefined;
-        }
-      },
-      30_000,
-    );
+    await federations.deleteAndWait("alpha", 30_000);
     const entry = await members.get(memberId);
     assert.ok(entry?.operation !== "PUT", "the member record is deleted");
     assert.equal(

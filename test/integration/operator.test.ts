@@ -5,19 +5,13 @@ import assert from "node:assert/strict";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import {
-  BatchV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Pod,
-} from "@kubernetes/client-node";
+import { BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { federationSpecHash, group, plural, version } from "../../core/api/index.js";
 import { installCrds } from "../../e2e/testbed/apply.js";
 import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
 import { waitFor } from "../../e2e/testbed/process.js";
 import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { condition, FederationObjects } from "./federation-objects.js";
 import { repoRoot, startTestbed } from "./support.js";
 
 const namespace = "members";
@@ -26,6 +20,7 @@ let kubeconfig: string;
 let core: CoreV1Api;
 let batch: BatchV1Api;
 let objects: CustomObjectsApi;
+let federations: FederationObjects;
 let operator: OperatorProcess;
 const logFile = path.join(os.tmpdir(), `fedtrain-operator-test-${process.pid}.log`);
 
@@ -54,45 +49,6 @@ function manifest(name: string, contribution: Record<string, unknown> = {}): Rec
     },
   };
 }
-
-async function read(name: string): Promise<Record<string, any>> {
-  return (await objects.getNamespacedCustomObject({
-    group,
-    version,
-    namespace,
-    plural,
-    name,
-  })) as Record<string, any>;
-}
-
-async function patchSpec(name: string, spec: Record<string, unknown>): Promise<void> {
-  await objects.patchNamespacedCustomObject(
-    { group, version, namespace, plural, name, body: { spec } },
-    setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-  );
-}
-
-/** Waits until the object's status satisfies check (for its current generation). */
-async function waitStatus(
-  name: string,
-  what: string,
-  check: (status: Record<string, any>) => boolean,
-  timeoutMs = 60_000,
-): Promise<Record<string, any>> {
-  return waitFor(
-    `${name}: ${what}`,
-    async () => {
-      const tf = await read(name);
-      const status = tf.status ?? {};
-      return status.observedGeneration === tf.metadata.generation && check(status) ? tf : undefined;
-    },
-    timeoutMs,
-    200,
-  );
-}
-
-const condition = (status: Record<string, any>, type: string) =>
-  (status.conditions ?? []).find((c: { type: string }) => c.type === type);
 
 async function trainerPods(name: string): Promise<V1Pod[]> {
   const pods = await core.listNamespacedPod({
@@ -123,6 +79,7 @@ before(async () => {
   core = kubeConfig.makeApiClient(CoreV1Api);
   batch = kubeConfig.makeApiClient(BatchV1Api);
   objects = kubeConfig.makeApiClient(CustomObjectsApi);
+  federations = new FederationObjects(objects, namespace);
   await installCrds(
     testbed,
     cluster,
@@ -146,7 +103,11 @@ describe("operator", () => {
   test("apply → an Indexed Job with GPU requests, its config and key, and Ready trainers", async () => {
     const body = manifest("alpha");
     await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
-    const tf = await waitStatus("alpha", "Ready", (s) => condition(s, "Ready")?.status === "True");
+    const tf = await federations.waitStatus(
+      "alpha",
+      "Ready",
+      (s) => condition(s, "Ready")?.status === "True",
+    );
     const status = tf.status;
     assert.equal(status.phase, "Training");
     assert.deepEqual(status.trainers, { desired: 2, ready: 2 });
@@ -192,15 +153,15 @@ describe("operator", () => {
   test("scaling up and down adds and removes workers without restarting the others", async () => {
     const before = await podsByIndex("alpha");
     assert.deepEqual([...before.keys()].sort(), ["0", "1"]);
-    await patchSpec("alpha", { contribution: { replicas: 3 } });
-    await waitStatus("alpha", "3 trainers ready", (s) => s.trainers?.ready === 3);
+    await federations.patchSpec("alpha", { contribution: { replicas: 3 } });
+    await federations.waitStatus("alpha", "3 trainers ready", (s) => s.trainers?.ready === 3);
     const scaledUp = await podsByIndex("alpha");
     assert.equal(scaledUp.get("0"), before.get("0"));
     assert.equal(scaledUp.get("1"), before.get("1"));
     assert.ok(scaledUp.get("2"));
 
-    await patchSpec("alpha", { contribution: { replicas: 1 } });
-    await waitStatus(
+    await federations.patchSpec("alpha", { contribution: { replicas: 1 } });
+    await federations.waitStatus(
       "alpha",
       "1 trainer",
       (s) => s.trainers?.desired === 1 && s.trainers?.ready === 1,
@@ -215,8 +176,12 @@ describe("operator", () => {
   });
 
   test("suspend stops the workers and resuming starts them again", async () => {
-    await patchSpec("alpha", { suspend: true });
-    const suspended = await waitStatus("alpha", "Suspended", (s) => s.phase === "Suspended");
+    await federations.patchSpec("alpha", { suspend: true });
+    const suspended = await federations.waitStatus(
+      "alpha",
+      "Suspended",
+      (s) => s.phase === "Suspended",
+    );
     assert.equal(condition(suspended.status, "Ready").status, "False");
     assert.equal(condition(suspended.status, "Ready").reason, "Suspended");
     await waitFor(
@@ -225,8 +190,8 @@ describe("operator", () => {
       60_000,
     );
 
-    await patchSpec("alpha", { suspend: false });
-    await waitStatus(
+    await federations.patchSpec("alpha", { suspend: false });
+    await federations.waitStatus(
       "alpha",
       "Ready again",
       (s) => condition(s, "Ready")?.status === "True" && s.trainers?.ready === 1,
@@ -238,7 +203,7 @@ describe("operator", () => {
     const body = manifest("too-small", { replicas: 2 });
     body.spec.federation.data.synthetic.trainExamples = 40;
     await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
-    const tf = await waitStatus("too-small", "Invalid", (s) => s.phase === "Invalid");
+    const tf = await federations.waitStatus("too-small", "Invalid", (s) => s.phase === "Invalid");
     const valid = condition(tf.status, "Valid");
     assert.equal(valid.status, "False");
     assert.equal(valid.reason, "InvalidSpec");
@@ -258,8 +223,8 @@ describe("operator", () => {
 
   test("an operator restart recreates, modifies and rewrites nothing", async () => {
     const versions = async () => ({
-      alpha: (await read("alpha")).metadata.resourceVersion,
-      invalid: (await read("too-small")).metadata.resourceVersion,
+      alpha: (await federations.read("alpha")).metadata.resourceVersion,
+      invalid: (await federations.read("too-small")).metadata.resourceVersion,
       job: (await batch.readNamespacedJob({ name: "alpha-trainers", namespace })).metadata
         ?.resourceVersion,
       configMap: (await core.readNamespacedConfigMap({ name: "alpha-trainer-config", namespace }))
@@ -302,7 +267,11 @@ describe("operator", () => {
         plural,
         body: manifest("beta", { replicas: 1 }),
       });
-      await waitStatus("beta", "Ready", (s) => condition(s, "Ready")?.status === "True");
+      await federations.waitStatus(
+        "beta",
+        "Ready",
+        (s) => condition(s, "Ready")?.status === "True",
+      );
       assert.equal(await second.metric("controller_runtime_reconcile_total"), 0);
 
       const killed = Date.now();
@@ -317,8 +286,8 @@ describe("operator", () => {
       const handover = Date.now() - killed;
       // Lease duration 15 s, plus one retry period of 2 s to notice.
       assert.ok(handover <= 17_000, `handover took ${handover} ms`);
-      await patchSpec("beta", { contribution: { replicas: 2 } });
-      await waitStatus("beta", "2 trainers ready", (s) => s.trainers?.ready === 2);
+      await federations.patchSpec("beta", { contribution: { replicas: 2 } });
+      await federations.waitStatus("beta", "2 trainers ready", (s) => s.trainers?.ready === 2);
     } finally {
       await second.stop();
       await operator.restart();
@@ -334,8 +303,8 @@ describe("operator", () => {
     );
     const pid = operator.pid;
     await testbed.restart({ cluster: testbed.clusters[0] ?? "", component: "apiserver" });
-    await patchSpec("beta", { contribution: { replicas: 1 } });
-    await waitStatus(
+    await federations.patchSpec("beta", { contribution: { replicas: 1 } });
+    await federations.waitStatus(
       "beta",
       "scaled to 1 after the restart",
       (s) => s.trainers?.desired === 1 && s.trainers?.ready === 1,
@@ -345,25 +314,7 @@ describe("operator", () => {
   });
 
   test("deleting a TrainingFederation removes its finalizer and its children", async () => {
-    await objects.deleteNamespacedCustomObject({
-      group,
-      version,
-      namespace,
-      plural,
-      name: "alpha",
-    });
-    await waitFor(
-      "alpha to be gone",
-      async () => {
-        try {
-          await read("alpha");
-          return undefined;
-        } catch (error) {
-          return (error as { code?: number }).code === 404 ? true : undefined;
-        }
-      },
-      60_000,
-    );
+    await federations.deleteAndWait("alpha", 60_000);
     await waitFor(
       "the garbage collector to remove alpha's children",
       async () => {

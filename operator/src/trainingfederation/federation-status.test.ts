@@ -290,6 +290,14 @@ describe("status with the federation's view", () => {
     assert.equal(condition(joined.conditions, "Ready").status, "True");
   });
 
+  test("a member without trainers is Ready though not registered (its trainers register it)", () => {
+    const idle = member();
+    idle.spec.contribution.replicas = 0;
+    const assessed = assess(idle, observation({ kind: "absent" }));
+    assert.equal(condition(assessed.conditions, "Joined").reason, "NotRegistered");
+    assert.equal(condition(assessed.conditions, "Ready").status, "True");
+  });
+
   test("a steady federation writes nothing; heartbeats within the resolution change nothing", () => {
     const now = new Date("2026-01-01T00:01:00Z");
     const first = nextStatus(member(), observation(seen(view())), now);

@@ -151,7 +151,12 @@ export function assess(
         )
       : undefined;
   const joined = federation?.conditions.find((c) => c.type === "Joined");
-  const blocking = [valid, trainers, joined].find((c) => c?.status === "False");
+  // Trainers register their member: a member that runs none cannot have registered yet, and is
+  // as specified all the same.
+  const waitingForTrainers = joined?.reason === "NotRegistered" && desiredTrainers(tf) === 0;
+  const blocking = [valid, trainers, waitingForTrainers ? undefined : joined].find(
+    (c) => c?.status === "False",
+  );
   const readyCondition: ConditionInput = blocking
     ? { type: "Ready", status: "False", reason: blocking.reason, message: blocking.message }
     : {
