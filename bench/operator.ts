@@ -87,7 +87,8 @@ export async function run(args: string[]): Promise<unknown> {
       testbed.kubeconfigPath(cluster),
       [
         "--cluster-id=bench",
-        "--nats-url=nats://127.0.0.1:4222",
+        // The test bed's own NATS: the operator reads each federation's view from it.
+        `--nats-url=${testbed.natsUrl}`,
         "--trainer-image=testbed.local/stand-in-trainer:1",
         `--leader-election-namespace=${namespace}`,
         `--resync-period=${resyncSeconds}`,
