@@ -34,6 +34,7 @@ export {
 } from "./operator.js";
 export {
   connectNats,
+  displayUrls,
   type FederationNames,
   federationNames,
   type NatsConnectOptions,

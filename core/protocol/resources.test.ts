@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
-import { connectNats } from "./resources.js";
+import { describe, it, test } from "node:test";
+import { connectNats, displayUrls } from "./resources.js";
 
 describe("connectNats", () => {
   it("rejects an unreadable credentials file with its file-system error, before connecting", async () => {
@@ -10,4 +10,11 @@ describe("connectNats", () => {
       (error: unknown) => (error as { code?: string }).code === "ENOENT",
     );
   });
+});
+
+test("displayUrls hides a user and password in a NATS URL", () => {
+  assert.equal(
+    displayUrls(["nats://alice:s3cret@nats.example:4222", "tls://nats.example:4222"]),
+    "nats://***@nats.example:4222,tls://nats.example:4222",
+  );
 });

@@ -241,3 +241,8 @@ export async function readStream(
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** NATS URLs for logs: a user and password in a URL (nats://user:pass@host) are never shown. */
+export function displayUrls(urls: readonly string[]): string {
+  return urls.map((url) => url.replace(/\/\/[^/@]*@/, "//***@")).join(",");
+}

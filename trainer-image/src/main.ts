@@ -10,7 +10,7 @@
 import type http from "node:http";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, pino } from "pino";
-import { AdmissionError, connectNats } from "../../core/protocol/index.js";
+import { AdmissionError, connectNats, displayUrls } from "../../core/protocol/index.js";
 import { isValidId } from "../../core/protocol/wire.js";
 import { BackendUnavailableError, initBackend } from "./backend.js";
 import { CheckpointError, readCheckpoint } from "./checkpoint.js";
@@ -213,7 +213,7 @@ async function train(
         ...(tls ? { tls } : {}),
       });
     } catch (error) {
-      log.error({ err: error, servers: natsUrls }, "cannot connect to NATS");
+      log.error({ err: error, servers: displayUrls(natsUrls) }, "cannot connect to NATS");
       return 1;
     }
     const protocolLog = log.child({ exchange: "nats", worker: String(index) });
@@ -226,7 +226,10 @@ async function train(
       privateKey: nats.privateKey,
       log: (line) => protocolLog.info(line),
     });
-    log.info({ servers: natsUrls, worker: `w${index}` }, "joining the federation over NATS");
+    log.info(
+      { servers: displayUrls(natsUrls), worker: `w${index}` },
+      "joining the federation over NATS",
+    );
   } else {
     transport = new LocalExchange(indices.map((index) => workerId(config.member.id, index)));
   }

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { displayUrls } from "../../../core/protocol/resources.js";
 
 /** Options of {@link NatsConnections}. */
 export interface NatsConnectionsOptions {
@@ -79,7 +80,7 @@ export class NatsConnections {
 
   private async open(entry: Entry): Promise<void> {
     const { credentialsFile, name, log } = this.options;
-    const servers = entry.urls.join(",");
+    const servers = displayUrls(entry.urls);
     try {
       const connection = await connect({
         servers: entry.urls,
