@@ -8,7 +8,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import https from "node:https";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { writeKubeconfig } from "./kubeconfig.js";
 import { answersInfo, natsServerConfig } from "./nats.js";
 import { ensureClientCertificate, ensureClusterPki } from "./pki.js";
@@ -446,7 +446,6 @@ export class Testbed {
   /** Waits until every node of a cluster is registered and Ready. */
   async waitNodesReady(name: string, timeoutMs = 60_000): Promise<void> {
     const cluster = this.cluster(name);
-    const { CoreV1Api } = await import("@kubernetes/client-node");
     const api = this.kubeConfig(name).makeApiClient(CoreV1Api);
     await waitFor(
       `${cluster.nodes} Ready nodes in ${name}`,
