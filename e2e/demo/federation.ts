@@ -1,0 +1,51 @@
+// The demo's TrainingFederation for one member: the example federation's overlay, rendered by
+// kubectl kustomize, with the demo's small schedule and the test bed's NATS patched in.
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { promisify } from "node:util";
+import type { TrainingFederation } from "../../core/api/types.generated.js";
+import { parseManifests } from "../testbed/apply.js";
+
+const run = promisify(execFile);
+
+/** The demo's schedule: small enough for three CPU trainers on a 2-core machine. */
+// The base's model (a 2-layer, 64-wide CharTransformer) is kept; only the schedule and data shrink.
+export const demoSchedule = { rounds: 12, innerSteps: 25, batchSize: 16 } as const;
+
+/**
+ * Renders examples/federation/overlays/<member> and patches it for the demo. The shared part
+ * (spec.federation) is patched identically for every member, so their spec hashes agree.
+ */
+export async function demoFederation(
+  kubectl: string,
+  repoRoot: string,
+  member: string,
+  natsUrl: string,
+): Promise<TrainingFederation> {
+  const overlay = path.join(repoRoot, "examples", "federation", "overlays", member);
+  const { stdout } = await run(kubectl, ["kustomize", overlay]);
+  const [tf] = parseManifests(stdout) as unknown as TrainingFederation[];
+  if (tf?.kind !== "TrainingFederation") {
+    throw new Error(`kubectl kustomize ${overlay} rendered no TrainingFederation`);
+  }
+  const federation = tf.spec.federation;
+  const synthetic = federation.data.synthetic;
+  if (!synthetic) throw new Error(`${overlay}: the demo expects the base's synthetic data`);
+  synthetic.trainExamples = 3000;
+  synthetic.evalExamples = 128;
+  federation.training = {
+    ...federation.training,
+    ...demoSchedule,
+    innerOptimizer: { ...federation.training.innerOptimizer, warmupSteps: 10 },
+  };
+  federation.sync = { ...federation.sync, roundDeadlineSeconds: 60, checkpointEveryRounds: 5 };
+  const contribution = tf.spec.contribution;
+  contribution.replicas = 1;
+  contribution.gpusPerReplica = 1;
+  contribution.backend = "CPU";
+  // The test bed's nodes carry no A100 label and the demo creates no PriorityClass.
+  delete contribution.nodeSelector;
+  delete contribution.priorityClassName;
+  tf.spec.transport = { natsUrls: [natsUrl] };
+  return tf;
+}

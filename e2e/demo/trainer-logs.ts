@@ -1,0 +1,66 @@
+// What the trainers of one member logged, read from the node agent's log files
+// (<pods>/<namespace>_<pod>_<uid>/logs/trainer.log, pino JSON lines).
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+
+/** One applied round as a trainer logged it. */
+export interface RoundLog {
+  round: number;
+  trainLoss: number;
+  evalLoss: number;
+  bytesSent: number;
+  /** SHA-256 of the global model after this round: the same in every worker. */
+  globalHash: string;
+}
+
+/** A member's trainer log, summarised. */
+export interface TrainerLog {
+  parameters: number | undefined;
+  rounds: RoundLog[];
+}
+
+/** Reads the trainer logs of the pods of `podPrefix` in `namespace`; later pods win per round. */
+export async function readTrainerLog(
+  podsDir: string,
+  namespace: string,
+  podPrefix: string,
+): Promise<TrainerLog> {
+  const result: TrainerLog = { parameters: undefined, rounds: [] };
+  let entries: string[];
+  try {
+    entries = await readdir(podsDir);
+  } catch {
+    return result;
+  }
+  const byRound = new Map<number, RoundLog>();
+  for (const entry of entries.filter((e) => e.startsWith(`${namespace}_${podPrefix}`)).sort()) {
+    let text: string;
+    try {
+      text = await readFile(path.join(podsDir, entry, "logs", "trainer.log"), "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      let record: Record<string, unknown>;
+      try {
+        record = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      if (record.msg === "model and data loaded" && typeof record.parameters === "number") {
+        result.parameters = record.parameters;
+      } else if (record.msg === "round applied" && typeof record.round === "number") {
+        byRound.set(record.round, {
+          round: record.round,
+          trainLoss: Number(record.trainLoss),
+          evalLoss: Number(record.evalLoss),
+          bytesSent: Number(record.bytesSent),
+          globalHash: String(record.globalHash ?? ""),
+        });
+      }
+    }
+  }
+  result.rounds = [...byRound.values()].sort((a, b) => a.round - b.round);
+  return result;
+}
