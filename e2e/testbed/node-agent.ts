@@ -45,6 +45,7 @@ const { values } = parseArgs({
     kubeconfig: { type: "string" },
     cluster: { type: "string" },
     "cluster-index": { type: "string", default: "0" },
+    "pod-net": { type: "string", default: "1" },
     "node-index": { type: "string", default: "1" },
     "gpus-per-node": { type: "string", default: "2" },
     "pods-dir": { type: "string" },
@@ -60,6 +61,9 @@ if (!values.kubeconfig || !values.cluster || !values["pods-dir"] || !values["api
 }
 const clusterName = values.cluster;
 const clusterIndex = Number(values["cluster-index"]);
+// The second octet of every address of this test bed, chosen at random when it came up, so that
+// test beds running side by side (parallel test files, two checkouts) never share a pod address.
+const podNet = Number(values["pod-net"]);
 const nodeIndex = Number(values["node-index"]);
 const gpusPerNode = Number(values["gpus-per-node"]);
 const podsDir = values["pods-dir"];
@@ -72,7 +76,7 @@ const coordination = kubeConfig.makeApiClient(CoordinationV1Api);
 
 interface TestbedNode {
   name: string;
-  /** 127.<cluster+1>.<node>.1; its pods get 127.<cluster+1>.<node>.2-254. */
+  /** 127.<pod net>.<cluster × 16 + node>.1; its pods get .2-254 of that /24. */
   ip: string;
   nextPodHost: number;
   uid?: string;
@@ -82,7 +86,7 @@ interface TestbedNode {
 const nodes: TestbedNode[] = [
   {
     name: `${clusterName}-node-${nodeIndex}`,
-    ip: `127.${clusterIndex + 1}.${nodeIndex}.1`,
+    ip: `127.${podNet}.${(clusterIndex * 16 + nodeIndex) % 256}.1`,
     nextPodHost: 2,
   },
 ];

@@ -41,7 +41,7 @@ export interface UpOptions {
 
 interface ClusterState {
   name: string;
-  /** Distinguishes the clusters' pod addresses (127.<index+1>.x.y). */
+  /** Distinguishes the clusters' pod addresses (127.<pod net>.<index × 16 + node>.y). */
   index: number;
   apiserverPort: number;
   controllerManagerPort: number;
@@ -55,6 +55,8 @@ interface State {
   binaries: Binaries;
   etcd: { clientPort: number; peerPort: number; pid?: number };
   nats: { port: number; pid?: number };
+  /** The second octet of this test bed's node and pod addresses (1-254, random per test bed). */
+  podNet?: number;
   clusters: ClusterState[];
 }
 
@@ -98,6 +100,7 @@ export class Testbed {
       binaries,
       etcd: { clientPort: await freePort(), peerPort: await freePort() },
       nats: { port: await freePort() },
+      podNet: 1 + Math.floor(Math.random() * 254),
       clusters: [],
     };
     state.binaries = binaries;
@@ -410,6 +413,7 @@ export class Testbed {
           `--kubeconfig=${await kubeconfigFor("testbed-node-agent", ["system:masters"], "node-agent")}`,
           `--cluster=${cluster.name}`,
           `--cluster-index=${cluster.index}`,
+          `--pod-net=${this.state.podNet ?? 1}`,
           `--node-index=${component.slice("node-".length)}`,
           `--gpus-per-node=${cluster.gpusPerNode}`,
           `--pods-dir=${this.podsDir(cluster.name)}`,
