@@ -3,32 +3,24 @@
 // the example federation with each member's overlay, shows the run live, prints a summary (loss,
 // communication against data-parallel, ledger check, a loss-curve PNG) and tears everything down,
 // also on Ctrl-C and on failure.
-import { execFile } from "node:child_process";
 import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { CustomObjectsApi } from "@kubernetes/client-node";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { group, plural, version } from "../core/api/resource.js";
-import type { TrainingFederationStatus } from "../core/api/types.generated.js";
 import { connectNats, verifyFederationLedger } from "../core/protocol/index.js";
 import { demoFederation, demoSchedule } from "./demo/federation.js";
 import { plotLossPng } from "./demo/plot.js";
-import { readTrainerLog, type TrainerLog } from "./demo/trainer-logs.js";
-import { applyManifests } from "./testbed/apply.js";
+import type { TrainerLog } from "./demo/trainer-logs.js";
+import { FederationBed, type MemberView } from "./federation-bed.js";
 import { formatDuration, provision } from "./testbed/provision.js";
 import { Testbed } from "./testbed/testbed.js";
 
-const run = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const testbedDir = path.join(repoRoot, ".testbed", "demo");
 /** Where a failed run's pod logs are kept (the test bed's folder is removed on teardown). */
 const failedLogsDir = path.join(repoRoot, ".testbed", "demo-failed");
 const plotFile = path.join(repoRoot, "bench", "results", "demo-loss.png");
-const chart = path.join(repoRoot, "charts", "fedtrain");
 const members = ["alpine", "birch", "cedar"];
-const releaseNamespace = "fedtrain-system";
 const namespace = "fedtrain";
 const federationName = "arith";
 const federationId = "arith";
@@ -43,7 +35,7 @@ const started = Date.now();
 const say = (line: string) => console.log(`[demo] ${line}`);
 const elapsed = () => formatDuration(Date.now() - started);
 
-let testbed: Testbed | undefined;
+let federation: FederationBed | undefined;
 let tearingDown: Promise<void> | undefined;
 let interrupted = false;
 
@@ -51,7 +43,7 @@ let interrupted = false;
 function tearDown(): Promise<void> {
   tearingDown ??= (async () => {
     say("tearing down the test bed …");
-    const bed = testbed ?? (await Testbed.open(testbedDir, () => {}));
+    const bed = federation?.testbed ?? (await Testbed.open(testbedDir, () => {}));
     await bed?.down();
     say(`test bed stopped and ${path.relative(repoRoot, testbedDir)} removed`);
   })();
@@ -80,28 +72,23 @@ async function main(): Promise<void> {
     say("a test bed from an earlier demo is still there: stopping it first");
     await stale.down();
   }
-  say(`bringing up 3 clusters (${members.join(", ")}), 1 node × 2 GPUs each, and NATS …`);
-  testbed = await Testbed.up({
+  say(`bringing up 3 clusters (${members.join(", ")}), 1 node × 2 GPUs each, and NATS, `);
+  say("and installing fedtrain with the Helm chart into each cluster …");
+  federation = await FederationBed.up({
     dir: testbedDir,
-    clusters: members,
-    nodes: 1,
-    gpusPerNode: 2,
-    // The binaries were provisioned just above; up() checks them again, quietly here.
-    log: (line) => {
-      if (!line.startsWith("[provision]")) say(line);
-    },
+    members,
+    // One operator replica per cluster: standbys only cost CPU on a 2-core machine.
+    operatorReplicas: 1,
+    log: (line) => say(line),
   });
-  const bed = testbed;
-  say(`test bed up in ${elapsed()}: NATS at ${bed.natsUrl}`);
-
-  say("installing fedtrain with the Helm chart into each cluster …");
-  await Promise.all(members.map((member) => helmInstall(bed, member)));
-  say(`fedtrain installed in all three clusters (${elapsed()})`);
+  const bed = federation;
+  say(
+    `test bed up and fedtrain installed in all three clusters (${elapsed()}): NATS at ${bed.natsUrl}`,
+  );
 
   for (const member of members) {
-    const tf = await demoFederation(bed.binaries.kubectl, repoRoot, member, bed.natsUrl);
-    await kubectl(bed, member, "create", "namespace", namespace);
-    await applyManifests(bed.binaries.kubectl, bed.kubeconfigPath(member), JSON.stringify(tf));
+    const tf = await demoFederation(bed.testbed.binaries.kubectl, repoRoot, member, bed.natsUrl);
+    await bed.apply(member, tf);
     say(`${member}: applied examples/federation/overlays/${member} (patched for the demo)`);
   }
   say(
@@ -113,87 +100,14 @@ async function main(): Promise<void> {
   await summarise(bed, logs);
 }
 
-async function helmInstall(bed: Testbed, member: string): Promise<void> {
-  const helmHome = path.join(testbedDir, "helm");
-  const env = {
-    ...process.env,
-    HELM_CACHE_HOME: path.join(helmHome, "cache"),
-    HELM_CONFIG_HOME: path.join(helmHome, "config"),
-    HELM_DATA_HOME: path.join(helmHome, "data"),
-  };
-  const args = [
-    "install",
-    "fedtrain",
-    chart,
-    "--kubeconfig",
-    bed.kubeconfigPath(member),
-    "--namespace",
-    releaseNamespace,
-    "--create-namespace",
-    "--set",
-    "image.repository=ghcr.io/fedtrain/operator",
-    "--set",
-    `clusterId=${member}`,
-    "--set",
-    `nats.urls={${bed.natsUrl}}`,
-    // One operator replica per cluster: standbys only cost CPU on a 2-core machine.
-    "--set",
-    "replicas=1",
-    "--wait",
-    "--timeout",
-    "300s",
-  ];
-  try {
-    await run(bed.binaries.helm, args, { env, maxBuffer: 16 << 20 });
-  } catch (error) {
-    const { stderr } = error as { stderr?: string };
-    throw new Error(`helm install into ${member} failed: ${stderr?.trim()}`, { cause: error });
-  }
-  say(`${member}: helm install fedtrain --wait: operator Ready`);
-}
-
-async function kubectl(bed: Testbed, member: string, ...args: string[]): Promise<string> {
-  const { stdout } = await run(bed.binaries.kubectl, [
-    "--kubeconfig",
-    bed.kubeconfigPath(member),
-    ...args,
-  ]);
-  return stdout;
-}
-
-interface MemberView {
-  member: string;
-  status: TrainingFederationStatus | undefined;
-  log: TrainerLog;
-}
-
-async function readMember(bed: Testbed, member: string): Promise<MemberView> {
-  const objects = bed.kubeConfig(member).makeApiClient(CustomObjectsApi);
-  let status: TrainingFederationStatus | undefined;
-  try {
-    const object = (await objects.getNamespacedCustomObject({
-      group,
-      version,
-      namespace,
-      plural,
-      name: federationName,
-    })) as { status?: TrainingFederationStatus };
-    status = object.status;
-  } catch {
-    status = undefined;
-  }
-  const log = await readTrainerLog(bed.podsDir(member), namespace, `${federationName}-trainers`);
-  return { member, status, log };
-}
-
 /** Shows the run every 2 s until every member completed; returns the members' trainer logs. */
-async function watchTraining(bed: Testbed): Promise<Map<string, TrainerLog>> {
+async function watchTraining(bed: FederationBed): Promise<Map<string, TrainerLog>> {
   const deadline = Date.now() + trainingTimeoutMs;
   const tty = process.stdout.isTTY;
   let shownLines = 0;
   let lastText = "";
   while (tearingDown === undefined) {
-    const views = await Promise.all(members.map((m) => readMember(bed, m)));
+    const views = await bed.views(namespace, federationName);
     const text = render(views);
     if (tty) {
       if (shownLines > 0) process.stdout.write(`\x1b[${shownLines}A\x1b[J`);
@@ -253,7 +167,7 @@ function render(views: MemberView[]): string {
   return lines.join("\n");
 }
 
-async function summarise(bed: Testbed, logs: Map<string, TrainerLog>): Promise<void> {
+async function summarise(bed: FederationBed, logs: Map<string, TrainerLog>): Promise<void> {
   // Every worker holds the same global model, so any member's log with every round will do.
   const reference = [...logs.values()].reduce((a, b) =>
     b.rounds.length > a.rounds.length ? b : a,
@@ -329,6 +243,7 @@ function contributorsHashes(
 
 /** Copies every cluster's pod files and logs out of the test bed before it is removed. */
 async function keepPodLogs(): Promise<void> {
+  const testbed = federation?.testbed;
   if (!testbed) return;
   await rm(failedLogsDir, { recursive: true, force: true });
   for (const member of testbed.clusters) {

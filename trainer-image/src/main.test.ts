@@ -217,7 +217,8 @@ describe("trainer process", () => {
     );
 
     trainer.child.kill("SIGTERM");
-    assert.equal(await trainer.exited, 0, trainer.stderr);
+    // Stopped before the last round: 128 + SIGTERM, so that a Job does not count it complete.
+    assert.equal(await trainer.exited, 143, trainer.stderr);
     const stopped = trainer.lines.find((l) => l.msg === "training stopped");
     assert.ok(stopped, "logs that it stopped");
     const checkpoint = await readCheckpoint(stopped.checkpoint as string);
@@ -228,7 +229,7 @@ describe("trainer process", () => {
     assert.equal(loaded.firstRound, checkpoint.rounds);
     await resumed.waitFor((l) => l.msg === "round applied");
     resumed.child.kill("SIGTERM");
-    assert.equal(await resumed.exited, 0, resumed.stderr);
+    assert.equal(await resumed.exited, 143, resumed.stderr);
     const first = resumed.lines.find((l) => l.msg === "round applied");
     assert.equal(first?.round, checkpoint.rounds);
   });

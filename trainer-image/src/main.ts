@@ -5,9 +5,12 @@
 // federation over core/protocol, and leaves it gracefully when it stops): see cli.ts's
 // ExchangeMode and resolveExchange below.
 // `export` writes a checkpoint's global model as tfjs and safetensors files.
-// Exit codes: 0 done or stopped cleanly, 1 runtime failure, 2 configuration or usage error (the
-// operator's Job does not retry it).
+// Exit codes: 0 the run's last round is done, 1 runtime failure, 2 configuration or usage error
+// (the operator's Job does not retry it), 128 + the signal's number (143 for SIGTERM, 130 for
+// SIGINT) when a signal stopped it cleanly before the last round: a Job must not count a trainer
+// that a liveness probe, an eviction or a node drain stopped as having completed the run.
 import type http from "node:http";
+import { constants } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, pino } from "pino";
 import { AdmissionError, connectNats, displayUrls } from "../../core/protocol/index.js";
@@ -114,8 +117,10 @@ async function run(command: RunCommand): Promise<number> {
     redact,
   });
   const stopping = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping.signal.aborted) return;
+    stoppedBy = signal;
     log.info({ signal }, "stopping after the current inner step");
     stopping.abort();
     setTimeout(() => {
@@ -139,9 +144,10 @@ async function run(command: RunCommand): Promise<number> {
   }
   log.info({ address: server.address() }, "serving /metrics, /healthz and /readyz");
   try {
-    return await train(command, config, nats, indices, metrics, log, stopping.signal, (r) => {
+    const code = await train(command, config, nats, indices, metrics, log, stopping.signal, (r) => {
       current.runtime = r;
     });
+    return code === STOPPED ? 128 + constants.signals[stoppedBy ?? "SIGTERM"] : code;
   } finally {
     server.closeAllConnections();
     server.close();
@@ -172,6 +178,9 @@ async function natsSetup(config: TrainerConfig): Promise<NatsSetup> {
   }
   return { privateKey: await readMemberPrivateKey(config), specHash };
 }
+
+/** What train() returns when a signal stopped it before the run's last round. */
+const STOPPED = -1;
 
 async function train(
   command: RunCommand,
@@ -258,7 +267,7 @@ async function train(
     } catch (error) {
       if (signal.aborted) {
         log.info("stopped before joining the federation");
-        return 0;
+        return STOPPED;
       }
       // The data and the model preset do not fit (what the API server's CEL rules reject), or
       // the federation does not admit this member.
@@ -270,8 +279,8 @@ async function train(
       throw error;
     }
     signal.removeEventListener("abort", stopJoining);
-    await runtime.run(signal);
-    return 0;
+    const outcome = await runtime.run(signal);
+    return outcome.status === "completed" ? 0 : STOPPED;
   } finally {
     signal.removeEventListener("abort", stopJoining);
     // Leaves the federation gracefully (idempotent after the runtime's own close).

@@ -310,11 +310,19 @@ export function desiredJob(
           args: [`--config=${trainerPaths.config}`],
           env,
           ports: [{ name: "metrics", containerPort: trainerMetricsPort }],
-          readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
+          // A trainer answers probes between compute steps: on a busy CPU backend one step can
+          // hold its event loop for seconds, so the probes wait long before they conclude.
+          readinessProbe: {
+            httpGet: { path: "/readyz", port: "metrics" },
+            periodSeconds: 5,
+            timeoutSeconds: 10,
+            failureThreshold: 6,
+          },
           livenessProbe: {
             httpGet: { path: "/healthz", port: "metrics" },
-            periodSeconds: 10,
-            failureThreshold: 6,
+            periodSeconds: 15,
+            timeoutSeconds: 30,
+            failureThreshold: 8,
           },
           resources: {
             ...(Object.keys(limits).length ? { limits } : {}),
