@@ -23,9 +23,9 @@ export interface OperatorConfig {
   trainerImage: string;
   /** Compute backend that replaces spec.contribution.backend Auto (the CRD's default). */
   defaultBackend: Backend;
-  /** NATS URLs for TrainingFederations without spec.transport. */
+  /** NATS URLs for TrainingFederations without spec.transport.natsUrls. */
   natsUrls: string[];
-  /** Secret (in the object's namespace) with NATS credentials, for those without spec.transport. */
+  /** Secret (in the object's namespace) with NATS credentials, when credentialsSecretRef is unset. */
   natsCredentialsSecret?: string;
   /** Secret (in the object's namespace) with NATS TLS files, for those without tlsSecretRef. */
   natsTlsSecret?: string;
@@ -99,12 +99,12 @@ export const flags: Record<string, Flag> = {
   },
   "nats-url": {
     env: "FEDTRAIN_NATS_URL",
-    help: "comma-separated NATS URLs when spec.transport is not set",
+    help: "comma-separated NATS URLs when spec.transport.natsUrls is not set",
     default: "",
   },
   "nats-credentials-secret": {
     env: "FEDTRAIN_NATS_CREDENTIALS_SECRET",
-    help: "Secret with key nats.creds when spec.transport is not set",
+    help: "Secret with key nats.creds when spec.transport.credentialsSecretRef is not set",
   },
   "nats-tls-secret": {
     env: "FEDTRAIN_NATS_TLS_SECRET",
