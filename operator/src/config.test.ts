@@ -40,6 +40,21 @@ describe("parseConfig", () => {
     );
   });
 
+  test("the default backend: Auto, else from the environment or the flag", () => {
+    assert.equal(parseConfig([], {}).defaultBackend, "Auto");
+    const env = { FEDTRAIN_DEFAULT_BACKEND: "CUDA" };
+    assert.equal(parseConfig([], env).defaultBackend, "CUDA");
+    assert.equal(parseConfig(["--default-backend=WebGPU"], env).defaultBackend, "WebGPU");
+  });
+
+  test("the default NATS TLS Secret: none, else from the environment or the flag", () => {
+    assert.equal(parseConfig([], {}).natsTlsSecret, undefined);
+    assert.equal(parseConfig([], { FEDTRAIN_NATS_TLS_SECRET: "" }).natsTlsSecret, undefined);
+    const env = { FEDTRAIN_NATS_TLS_SECRET: "nats-tls" };
+    assert.equal(parseConfig([], env).natsTlsSecret, "nats-tls");
+    assert.equal(parseConfig(["--nats-tls-secret=other"], env).natsTlsSecret, "other");
+  });
+
   const invalid: [string, string[], RegExp][] = [
     [
       "a cluster id that is not a DNS label",
@@ -55,6 +70,11 @@ describe("parseConfig", () => {
     ["zero workers", ["--max-concurrent-reconciles=0"], /must be a positive whole number/],
     ["an http NATS URL", ["--nats-url=http://nats:4222"], /is not a nats:\/\//],
     ["an unknown log level", ["--log-level=trace"], /--log-level must be/],
+    [
+      "a backend the CRD does not know",
+      ["--default-backend=cuda"],
+      /--default-backend must be Auto, CUDA, WebGPU or CPU, got "cuda"/,
+    ],
   ];
   for (const [name, argv, message] of invalid) {
     test(`refuses ${name}`, () => {
@@ -72,5 +92,7 @@ describe("parseConfig", () => {
   test("usage lists every flag with its environment variable", () => {
     assert.match(usage(), /--cluster-id\s+this cluster's id.*env FEDTRAIN_CLUSTER_ID/);
     assert.match(usage(), /--nats-url.*env FEDTRAIN_NATS_URL/);
+    assert.match(usage(), /--default-backend.*\(default "Auto"\); env FEDTRAIN_DEFAULT_BACKEND/);
+    assert.match(usage(), /--nats-tls-secret.*env FEDTRAIN_NATS_TLS_SECRET/);
   });
 });

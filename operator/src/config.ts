@@ -1,6 +1,7 @@
 // The operator's command line: every flag can also come from an environment variable, so the Helm
 // chart can set either. Parsing is pure and unit-tested.
 import { parseArgs } from "node:util";
+import type { ContributionSpec } from "../../core/api/index.js";
 
 /** The operator's configuration. */
 export interface OperatorConfig {
@@ -20,10 +21,14 @@ export interface OperatorConfig {
   kubeconfig?: string;
   /** Trainer image for TrainingFederations that do not name one. */
   trainerImage: string;
-  /** NATS URLs for TrainingFederations without spec.transport. */
+  /** Compute backend that replaces spec.contribution.backend Auto (the CRD's default). */
+  defaultBackend: Backend;
+  /** NATS URLs for TrainingFederations without spec.transport.natsUrls. */
   natsUrls: string[];
-  /** Secret (in the object's namespace) with NATS credentials, for those without spec.transport. */
+  /** Secret (in the object's namespace) with NATS credentials, when credentialsSecretRef is unset. */
   natsCredentialsSecret?: string;
+  /** Secret (in the object's namespace) with NATS TLS files, for those without tlsSecretRef. */
+  natsTlsSecret?: string;
   /** NATS credentials file (JWT + seed) of the operator's own connections to NATS. */
   natsCredentialsFile?: string;
   /** Reconciles that may run at once. */
@@ -32,6 +37,10 @@ export interface OperatorConfig {
   resyncSeconds: number;
   logLevel: "debug" | "info" | "warn" | "error";
 }
+
+/** A trainer compute backend, as spec.contribution.backend names it. */
+export type Backend = ContributionSpec["backend"];
+const backends: readonly Backend[] = ["Auto", "CUDA", "WebGPU", "CPU"];
 
 /** A command-line or environment value the operator cannot use. */
 export class ConfigError extends Error {
@@ -83,14 +92,23 @@ export const flags: Record<string, Flag> = {
     help: "trainer image when spec.contribution.image is not set",
     default: "ghcr.io/fedtrain/trainer:0.1.0",
   },
+  "default-backend": {
+    env: "FEDTRAIN_DEFAULT_BACKEND",
+    help: "compute backend when spec.contribution.backend is Auto: Auto, CUDA, WebGPU or CPU (CUDA and WebGPU only for workers with GPUs)",
+    default: "Auto",
+  },
   "nats-url": {
     env: "FEDTRAIN_NATS_URL",
-    help: "comma-separated NATS URLs when spec.transport is not set",
+    help: "comma-separated NATS URLs when spec.transport.natsUrls is not set",
     default: "",
   },
   "nats-credentials-secret": {
     env: "FEDTRAIN_NATS_CREDENTIALS_SECRET",
-    help: "Secret with key nats.creds when spec.transport is not set",
+    help: "Secret with key nats.creds when spec.transport.credentialsSecretRef is not set",
+  },
+  "nats-tls-secret": {
+    env: "FEDTRAIN_NATS_TLS_SECRET",
+    help: "Secret with ca.crt, tls.crt and tls.key when spec.transport.tlsSecretRef is not set",
   },
   "nats-credentials-file": {
     env: "FEDTRAIN_NATS_CREDENTIALS_FILE",
@@ -176,6 +194,12 @@ export function parseConfig(
       `--cluster-id must be a DNS label (it becomes a member id), got ${JSON.stringify(clusterId)}`,
     );
   }
+  const defaultBackend = get("default-backend") ?? "";
+  if (!backends.includes(defaultBackend as Backend)) {
+    throw new ConfigError(
+      `--default-backend must be Auto, CUDA, WebGPU or CPU, got ${JSON.stringify(defaultBackend)}`,
+    );
+  }
   const natsUrls = list(get("nats-url") ?? "");
   for (const url of natsUrls) {
     if (!/^(nats|tls|ws|wss):\/\/\S+$/.test(url)) {
@@ -194,8 +218,10 @@ export function parseConfig(
     probeAddress: address("health-probe-bind-address", get("health-probe-bind-address") ?? ""),
     kubeconfig: get("kubeconfig"),
     trainerImage: get("trainer-image") ?? "",
+    defaultBackend: defaultBackend as Backend,
     natsUrls,
     natsCredentialsSecret: get("nats-credentials-secret"),
+    natsTlsSecret: get("nats-tls-secret") || undefined,
     natsCredentialsFile: get("nats-credentials-file") || undefined,
     maxConcurrentReconciles: positive(
       "max-concurrent-reconciles",

@@ -14,6 +14,7 @@ import { group, plural, version } from "../../core/api/resource.js";
 import { applyManifests, installCrds, parseManifests } from "../../e2e/testbed/apply.js";
 import { waitFor } from "../../e2e/testbed/process.js";
 import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { parseConfig } from "../../operator/src/config.js";
 import { repoRoot, startTestbed } from "./support.js";
 
 const run = promisify(execFile);
@@ -203,6 +204,42 @@ describe("Helm chart", () => {
     assert.equal(dashboard?.metadata.labels?.grafana_dashboard, "1");
     const panels = JSON.parse(dashboard?.data["fedtrain.json"]).panels as { title: string }[];
     assert.ok(panels.length >= 10);
+  });
+
+  test("every trainer and NATS value reaches the operator as a flag it reads", async () => {
+    const manifests = await template("--values", allOnValues);
+    const pod = find(manifests, "Deployment")[0]?.spec.template.spec;
+    const args: string[] = pod.containers[0].args;
+    for (const flag of [
+      "--trainer-image=ghcr.io/fedtrain/trainer:0.1.0",
+      "--default-backend=CUDA",
+      "--nats-url=nats://nats-1.example:4222,tls://nats-2.example:4222",
+      "--nats-credentials-secret=nats-creds",
+      "--nats-tls-secret=nats-tls",
+      "--nats-credentials-file=/etc/fedtrain/nats/nats.creds",
+    ]) {
+      assert.ok(args.includes(flag), flag);
+    }
+    // Every flag must parse (strictly): a flag the operator does not know would be a dead value.
+    const config = parseConfig(
+      args.map((arg) => arg.replaceAll("$(POD_IP)", "127.0.0.1")),
+      {},
+    );
+    assert.equal(config.defaultBackend, "CUDA");
+    assert.equal(config.natsTlsSecret, "nats-tls");
+    assert.deepEqual(
+      pod.containers[0].env.map((e: { name: string }) => e.name),
+      ["POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_OPTIONS"],
+    );
+    assert.deepEqual(pod.volumes, [
+      {
+        name: "nats-credentials",
+        secret: { secretName: "fedtrain-operator-nats", defaultMode: 0o440 },
+      },
+    ]);
+    assert.deepEqual(pod.containers[0].volumeMounts, [
+      { name: "nats-credentials", mountPath: "/etc/fedtrain/nats", readOnly: true },
+    ]);
   });
 
   test("the API server accepts every rendered manifest (dry run), defaults and all-on", async () => {

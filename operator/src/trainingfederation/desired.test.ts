@@ -4,6 +4,7 @@ import type { TrainingFederation } from "../../../core/api/index.js";
 import { validateTrainingFederation } from "../../../core/api/index.js";
 import {
   appliedHashAnnotation,
+  backendOf,
   type ChildSettings,
   childNames,
   desiredConfigMap,
@@ -15,8 +16,10 @@ import {
 const settings: ChildSettings = {
   clusterId: "alpine",
   trainerImage: "ghcr.io/fedtrain/trainer:0.1.0",
+  defaultBackend: "Auto",
   natsUrls: ["nats://nats:4222"],
   natsCredentialsSecret: undefined,
+  natsTlsSecret: undefined,
 };
 const publicKey = `${"K".repeat(43)}=`;
 
@@ -148,6 +151,90 @@ describe("desired children", () => {
     assert.deepEqual(config.transport.natsUrls, ["nats://a:4222"]);
     assert.equal(config.transport.tls.caFile, "/etc/fedtrain/nats-tls/ca.crt");
     assert.deepEqual(config.federation.model.mlp, { hiddenLayers: [128, 128], activation: "ReLU" });
+  });
+});
+
+describe("the operator's defaults for the trainers", () => {
+  const backends: [
+    string,
+    (s: Record<string, any>) => void,
+    ChildSettings["defaultBackend"],
+    string,
+  ][] = [
+    ["a member naming none takes the operator's default", () => {}, "CUDA", "CUDA"],
+    ["Auto takes the operator's default", (s) => (s.contribution.backend = "Auto"), "CPU", "CPU"],
+    ["a named backend wins", (s) => (s.contribution.backend = "WebGPU"), "CUDA", "WebGPU"],
+    ["Auto stays Auto by default", () => {}, "Auto", "Auto"],
+    [
+      "a GPU default never reaches workers without GPUs",
+      (s) => (s.contribution.gpusPerReplica = 0),
+      "WebGPU",
+      "Auto",
+    ],
+    ["a CPU default reaches them", (s) => (s.contribution.gpusPerReplica = 0), "CPU", "CPU"],
+  ];
+  for (const [name, change, defaultBackend, expected] of backends) {
+    test(`backend: ${name}`, () => {
+      const tf = member(change);
+      const withDefault = { ...settings, defaultBackend };
+      assert.equal(backendOf(tf, withDefault), expected);
+      const config = JSON.parse(
+        desiredConfigMap(tf, withDefault, publicKey).data?.["trainer.json"] ?? "",
+      );
+      assert.equal(config.backend, expected);
+    });
+  }
+
+  test("the operator's NATS credentials and TLS Secrets, unless spec.transport names its own", () => {
+    const withDefaults = {
+      ...settings,
+      natsCredentialsSecret: "op-creds",
+      natsTlsSecret: "op-tls",
+    };
+    const secrets = (tf: TrainingFederation) =>
+      Object.fromEntries(
+        (desiredJob(tf, withDefaults, "h").spec?.template.spec?.volumes ?? []).map((v) => [
+          v.name,
+          v.secret?.secretName,
+        ]),
+      );
+    const config = (tf: TrainingFederation) =>
+      JSON.parse(desiredConfigMap(tf, withDefaults, publicKey).data?.["trainer.json"] ?? "");
+
+    const plain = member();
+    assert.equal(secrets(plain)["nats-credentials"], "op-creds");
+    assert.equal(secrets(plain)["nats-tls"], "op-tls");
+    assert.deepEqual(config(plain).transport, {
+      natsUrls: ["nats://nats:4222"],
+      credentialsFile: "/etc/fedtrain/nats/nats.creds",
+      tls: {
+        caFile: "/etc/fedtrain/nats-tls/ca.crt",
+        certFile: "/etc/fedtrain/nats-tls/tls.crt",
+        keyFile: "/etc/fedtrain/nats-tls/tls.key",
+      },
+    });
+
+    const own = member(
+      (s) =>
+        (s.transport = {
+          natsUrls: ["tls://n:4222"],
+          credentialsSecretRef: { name: "my-creds" },
+          tlsSecretRef: { name: "my-tls" },
+        }),
+    );
+    assert.equal(secrets(own)["nats-credentials"], "my-creds");
+    assert.equal(secrets(own)["nats-tls"], "my-tls");
+
+    const none = desiredJob(plain, settings, "h").spec?.template.spec?.volumes ?? [];
+    assert.deepEqual(
+      none.map((v) => v.name),
+      ["config", "member-key", "scratch"],
+    );
+    assert.deepEqual(
+      JSON.parse(desiredConfigMap(plain, settings, publicKey).data?.["trainer.json"] ?? "")
+        .transport,
+      { natsUrls: ["nats://nats:4222"] },
+    );
   });
 });
 

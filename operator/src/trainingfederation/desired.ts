@@ -21,7 +21,7 @@ import {
   trainerMetricsPort,
   trainerPaths,
 } from "../../../core/api/trainer-config.js";
-import type { OperatorConfig } from "../config.js";
+import type { Backend, OperatorConfig } from "../config.js";
 
 /** Field manager of everything the operator applies. */
 export const fieldManager = "fedtrain-operator";
@@ -48,7 +48,12 @@ const configErrorExitCode = 2;
 /** The operator settings that shape children. */
 export type ChildSettings = Pick<
   OperatorConfig,
-  "clusterId" | "trainerImage" | "natsUrls" | "natsCredentialsSecret"
+  | "clusterId"
+  | "trainerImage"
+  | "defaultBackend"
+  | "natsUrls"
+  | "natsCredentialsSecret"
+  | "natsTlsSecret"
 >;
 
 /** Names of a TrainingFederation's children. */
@@ -77,6 +82,35 @@ export function memberIdOf(tf: TrainingFederation, settings: ChildSettings): str
 /** NATS URLs: spec.transport's, else the operator's. */
 export function natsUrlsOf(tf: TrainingFederation, settings: ChildSettings): string[] {
   return tf.spec.transport?.natsUrls ?? settings.natsUrls;
+}
+
+/** The Secret with the trainers' NATS credentials: spec.transport's, else the operator's. */
+export function credentialsSecretOf(
+  tf: TrainingFederation,
+  settings: ChildSettings,
+): string | undefined {
+  return (
+    tf.spec.transport?.credentialsSecretRef?.name || settings.natsCredentialsSecret || undefined
+  );
+}
+
+/** The Secret with the trainers' NATS TLS files: spec.transport's, else the operator's. */
+export function tlsSecretOf(tf: TrainingFederation, settings: ChildSettings): string | undefined {
+  return tf.spec.transport?.tlsSecretRef?.name || settings.natsTlsSecret || undefined;
+}
+
+/**
+ * The trainers' compute backend. Auto is the CRD's default, so it is also what a member that names
+ * none has: it takes the operator's default, as an unset image takes the operator's image. A GPU
+ * default (CUDA, WebGPU) is not given to workers without GPUs, for which the API server refuses
+ * those backends: they stay on Auto, which picks the best that loads.
+ */
+export function backendOf(tf: TrainingFederation, settings: ChildSettings): Backend {
+  const { backend, gpusPerReplica } = tf.spec.contribution;
+  if (backend !== "Auto") return backend;
+  const { defaultBackend } = settings;
+  const needsGpus = defaultBackend === "CUDA" || defaultBackend === "WebGPU";
+  return needsGpus && gpusPerReplica === 0 ? "Auto" : defaultBackend;
 }
 
 /**
@@ -165,8 +199,6 @@ export function trainerConfig(
   settings: ChildSettings,
   publicKey: string,
 ): TrainerConfig {
-  const transport = tf.spec.transport;
-  const credentials = transport?.credentialsSecretRef ?? settings.natsCredentialsSecret;
   return {
     apiVersion: "fedtrain.dev/v1alpha1",
     kind: "TrainerConfig",
@@ -179,8 +211,10 @@ export function trainerConfig(
     },
     transport: {
       natsUrls: natsUrlsOf(tf, settings),
-      ...(credentials ? { credentialsFile: `${trainerPaths.natsCredentialsDir}/nats.creds` } : {}),
-      ...(transport?.tlsSecretRef
+      ...(credentialsSecretOf(tf, settings)
+        ? { credentialsFile: `${trainerPaths.natsCredentialsDir}/nats.creds` }
+        : {}),
+      ...(tlsSecretOf(tf, settings)
         ? {
             tls: {
               caFile: `${trainerPaths.natsTlsDir}/ca.crt`,
@@ -190,7 +224,7 @@ export function trainerConfig(
           }
         : {}),
     },
-    backend: tf.spec.contribution.backend,
+    backend: backendOf(tf, settings),
     dataDir: trainerPaths.dataDir,
   };
 }
@@ -226,8 +260,9 @@ export function desiredJob(
   const name = tf.metadata?.name ?? "";
   const names = childNames(name);
   const memberId = memberIdOf(tf, settings) ?? "";
-  const { contribution, transport } = tf.spec;
-  const credentials = transport?.credentialsSecretRef?.name ?? settings.natsCredentialsSecret;
+  const { contribution } = tf.spec;
+  const credentials = credentialsSecretOf(tf, settings);
+  const tls = tlsSecretOf(tf, settings);
   const volumes: V1Volume[] = [
     { name: "config", configMap: { name: names.configMap } },
     { name: "member-key", secret: { secretName: names.keySecret, defaultMode: 0o440 } },
@@ -249,11 +284,8 @@ export function desiredJob(
       readOnly: true,
     });
   }
-  if (transport?.tlsSecretRef) {
-    volumes.push({
-      name: "nats-tls",
-      secret: { secretName: transport.tlsSecretRef.name, defaultMode: 0o440 },
-    });
+  if (tls) {
+    volumes.push({ name: "nats-tls", secret: { secretName: tls, defaultMode: 0o440 } });
     mounts.push({ name: "nats-tls", mountPath: trainerPaths.natsTlsDir, readOnly: true });
   }
   if (contribution.dataVolumeClaim) {
