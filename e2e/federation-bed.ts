@@ -9,7 +9,7 @@ import { promisify } from "node:util";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../core/api/resource.js";
 import type { TrainingFederation, TrainingFederationStatus } from "../core/api/types.generated.js";
-import { readTrainerLog, type TrainerLog } from "./demo/trainer-logs.js";
+import { readTrainerLog, readTrainerMessages, type TrainerLog } from "./demo/trainer-logs.js";
 import { applyManifests } from "./testbed/apply.js";
 import { waitFor } from "./testbed/process.js";
 import { Testbed, type UpOptions } from "./testbed/testbed.js";
@@ -195,6 +195,11 @@ export class FederationBed {
     return { member, status: object?.status, log };
   }
 
+  /** Every message the trainers of a member's `<name>-trainers-*` pods logged, pod by pod. */
+  trainerMessages(member: string, namespace: string, name: string): Promise<string[]> {
+    return readTrainerMessages(this.testbed.podsDir(member), namespace, `${name}-trainers`);
+  }
+
   /** Every member's view. */
   views(namespace: string, name: string): Promise<MemberView[]> {
     return Promise.all(this.members.map((m) => this.view(m, namespace, name)));
@@ -207,6 +212,32 @@ export class FederationBed {
     return pods.items
       .filter((p) => p.metadata?.name?.startsWith(prefix) && p.status?.phase === "Running")
       .map((p) => p.metadata?.name ?? "");
+  }
+
+  /**
+   * The Prometheus metrics text of each running pod whose name starts with `prefix`, read from
+   * its container port named "metrics" (test-bed pods listen on their own loopback address).
+   */
+  async scrapeMetrics(member: string, namespace: string, prefix: string): Promise<string[]> {
+    const core = this.testbed.kubeConfig(member).makeApiClient(CoreV1Api);
+    const pods = await core.listNamespacedPod({ namespace });
+    const texts: string[] = [];
+    for (const pod of pods.items) {
+      if (!pod.metadata?.name?.startsWith(prefix) || pod.status?.phase !== "Running") continue;
+      const port = pod.spec?.containers
+        .flatMap((c) => c.ports ?? [])
+        .find((p) => p.name === "metrics")?.containerPort;
+      if (!port || !pod.status.podIP) continue;
+      try {
+        const response = await fetch(`http://${pod.status.podIP}:${port}/metrics`, {
+          signal: AbortSignal.timeout(10_000),
+        });
+        if (response.ok) texts.push(await response.text());
+      } catch {
+        // A pod between probes or exiting has no metrics to give.
+      }
+    }
+    return texts;
   }
 
   /** Polls `check` until it returns a value; the error names `what`. */

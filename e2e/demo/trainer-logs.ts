@@ -64,3 +64,27 @@ export async function readTrainerLog(
   result.rounds = [...byRound.values()].sort((a, b) => a.round - b.round);
   return result;
 }
+
+/** Every message the trainers of the pods of `podPrefix` in `namespace` logged, pod by pod. */
+export async function readTrainerMessages(
+  podsDir: string,
+  namespace: string,
+  podPrefix: string,
+): Promise<string[]> {
+  const entries = await readdir(podsDir).catch(() => [] as string[]);
+  const messages: string[] = [];
+  for (const entry of entries.filter((e) => e.startsWith(`${namespace}_${podPrefix}`)).sort()) {
+    const file = path.join(podsDir, entry, "logs", "trainer.log");
+    const text = await readFile(file, "utf8").catch(() => "");
+    for (const line of text.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      try {
+        const { msg } = JSON.parse(line) as { msg?: unknown };
+        if (typeof msg === "string") messages.push(msg);
+      } catch {
+        // A line cut by a crash is not a message.
+      }
+    }
+  }
+  return messages;
+}

@@ -80,6 +80,7 @@ test("happy path: three members train to the last round with agreeing hashes and
     .filter((r) => r.round === demoSchedule.rounds - 1);
   assert.ok(final.length > 0, "someone logged the last round");
   const first = views.flatMap((v) => v.log.rounds).find((r) => r.round === 0);
+  t.diagnostic(`eval loss ${first?.evalLoss} after round 1, ${final[0]?.evalLoss} at the end`);
   for (const r of final) {
     assert.ok(r.evalLoss < evalLossTarget, `final eval loss ${r.evalLoss} < ${evalLossTarget}`);
     assert.ok(first && r.evalLoss < first.evalLoss, "the eval loss fell over the run");
