@@ -49,6 +49,8 @@ const memberView = (over: Partial<MemberView> = {}): MemberView => ({
   reason: "",
   lastHeartbeat: "2026-01-01T00:00:10.000Z",
   roundsContributed: 3,
+  updatesClipped: 0,
+  updatesDropped: 0,
   workers: [worker()],
   ...over,
 });
