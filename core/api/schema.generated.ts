@@ -1162,6 +1162,16 @@ export const trainingFederationSchema = {
                 "type": "integer",
                 "format": "int64",
                 "description": "Rounds whose commit included an update of this member."
+              },
+              "updatesClipped": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Updates of this member that the norm bound (spec.federation.sync.aggregation.normBound) scaled down onto the bound, as counted by the workers since they started (the highest count any admitted worker reports)."
+              },
+              "updatesDropped": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Updates of this member that the norm bound left out of the aggregate, as counted by the workers since they started (the highest count any admitted worker reports)."
               }
             }
           }

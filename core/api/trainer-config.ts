@@ -51,4 +51,22 @@ export interface TrainerConfig {
   backend: "Auto" | "CUDA" | "WebGPU" | "CPU";
   /** Where federation.data.text.path is resolved. */
   dataDir: string;
+  /**
+   * Fault-injection drills for testing a federation's robustness; never for production. Absent
+   * normally. The operator renders them from the TrainingFederation's `fedtrain.dev/drill-*`
+   * annotations, so they stay out of spec.federation and its hash.
+   */
+  drill?: TrainerDrill;
 }
+
+/** Faults a trainer injects on purpose (a drill). */
+export interface TrainerDrill {
+  /**
+   * Multiply the pseudo-gradient every worker sends by this factor before compression (e.g. -10:
+   * a sign-flipped, 10× scaled poisoning member).
+   */
+  poisonScale?: number;
+}
+
+/** The annotation that sets `drill.poisonScale` (a number, e.g. "-10"). */
+export const drillPoisonScaleAnnotation = "fedtrain.dev/drill-poison-scale";

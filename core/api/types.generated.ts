@@ -651,6 +651,14 @@ export interface MemberStatus {
    * Rounds whose commit included an update of this member.
    */
   roundsContributed?: number;
+  /**
+   * Updates of this member that the norm bound (spec.federation.sync.aggregation.normBound) scaled down onto the bound, as counted by the workers since they started (the highest count any admitted worker reports).
+   */
+  updatesClipped?: number;
+  /**
+   * Updates of this member that the norm bound left out of the aggregate, as counted by the workers since they started (the highest count any admitted worker reports).
+   */
+  updatesDropped?: number;
 }
 /**
  * This member's trainer workers.

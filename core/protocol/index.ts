@@ -26,6 +26,7 @@ export {
   verifyLedger,
 } from "./ledger.js";
 export {
+  boundedUpdatesOf,
   deregisterMember,
   disagreementsOf,
   publishControl,

@@ -197,6 +197,14 @@ export async function readFederationView(
     }
   }
 
+  const bounded = boundedUpdatesOf(
+    [...workers]
+      .filter(([memberId]) => {
+        const member = members.get(memberId)!;
+        return !admission.refusal(memberId, member.publicKey, member.specHash);
+      })
+      .flatMap(([, list]) => list.map(({ hb }) => hb)),
+  );
   const memberViews: MemberView[] = [];
   const losses: number[] = [];
   for (const [memberId, member] of [...members].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -224,6 +232,8 @@ export async function readFederationView(
       reason: refusal ?? "",
       lastHeartbeat: last === undefined ? undefined : new Date(last).toISOString(),
       roundsContributed: contributed.get(memberId) ?? 0,
+      updatesClipped: bounded.get(memberId)?.clipped ?? 0,
+      updatesDropped: bounded.get(memberId)?.dropped ?? 0,
       workers: workerViews,
     });
   }
@@ -240,6 +250,26 @@ export async function readFederationView(
     members: memberViews,
     disagreements: disagreementsOf(memberViews.filter((m) => m.state !== "Refused")),
   };
+}
+
+/**
+ * Per member, the most clipped and the most dropped updates any of the heartbeats reports. Every
+ * worker bounds the same committed sets, so the counts differ only in how long each worker has
+ * been counting: the highest is the longest view.
+ */
+export function boundedUpdatesOf(
+  heartbeats: readonly WorkerHeartbeat[],
+): Map<string, { clipped: number; dropped: number }> {
+  const out = new Map<string, { clipped: number; dropped: number }>();
+  for (const hb of heartbeats)
+    for (const { memberId, clipped, dropped } of hb.boundedUpdates) {
+      const best = out.get(memberId) ?? { clipped: 0, dropped: 0 };
+      out.set(memberId, {
+        clipped: Math.max(best.clipped, clipped),
+        dropped: Math.max(best.dropped, dropped),
+      });
+    }
+  return out;
 }
 
 /** Workers at the same applied round whose model hash differs from that round's majority. */

@@ -38,6 +38,18 @@ export interface WorkerHeartbeat {
   /** Commits that included this worker's update since it started. */
   roundsContributed: number;
   sentAtMs: number;
+  /**
+   * Per member, its updates this worker's norm bound clipped or dropped in the rounds it applied
+   * since it started; members with none are left out (and so is the field on the wire when empty).
+   */
+  boundedUpdates: BoundedUpdateCount[];
+}
+
+/** How many of one member's updates a worker's norm bound clipped and dropped. */
+export interface BoundedUpdateCount {
+  memberId: string;
+  clipped: number;
+  dropped: number;
 }
 
 /** First message of an update: what the chunks that follow add up to. */
@@ -210,6 +222,12 @@ export interface MemberView {
   reason: string;
   lastHeartbeat: string | undefined;
   roundsContributed: number;
+  /**
+   * This member's updates that the norm bound scaled down, and left out, of the aggregate: the
+   * highest count any admitted worker's heartbeat reports (each counts since it started).
+   */
+  updatesClipped: number;
+  updatesDropped: number;
   workers: WorkerView[];
 }
 

@@ -49,6 +49,7 @@ const samples = [
         loss: 0.25,
         roundsContributed: 3,
         sentAtMs: 6,
+        boundedUpdates: [],
       },
       keys.privateKey,
     ),
@@ -63,6 +64,44 @@ const samples = [
       loss: 0.25,
       roundsContributed: 3,
       sentAtMs: 6,
+      boundedUpdates: [],
+    },
+  },
+  {
+    name: "heartbeat with bounded-update counts",
+    bytes: wire.encodeHeartbeat(
+      {
+        memberId: "alpha",
+        workerId: "w0",
+        specHash: digest,
+        state: "leaving",
+        appliedRound: 4,
+        modelHash: digest,
+        loss: undefined,
+        roundsContributed: 3,
+        sentAtMs: 6,
+        boundedUpdates: [
+          { memberId: "alpha", clipped: 0, dropped: 2 },
+          { memberId: "mallory", clipped: 4, dropped: 1 },
+        ],
+      },
+      keys.privateKey,
+    ),
+    decode: wire.decodeHeartbeat,
+    value: {
+      memberId: "alpha",
+      workerId: "w0",
+      specHash: digest,
+      state: "leaving",
+      appliedRound: 4,
+      modelHash: digest,
+      loss: undefined,
+      roundsContributed: 3,
+      sentAtMs: 6,
+      boundedUpdates: [
+        { memberId: "alpha", clipped: 0, dropped: 2 },
+        { memberId: "mallory", clipped: 4, dropped: 1 },
+      ],
     },
   },
   {
@@ -145,6 +184,8 @@ const samples = [
   },
 ] as const;
 
+const commitSample = samples.find((s) => s.name === "commit")!;
+
 describe("wire format", () => {
   for (const sample of samples) {
     test(`${sample.name} round-trips with its signer`, () => {
@@ -178,11 +219,46 @@ describe("wire format", () => {
   for (const [name, mutate, reason] of rejects) {
     test(`rejects ${name} as ${reason}`, () => {
       assert.throws(
-        () => wire.decodeCommit(mutate(samples[3].bytes)),
+        () => wire.decodeCommit(mutate(commitSample.bytes)),
         (e: unknown) => e instanceof ProtocolMessageError && e.reason === reason,
       );
     });
   }
+
+  test("a heartbeat in the layout before bounded-update counts still decodes, with none", () => {
+    const name = (s: string) => [0, s.length, ...Buffer.from(s)];
+    const u64 = (v: number) => [0, 0, 0, 0, 0, 0, 0, v];
+    const loss = Buffer.alloc(8);
+    loss.writeDoubleBE(0.5);
+    const body = new Uint8Array([
+      ...name("alpha"),
+      ...name("w0"),
+      ...digest,
+      1,
+      ...u64(4),
+      ...digest,
+      ...loss,
+      ...u64(3),
+      ...u64(6),
+    ]);
+    const decoded = wire.decodeHeartbeat(resign(wire.Kind.heartbeat, body)).body;
+    assert.deepEqual(decoded.boundedUpdates, []);
+    assert.equal(decoded.sentAtMs, 6);
+    // Without counts the encoder writes exactly that older layout.
+    const encoded = wire.encodeHeartbeat(decoded, keys.privateKey);
+    assert.deepEqual(encoded.subarray(wire.HEADER_BYTES, wire.HEADER_BYTES + body.length), body);
+    assert.equal(encoded.length, wire.HEADER_BYTES + body.length + wire.TRAILER_BYTES);
+  });
+
+  test("rejects a heartbeat whose bounded-update counts are cut short", () => {
+    const full = samples.find((s) => s.name === "heartbeat with bounded-update counts")!.bytes;
+    const length = new DataView(full.buffer, full.byteOffset).getUint32(4);
+    const body = full.subarray(wire.HEADER_BYTES, wire.HEADER_BYTES + length - 1);
+    assert.throws(
+      () => wire.decodeHeartbeat(resign(wire.Kind.heartbeat, body)),
+      (e: unknown) => e instanceof ProtocolMessageError && e.reason === "truncated",
+    );
+  });
 
   test("rejects a message of another kind", () => {
     assert.throws(() => wire.decodeCommit(samples[0].bytes), ProtocolMessageError);

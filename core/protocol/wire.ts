@@ -4,6 +4,7 @@
 import { ProtocolMessageError } from "./errors.js";
 import { publicKeyObject, sign, verify } from "./identity.js";
 import type {
+  BoundedUpdateCount,
   CheckpointRef,
   Commit,
   CommitEntry,
@@ -31,6 +32,8 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export const MAX_CHUNKS = 1 << 20;
 /** Most entries a commit may list. */
 export const MAX_COMMIT_ENTRIES = 4096;
+/** Most members a heartbeat's bounded-update counts may list. */
+export const MAX_BOUNDED_MEMBERS = 4096;
 
 /** The kind byte of each message. */
 export const Kind = {
@@ -187,6 +190,10 @@ class Reader {
     if (!isValidId(v)) throw new ProtocolMessageError("malformed", `${what} is not a valid id`);
     return v;
   }
+  /** True when every byte has been read: an optional trailing field is absent. */
+  atEnd(): boolean {
+    return this.offset === this.buf.length;
+  }
   end(): void {
     if (this.offset !== this.buf.length)
       throw new ProtocolMessageError("malformed", "trailing bytes after the body");
@@ -303,7 +310,31 @@ export function encodeHeartbeat(h: WorkerHeartbeat, privateKey: Uint8Array): Uin
     .f64(h.loss ?? Number.NaN)
     .u64(h.roundsContributed)
     .u64(h.sentAtMs);
+  writeBoundedUpdates(w, h.boundedUpdates);
   return envelope(Kind.heartbeat, w.finish(), privateKey);
+}
+
+/**
+ * The heartbeat's optional trailing field: written only when some member has bounded updates, so
+ * the heartbeats of a federation whose norm bound never fired are byte-for-byte the older layout.
+ */
+function writeBoundedUpdates(w: Writer, counts: readonly BoundedUpdateCount[]): void {
+  if (counts.length === 0) return;
+  if (counts.length > MAX_BOUNDED_MEMBERS) throw new RangeError("too many bounded-update counts");
+  w.u32(counts.length);
+  for (const c of counts) w.str(c.memberId).u64(c.clipped).u64(c.dropped);
+}
+
+/** Reads the optional trailing field; a body that ends before it (an older writer) has none. */
+function readBoundedUpdates(r: Reader): BoundedUpdateCount[] {
+  if (r.atEnd()) return [];
+  const count = r.u32();
+  if (count > MAX_BOUNDED_MEMBERS)
+    throw new ProtocolMessageError("oversized", "heartbeat bounded-update counts");
+  const counts: BoundedUpdateCount[] = [];
+  for (let i = 0; i < count; i++)
+    counts.push({ memberId: r.id("memberId"), clipped: r.u64(), dropped: r.u64() });
+  return counts;
 }
 
 export function decodeHeartbeat(bytes: Uint8Array): Signed<WorkerHeartbeat> {
@@ -326,6 +357,7 @@ export function decodeHeartbeat(bytes: Uint8Array): Signed<WorkerHeartbeat> {
       loss: Number.isNaN(loss) ? undefined : loss,
       roundsContributed: r.u64(),
       sentAtMs: r.u64(),
+      boundedUpdates: readBoundedUpdates(r),
     };
   });
 }

@@ -17,6 +17,7 @@ import {
   UPDATE_SHARDS,
 } from "./resources.js";
 import type {
+  BoundedUpdateCount,
   CheckpointRef,
   Commit,
   CommitEntry,
@@ -74,6 +75,11 @@ export interface WorkerOptions {
   settings?: Partial<ProtocolSettings>;
   /** Receives one line per notable event (coordinator changes, retries, mismatches). */
   log?: (line: string) => void;
+  /**
+   * The caller's counts of updates its norm bound clipped or dropped, per member, reported in
+   * every heartbeat (the protocol does not aggregate, so it cannot count them itself).
+   */
+  boundedUpdates?: () => BoundedUpdateCount[];
 }
 
 const zeroHash = new Uint8Array(32);
@@ -722,6 +728,7 @@ export class FederationWorker {
         loss: this.loss,
         roundsContributed: this.roundsContributed,
         sentAtMs: Date.now(),
+        boundedUpdates: this.options.boundedUpdates?.() ?? [],
       },
       this.options.privateKey,
     );

@@ -170,6 +170,9 @@ describe("operator and the federation on NATS", () => {
     assert.equal(member?.state, "Active");
     assert.equal(member?.trainers, 1);
     assert.equal(member?.roundsContributed, 2);
+    // The API server keeps the counts (a field missing from the CRD schema would be pruned).
+    assert.equal(member?.updatesClipped, 0);
+    assert.equal(member?.updatesDropped, 0);
     assert.ok(member?.lastHeartbeat);
 
     // The worker keeps heartbeating; the operator polls every 10 s: nothing new, nothing written.

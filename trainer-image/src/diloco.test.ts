@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import { decodeUpdate, encodeUpdate } from "../../core/codec/index.js";
+import { decodeUpdate, encodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
 import { initBackend } from "./backend.js";
 import { BatchSampler, evaluationBatches, gaussianClusters } from "./data.js";
-import { type DiLoCoConfig, InProcessExchange } from "./diloco.js";
+import { applyRound, type DiLoCoConfig, InProcessExchange } from "./diloco.js";
 import type { ModelDefinition } from "./model.js";
 import { simulateDiLoCo } from "./simulate.js";
 
@@ -123,5 +123,48 @@ describe("InProcessExchange", () => {
       ]),
       /published twice/,
     );
+  });
+});
+
+describe("applyRound", () => {
+  const config = (action: "clip" | "drop"): Pick<DiLoCoConfig, "aggregation" | "normBound"> => ({
+    aggregation: { kind: "mean" },
+    normBound: { action, medianMultiple: 3 },
+  });
+  const update = (worker: string, value: number, member?: string) => ({
+    worker,
+    ...(member ? { member } : {}),
+    message: encodeUpdate(Float32Array.of(value, value), { method: "none" }),
+  });
+  const round = [update("a-0", 1, "a"), update("m/w0", -10, "m"), update("b/w0", 1.5, "b")];
+  const outer = { learningRate: 1, momentum: 0, nesterov: false };
+
+  it("names the updates the norm bound clipped, by member and worker", () => {
+    const global = new Float32Array(2);
+    const applied = applyRound(global, new OuterOptimizer(2, outer), config("clip"), round);
+    assert.equal(applied.included, 3);
+    assert.deepEqual(applied.bounded, [{ member: "m", worker: "m/w0", action: "clipped" }]);
+    // Plain averaging: −(1 + 1.5 − 4.5) / 3, the poisoner scaled onto 3 × the median norm.
+    assert.ok(Math.abs(global[0]! - 2 / 3) < 1e-6, String(global[0]));
+  });
+
+  it("names the dropped ones, and an update without a member by its worker", () => {
+    const global = new Float32Array(2);
+    const unnamed = [update("a", 1), update("m", 10), update("b", 1)];
+    const applied = applyRound(global, new OuterOptimizer(2, outer), config("drop"), unnamed);
+    assert.equal(applied.included, 2);
+    assert.deepEqual(applied.bounded, [{ member: "m", worker: "m", action: "dropped" }]);
+    assert.ok(Math.abs(global[0]! + 1) < 1e-6, String(global[0]));
+  });
+
+  it("bounds nothing without a norm bound", () => {
+    const global = new Float32Array(2);
+    const applied = applyRound(
+      global,
+      new OuterOptimizer(2, outer),
+      { aggregation: { kind: "mean" } },
+      round,
+    );
+    assert.deepEqual(applied, { included: 3, bounded: [] });
   });
 });

@@ -24,6 +24,8 @@ import type { Model } from "./model.js";
 /** One worker's update in a round's commit. */
 export interface CommittedUpdate {
   worker: string;
+  /** The member the worker belongs to; absent in-process, where each worker stands alone. */
+  member?: string;
   message: Uint8Array;
 }
 
@@ -54,6 +56,12 @@ export interface DiLoCoConfig {
   aggregation: AggregationRule;
   normBound?: NormBound;
   overlap: boolean;
+  /**
+   * Drill only (fault injection, never set by the shared spec): the pseudo-gradient this worker
+   * sends is multiplied by this factor before compression, to test a federation's robust
+   * aggregation against a poisoning member. The worker's own local progress is not scaled.
+   */
+  poisonScale?: number;
 }
 
 /** What a worker reports after each round it applied. */
@@ -66,10 +74,56 @@ export interface RoundReport {
   bytesSent: number;
   /** Bytes of the other workers' updates in the commit. */
   bytesReceived: number;
-  /** Updates the commit included. */
+  /** Updates aggregated: the commit's, less those the norm bound dropped. */
   included: number;
+  /** The commit's updates the norm bound scaled down or dropped, in commit order. */
+  bounded: BoundedUpdate[];
   /** SHA-256 of the global parameters after the round, identical on every member. */
   globalHash: string;
+}
+
+/** An update of a round's commit that the norm bound scaled down ("clipped") or left out. */
+export interface BoundedUpdate {
+  /** The update's member (its worker in-process). */
+  member: string;
+  worker: string;
+  action: "clipped" | "dropped";
+}
+
+/** What applying one round's commit did. */
+export interface AppliedRound {
+  /** Updates aggregated. */
+  included: number;
+  bounded: BoundedUpdate[];
+}
+
+/**
+ * Applies one round's committed updates to the global parameters, in the commit's order: decode,
+ * norm bound, aggregate, outer step. DiLoCoWorker applies live rounds with it and the NATS
+ * exchange replays missed ones, so a replayed round gives the bits a live one would.
+ */
+export function applyRound(
+  global: Float32Array,
+  outer: OuterOptimizer,
+  config: Pick<DiLoCoConfig, "aggregation" | "normBound">,
+  committed: readonly CommittedUpdate[],
+): AppliedRound {
+  let updates = committed.map((update) => decodeUpdate(update.message, global.length));
+  const bounded: BoundedUpdate[] = [];
+  if (config.normBound && updates.length > 0) {
+    const { updates: kept, report } = applyNormBound(updates, config.normBound);
+    updates = kept;
+    const actions = new Map<number, BoundedUpdate["action"]>();
+    for (const j of report.clipped) actions.set(j, "clipped");
+    for (const j of report.dropped) actions.set(j, "dropped");
+    committed.forEach((update, j) => {
+      const action = actions.get(j);
+      if (action)
+        bounded.push({ member: update.member ?? update.worker, worker: update.worker, action });
+    });
+  }
+  if (updates.length > 0) outer.step(global, aggregate(updates, config.aggregation));
+  return { included: updates.length, bounded };
 }
 
 /** SHA-256 (hex) of a flat parameter vector's bytes. */
@@ -113,6 +167,9 @@ export class DiLoCoWorker {
     if (!(Number.isInteger(config.innerSteps) && config.innerSteps >= 1)) {
       throw new RangeError(`innerSteps ${config.innerSteps} must be a positive integer`);
     }
+    if (config.poisonScale !== undefined && !Number.isFinite(config.poisonScale)) {
+      throw new RangeError(`poisonScale ${config.poisonScale} must be a finite number`);
+    }
     this.global = Float32Array.from(initialGlobal);
     model.writeParameters(this.global);
     this.optimizer = new AdamW(model, config.inner);
@@ -146,7 +203,10 @@ export class DiLoCoWorker {
       const local = await this.model.readParameters();
       const pseudoGradient = new Float32Array(local.length);
       for (let i = 0; i < local.length; i++) pseudoGradient[i] = anchor[i]! - local[i]!;
-      const message = this.encoder.encode(pseudoGradient, this.feedback ?? undefined);
+      const message = this.encoder.encode(
+        this.outgoing(pseudoGradient),
+        this.feedback ?? undefined,
+      );
       this.bytesSent += message.byteLength;
       const commit = this.exchange.exchange(round, message);
       if (!this.config.overlap) {
@@ -171,6 +231,15 @@ export class DiLoCoWorker {
     return "completed";
   }
 
+  /** What this worker sends for `pseudoGradient`: itself, or its poisoned copy in a drill. */
+  private outgoing(pseudoGradient: Float32Array): Float32Array {
+    const scale = this.config.poisonScale;
+    if (scale === undefined || scale === 1) return pseudoGradient;
+    const poisoned = new Float32Array(pseudoGradient.length);
+    for (let i = 0; i < poisoned.length; i++) poisoned[i] = pseudoGradient[i]! * scale;
+    return poisoned;
+  }
+
   /** The round's inner steps and the last one's loss, or null when stopped in between. */
   private async innerSteps(options: WorkerRunOptions): Promise<number | null> {
     let loss = Number.NaN;
@@ -192,12 +261,7 @@ export class DiLoCoWorker {
     bytesSent: number,
     onRound: ((report: RoundReport) => void | Promise<void>) | undefined,
   ): Promise<void> {
-    let updates = commit.updates.map((update) => decodeUpdate(update.message, this.global.length));
-    if (this.config.normBound && updates.length > 0) {
-      updates = applyNormBound(updates, this.config.normBound).updates;
-    }
-    if (updates.length > 0)
-      this.outer.step(this.global, aggregate(updates, this.config.aggregation));
+    const { included, bounded } = applyRound(this.global, this.outer, this.config, commit.updates);
     let bytesReceived = 0;
     for (const update of commit.updates) {
       if (update.worker !== this.id) bytesReceived += update.message.byteLength;
@@ -208,7 +272,8 @@ export class DiLoCoWorker {
       trainLoss,
       bytesSent,
       bytesReceived,
-      included: updates.length,
+      included,
+      bounded,
       globalHash: parameterHash(this.global),
     });
   }

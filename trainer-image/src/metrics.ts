@@ -42,6 +42,12 @@ export class TrainerMetrics {
     labelNames: ["worker"],
     registers: [this.registry],
   });
+  readonly updatesBounded = new Counter({
+    name: "fedtrain_trainer_updates_bounded_total",
+    help: "Updates of each member in the applied commits that the norm bound scaled down (clipped) or left out (dropped), counted once per process",
+    labelNames: ["member", "action"],
+    registers: [this.registry],
+  });
   readonly info = new Gauge({
     name: "fedtrain_trainer_info",
     help: "The backend and device the worker computes on (value 1)",

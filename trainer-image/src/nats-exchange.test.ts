@@ -4,6 +4,7 @@ import { OuterOptimizer } from "../../core/codec/index.js";
 import { initBackend } from "./backend.js";
 import { BatchSampler, gaussianClusters } from "./data.js";
 import {
+  applyRound,
   type DiLoCoConfig,
   DiLoCoWorker,
   InProcessExchange,
@@ -13,7 +14,6 @@ import {
 } from "./diloco.js";
 import { initialParameters, Model, type ModelDefinition } from "./model.js";
 import {
-  applyCommittedUpdates,
   decodeReplicaSnapshot,
   encodeReplicaSnapshot,
   ReplicaSnapshotError,
@@ -183,13 +183,9 @@ describe("replaying committed rounds", () => {
     const outer = new OuterOptimizer(global.length, config.outer);
     assert.equal(commits.length, 3);
     for (const [r, commit] of commits.entries()) {
-      const included = applyCommittedUpdates(
-        global,
-        outer,
-        config,
-        commit.updates.map((u) => u.message),
-      );
+      const { included, bounded } = applyRound(global, outer, config, commit.updates);
       assert.equal(included, reports[r]!.included);
+      assert.deepEqual(bounded, reports[r]!.bounded);
       assert.equal(parameterHash(global), reports[r]!.globalHash, `round ${r}`);
     }
     assert.equal(parameterHash(global), parameterHash(workers[0]!.global));

@@ -11,8 +11,9 @@
 // DiLoCo worker applies it, and its round report acknowledges the round, after which the protocol
 // hashes the global parameters. So each commit is applied exactly once, in order, to the one copy
 // of the global model the trainer reports.
-import { aggregate, applyNormBound, decodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
+import { OuterOptimizer } from "../../core/codec/index.js";
 import {
+  type BoundedUpdateCount,
   type Commit,
   FederationWorker,
   type ProtocolCounters,
@@ -21,18 +22,19 @@ import {
   type WorkerOptions,
 } from "../../core/protocol/index.js";
 import type {
-  DiLoCoConfig,
+  BoundedUpdate,
+  CommittedUpdate,
   DiLoCoWorker,
   RoundCommit,
   RoundReport,
   UpdateExchange,
   WorkerRunOptions,
 } from "./diloco.js";
-import { parameterHash } from "./diloco.js";
+import { applyRound, parameterHash } from "./diloco.js";
 import { ExchangeClosedError, type ExchangeTransport, type LocalParameters } from "./exchange.js";
 
 /** Options of {@link NatsExchange}: the federation worker's, less the model (the exchange's). */
-export type NatsExchangeOptions = Omit<WorkerOptions, "model">;
+export type NatsExchangeOptions = Omit<WorkerOptions, "model" | "boundedUpdates">;
 
 /** The exchange and the DiLoCo worker disagree about which round comes next: a wiring bug. */
 export class ExchangeOrderError extends Error {
@@ -118,24 +120,6 @@ export function decodeReplicaSnapshot(bytes: Uint8Array, parameters: number): Re
   return { round, global, outerState };
 }
 
-/**
- * Applies one round's committed update messages to the global parameters, in the given order:
- * decode, norm bound, aggregate, outer step. The same steps as DiLoCoWorker's own apply, so a
- * replayed round gives the bits a live one would. Returns how many updates were aggregated.
- */
-export function applyCommittedUpdates(
-  global: Float32Array,
-  outer: OuterOptimizer,
-  config: Pick<DiLoCoConfig, "aggregation" | "normBound">,
-  messages: readonly Uint8Array[],
-): number {
-  let updates = messages.map((message) => decodeUpdate(message, global.length));
-  if (config.normBound && updates.length > 0)
-    updates = applyNormBound(updates, config.normBound).updates;
-  if (updates.length > 0) outer.step(global, aggregate(updates, config.aggregation));
-  return updates.length;
-}
-
 interface Deferred<T> {
   promise: Promise<T>;
   resolve: (value: T) => void;
@@ -195,6 +179,7 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
   private loss: number | undefined;
   private readonly slots = new Map<number, RoundSlot>();
   private readonly appliedWaiters = new Set<{ round: number; done: Deferred<void> }>();
+  private readonly bounded = new Map<string, BoundedUpdateCount>();
   /** Rounds whose commit was out before this worker's update was sent (not contributed). */
   lateRounds = 0;
   /** Bytes of the updates of those rounds, encoded but never sent. */
@@ -243,6 +228,7 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
       this.federationWorker = await FederationWorker.start({
         ...this.options,
         model: this.replica,
+        boundedUpdates: () => this.boundedUpdates(),
       });
     } catch (error) {
       this.diloco = undefined;
@@ -301,6 +287,9 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
         `the DiLoCo worker reported round ${report.round}, which the exchange did not hand over`,
       );
     if (Number.isFinite(report.trainLoss)) this.loss = report.trainLoss;
+    // Counted before the protocol learns the round is applied: its heartbeat right after the
+    // apply then already carries the round's bounded updates.
+    this.countBounded(report.bounded);
     slot.applied.resolve(report.globalHash);
   }
 
@@ -417,30 +406,54 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     const worker = this.worker();
     if (this.joining) {
       // Catch-up: no DiLoCo round waits for this commit; apply it as the worker would.
-      applyCommittedUpdates(
+      const { bounded } = applyRound(
         worker.global,
         worker.outer,
         worker.config,
-        updates.map((u) => u.payload),
+        this.committed(updates),
       );
+      this.countBounded(bounded);
       this.markApplied(round);
       return;
     }
     const slot = this.slot(round);
     await slot.exchanged.promise;
-    slot.commit.resolve({
-      round: round - 1,
-      updates: updates.map((u) => ({
-        worker:
-          u.memberId === this.options.memberId && u.workerId === this.options.workerId
-            ? worker.id
-            : `${u.memberId}/${u.workerId}`,
-        message: u.payload,
-      })),
-    });
+    slot.commit.resolve({ round: round - 1, updates: this.committed(updates) });
     await slot.applied.promise;
     this.slots.delete(round);
     this.markApplied(round);
+  }
+
+  /** A protocol commit's updates as the DiLoCo worker names them (its own by its own id). */
+  private committed(updates: readonly ProtocolUpdate[]): CommittedUpdate[] {
+    const own = this.worker().id;
+    return updates.map((u) => ({
+      worker:
+        u.memberId === this.options.memberId && u.workerId === this.options.workerId
+          ? own
+          : `${u.memberId}/${u.workerId}`,
+      member: u.memberId,
+      message: u.payload,
+    }));
+  }
+
+  private countBounded(bounded: readonly BoundedUpdate[]): void {
+    for (const { member, action } of bounded) {
+      const count = this.bounded.get(member) ?? { memberId: member, clipped: 0, dropped: 0 };
+      count[action]++;
+      this.bounded.set(member, count);
+    }
+  }
+
+  /**
+   * Per member, how many of its updates the norm bound clipped and dropped in the rounds this
+   * worker applied (replayed ones included), as its heartbeats report them; members with none
+   * are left out.
+   */
+  boundedUpdates(): BoundedUpdateCount[] {
+    return [...this.bounded.values()]
+      .map((count) => ({ ...count }))
+      .sort((a, b) => (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0));
   }
 
   private rejectSlot(slot: RoundSlot, protocolRound: number): void {

@@ -12,6 +12,7 @@ import {
   type FederationSpec,
   federationSpecHash,
 } from "../../core/api/index.js";
+import { decodeUpdate, encodeUpdate, l2Norm } from "../../core/codec/index.js";
 import { initBackend } from "./backend.js";
 import type { DiLoCoWorker, RoundReport, UpdateExchange } from "./diloco.js";
 import type { ExchangeTransport, LocalParameters } from "./exchange.js";
@@ -149,5 +150,128 @@ describe("TrainerRuntime over a federated transport", () => {
       runtime.load({ backend: "cpu-js", device: "cpu" }),
       /the fake exchange serves one worker per process/,
     );
+  });
+});
+
+/** The element count an encoded update declares (core/codec FORMAT.md: u32 at byte 8). */
+function elementCountOf(message: Uint8Array): number {
+  return new DataView(message.buffer, message.byteOffset, message.byteLength).getUint32(8, true);
+}
+
+/**
+ * A transport without join that commits, with this worker's update, two other members' updates
+ * made from it: bob's the same, mallory's ten times as large (a poisoner the norm bound catches).
+ */
+class ThreeMemberTransport implements ExchangeTransport {
+  readonly kind = "three-members";
+  /** This worker's decoded updates, round by round. */
+  readonly sent: Float32Array[] = [];
+
+  endpoint(worker: string): UpdateExchange {
+    return {
+      exchange: async (round, message) => {
+        const update = decodeUpdate(message, elementCountOf(message));
+        this.sent.push(update);
+        const poisoned = encodeUpdate(
+          update.map((x) => 10 * x),
+          { method: "none" },
+        );
+        return {
+          round,
+          updates: [
+            { worker, member: "alpha", message },
+            { worker: "bob/w0", member: "bob", message },
+            { worker: "mallory/w0", member: "mallory", message: poisoned },
+          ],
+        };
+      },
+    };
+  }
+
+  async close(): Promise<void> {}
+}
+
+describe("TrainerRuntime drills and bounded updates", () => {
+  let directory: string;
+  before(async () => {
+    await initBackend("JS", { log: () => {} });
+    directory = await mkdtemp(join(tmpdir(), "fedtrain-runtime-drill-"));
+  });
+  after(async () => {
+    await rm(directory, { recursive: true, force: true });
+  });
+
+  async function train(options: { poisonScale?: number; normBound?: boolean }) {
+    const spec = structuredClone(federation);
+    if (options.normBound)
+      spec.sync.aggregation.normBound = { action: "Clip", maxMedianMultiple: 3 };
+    const config = checkTrainerConfig({
+      apiVersion: "fedtrain.dev/v1alpha1",
+      kind: "TrainerConfig",
+      federation: spec,
+      federationSpecHash: federationSpecHash(spec),
+      member: { id: "alpha", publicKey: "", privateKeyFile: "" },
+      ...(options.poisonScale === undefined ? {} : { drill: { poisonScale: options.poisonScale } }),
+    });
+    const transport = new ThreeMemberTransport();
+    const metrics = new TrainerMetrics();
+    const lines: Record<string, unknown>[] = [];
+    const log = pino(
+      { level: "info" },
+      { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    const runtime = new TrainerRuntime(
+      { config, workerIndices: [0], workerCount: 1, checkpointDir: directory, resume: false },
+      transport,
+      metrics,
+      log,
+    );
+    try {
+      await runtime.load({ backend: "cpu-js", device: "cpu" });
+      assert.equal((await runtime.run(new AbortController().signal)).status, "completed");
+    } finally {
+      runtime.dispose();
+    }
+    return { sent: transport.sent, metrics, lines };
+  }
+
+  it("sends the pseudo-gradient scaled by the drill's poison scale", async () => {
+    const honest = await train({});
+    const poisoned = await train({ poisonScale: -10 });
+    // Round 0 starts from the same weights and batches: only the scale differs (up to int8).
+    const a = honest.sent[0]!;
+    const b = poisoned.sent[0]!;
+    let dot = 0;
+    for (let i = 0; i < a.length; i++) dot += a[i]! * b[i]!;
+    const ratio = l2Norm(b) / l2Norm(a);
+    assert.ok(Math.abs(ratio - 10) < 0.1, `norm ratio ${ratio}`);
+    assert.ok(dot / (l2Norm(a) * l2Norm(b)) < -0.999, "not sign-flipped");
+  });
+
+  it("counts each member's clipped updates in the metric and the round log line", async () => {
+    const { metrics, lines } = await train({ normBound: true });
+    const counter = await metrics.updatesBounded.get();
+    assert.deepEqual(
+      counter.values.map((v) => [v.labels.member, v.labels.action, v.value]),
+      [["mallory", "clipped", 3]],
+    );
+    const rounds = lines.filter((line) => line.msg === "round applied");
+    assert.equal(rounds.length, 3);
+    for (const line of rounds) {
+      assert.deepEqual(line.clipped, ["mallory"]);
+      assert.deepEqual(line.dropped, []);
+      assert.equal(line.included, 3);
+    }
+    const text = await metrics.registry.metrics();
+    assert.match(
+      text,
+      /fedtrain_trainer_updates_bounded_total\{member="mallory",action="clipped"\} 3/,
+    );
+  });
+
+  it("counts nothing without a norm bound", async () => {
+    const { metrics, lines } = await train({});
+    assert.deepEqual((await metrics.updatesBounded.get()).values, []);
+    assert.deepEqual(lines.find((line) => line.msg === "round applied")?.clipped, []);
   });
 });

@@ -39,6 +39,11 @@ function batchStream(member: string, index: number): number {
   return createHash("sha256").update(`${member}/${index}`).digest().readUInt32LE(0);
 }
 
+/** The members whose updates the round's norm bound clipped (or dropped), once per update. */
+function membersWith(report: RoundReport, action: "clipped" | "dropped"): string[] {
+  return report.bounded.filter((b) => b.action === action).map((b) => b.member);
+}
+
 /** How this process runs. */
 export interface RuntimeSettings {
   config: TrainerConfig;
@@ -95,6 +100,14 @@ export class TrainerRuntime {
     const { config, workerIndices, workerCount } = this.settings;
     const federation = config.federation;
     const diloco = dilocoConfig(federation);
+    const poisonScale = config.drill?.poisonScale;
+    if (poisonScale !== undefined) {
+      diloco.poisonScale = poisonScale;
+      this.log.warn(
+        { poisonScale },
+        "drill: this member's updates are poisoned (scaled before compression); for robustness tests only",
+      );
+    }
     const solo = workerIndices.length === 1 && workerCount === 1;
     const federated = this.transport.join !== undefined;
     if (federated && workerIndices.length !== 1)
@@ -281,8 +294,11 @@ export class TrainerRuntime {
         (4 * local.worker.global.length) / report.bytesSent,
       );
     }
-    // The global model is the same in every worker: evaluate and checkpoint it once.
+    // The global model is the same in every worker: count bounded updates, evaluate and
+    // checkpoint it once.
     if (local !== this.workers[0]) return;
+    for (const { member, action } of report.bounded)
+      this.metrics.updatesBounded.inc({ member, action });
     this.evalModel!.writeParameters(local.worker.global);
     const evalLoss = await this.evalModel!.evaluate(this.evalBatches);
     for (const each of this.workers) this.metrics.evalLoss.set({ worker: each.label }, evalLoss);
@@ -294,6 +310,8 @@ export class TrainerRuntime {
         bytesSent: report.bytesSent,
         bytesReceived: report.bytesReceived,
         included: report.included,
+        clipped: membersWith(report, "clipped"),
+        dropped: membersWith(report, "dropped"),
         globalHash: report.globalHash,
       },
       "round applied",

@@ -51,6 +51,12 @@ describe("trainer config", () => {
     assert.deepEqual(loaded.federation, canonicalFederation(federation));
     assert.equal(loaded.backend, "Auto");
     assert.deepEqual(loaded.transport.natsUrls, []);
+    assert.equal(loaded.drill, undefined);
+  });
+
+  it("keeps a drill's poison scale", () => {
+    const config = checkTrainerConfig({ ...validConfig(), drill: { poisonScale: -10 } });
+    assert.deepEqual(config.drill, { poisonScale: -10 });
   });
 
   const invalid: [string, (c: Record<string, unknown>) => void, RegExp][] = [
@@ -115,6 +121,12 @@ describe("trainer config", () => {
       "NATS URLs that are not a list",
       (c) => Object.assign(c, { transport: { natsUrls: "nats://x" } }),
       /transport\.natsUrls: must be a list/,
+    ],
+    ["a drill that is not an object", (c) => Object.assign(c, { drill: 3 }), /drill: must be/],
+    [
+      "a poison scale that is not a number",
+      (c) => Object.assign(c, { drill: { poisonScale: "-10" } }),
+      /drill\.poisonScale: must be a finite number, not "-10"/,
     ],
   ];
   for (const [name, mutate, message] of invalid) {

@@ -126,6 +126,15 @@ export function checkTrainerConfig(value: unknown, source = "config"): TrainerCo
   }
   const dataDir = raw.dataDir ?? trainerPaths.dataDir;
   if (typeof dataDir !== "string") fail("dataDir", "must be a path");
+  const drill = raw.drill as Record<string, unknown> | undefined;
+  if (drill !== undefined && (typeof drill !== "object" || drill === null || Array.isArray(drill)))
+    fail("drill", "must be an object");
+  const poisonScale = drill?.poisonScale;
+  if (
+    poisonScale !== undefined &&
+    (typeof poisonScale !== "number" || !Number.isFinite(poisonScale))
+  )
+    fail("drill.poisonScale", `must be a finite number, not ${JSON.stringify(poisonScale)}`);
   return {
     ...(raw as unknown as TrainerConfig),
     federation,

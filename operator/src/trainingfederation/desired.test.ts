@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { TrainingFederation } from "../../../core/api/index.js";
-import { validateTrainingFederation } from "../../../core/api/index.js";
+import { federationSpecHash, validateTrainingFederation } from "../../../core/api/index.js";
 import {
   appliedHashAnnotation,
   backendOf,
@@ -236,6 +236,53 @@ describe("the operator's defaults for the trainers", () => {
       { natsUrls: ["nats://nats:4222"] },
     );
   });
+});
+
+/** `tf` with the given annotations. */
+function annotated(
+  tf: TrainingFederation,
+  annotations: Record<string, string>,
+): TrainingFederation {
+  return { ...tf, metadata: { ...tf.metadata, annotations } };
+}
+
+describe("the poisoning drill annotation", () => {
+  const rendered = (tf: TrainingFederation) =>
+    JSON.parse(desiredConfigMap(tf, settings, publicKey).data?.["trainer.json"] ?? "");
+
+  test("renders fedtrain.dev/drill-poison-scale into trainer.json's drill", () => {
+    const tf = annotated(member(), { "fedtrain.dev/drill-poison-scale": "-10" });
+    assert.deepEqual(rendered(tf).drill, { poisonScale: -10 });
+    assert.deepEqual(semanticErrors(tf, settings), []);
+  });
+
+  test("leaves spec.federation and its hash alone, and is absent without the annotation", () => {
+    const plain = member();
+    const drilled = annotated(plain, { "fedtrain.dev/drill-poison-scale": " 2.5 " });
+    assert.equal(rendered(plain).drill, undefined);
+    assert.deepEqual(rendered(drilled).drill, { poisonScale: 2.5 });
+    assert.deepEqual(rendered(drilled).federation, rendered(plain).federation);
+    assert.equal(rendered(drilled).federationSpecHash, rendered(plain).federationSpecHash);
+    assert.equal(rendered(drilled).federationSpecHash, federationSpecHash(plain.spec.federation));
+    // The drill restarts the trainers (they read the configuration once), like any new config.
+    assert.notEqual(
+      desiredConfigMap(drilled, settings, publicKey).metadata?.annotations?.[appliedHashAnnotation],
+      desiredConfigMap(plain, settings, publicKey).metadata?.annotations?.[appliedHashAnnotation],
+    );
+  });
+
+  for (const value of ["", "ten", "NaN", "Infinity", "-10x"]) {
+    test(`rejects ${JSON.stringify(value)} with a message naming the annotation`, () => {
+      const tf = annotated(member(), { "fedtrain.dev/drill-poison-scale": value });
+      const errors = semanticErrors(tf, settings);
+      assert.equal(errors.length, 1, String(errors));
+      assert.match(
+        errors[0] ?? "",
+        /annotation fedtrain\.dev\/drill-poison-scale: .* is not a number/,
+      );
+      assert.equal(rendered(tf).drill, undefined);
+    });
+  }
 });
 
 describe("semantic validation", () => {

@@ -17,7 +17,9 @@ import {
   type TrainingFederation,
 } from "../../../core/api/index.js";
 import {
+  drillPoisonScaleAnnotation,
   type TrainerConfig,
+  type TrainerDrill,
   trainerMetricsPort,
   trainerPaths,
 } from "../../../core/api/trainer-config.js";
@@ -140,6 +142,8 @@ export function semanticErrors(tf: TrainingFederation, settings: ChildSettings):
       );
     }
   }
+  const drill = drillOf(tf);
+  if (drill.error) errors.push(drill.error);
   const memberId = memberIdOf(tf, settings);
   const { membership } = federation;
   if (memberId && membership.policy === "Allowlist" && tf.status?.publicKey) {
@@ -151,6 +155,23 @@ export function semanticErrors(tf: TrainingFederation, settings: ChildSettings):
     }
   }
   return errors;
+}
+
+/**
+ * The drill (fault injection for robustness tests) the TrainingFederation's annotations ask for,
+ * or an error saying which annotation is wrong. Annotations, not spec fields: a drill is this
+ * member's local test setting and must not change spec.federation or its hash.
+ */
+export function drillOf(tf: TrainingFederation): { drill?: TrainerDrill; error?: string } {
+  const value = tf.metadata?.annotations?.[drillPoisonScaleAnnotation];
+  if (value === undefined) return {};
+  const scale = value.trim() === "" ? Number.NaN : Number(value);
+  if (!Number.isFinite(scale)) {
+    return {
+      error: `annotation ${drillPoisonScaleAnnotation}: ${JSON.stringify(value)} is not a number: set a factor such as "-10", or remove the annotation to end the drill`,
+    };
+  }
+  return { drill: { poisonScale: scale } };
 }
 
 /** A short, stable hash of a value's canonical JSON. */
@@ -199,6 +220,7 @@ export function trainerConfig(
   settings: ChildSettings,
   publicKey: string,
 ): TrainerConfig {
+  const { drill } = drillOf(tf);
   return {
     apiVersion: "fedtrain.dev/v1alpha1",
     kind: "TrainerConfig",
@@ -226,6 +248,7 @@ export function trainerConfig(
     },
     backend: backendOf(tf, settings),
     dataDir: trainerPaths.dataDir,
+    ...(drill ? { drill } : {}),
   };
 }
 

@@ -49,6 +49,8 @@ const memberView = (over: Partial<MemberView> = {}): MemberView => ({
   reason: "",
   lastHeartbeat: "2026-01-01T00:00:10.000Z",
   roundsContributed: 3,
+  updatesClipped: 0,
+  updatesDropped: 0,
   workers: [worker()],
   ...over,
 });
@@ -107,6 +109,8 @@ describe("federationStatus", () => {
           trainers: 1,
           lastHeartbeat: "2026-01-01T00:00:10.000Z",
           roundsContributed: 3,
+          updatesClipped: 0,
+          updatesDropped: 0,
         },
         {
           id: "birch",
@@ -114,6 +118,8 @@ describe("federationStatus", () => {
           trainers: 1,
           lastHeartbeat: "2026-01-01T00:00:10.000Z",
           roundsContributed: 3,
+          updatesClipped: 0,
+          updatesDropped: 0,
         },
       ],
       loss: 0.5,
@@ -122,6 +128,28 @@ describe("federationStatus", () => {
     assert.equal(condition(conditions, "Joined").status, "True");
     assert.equal(condition(conditions, "Synced").status, "True");
     assert.equal(condition(conditions, "Degraded").status, "False");
+  });
+
+  test("each member's clipped and dropped updates, as the view counts them", () => {
+    const poisoned = view({
+      members: [
+        memberView(),
+        memberView({
+          memberId: "mallory",
+          publicKey: otherKey,
+          updatesClipped: 7,
+          updatesDropped: 2,
+        }),
+      ],
+    });
+    const members = federationStatus(member(), self, seen(poisoned)).fields?.members ?? [];
+    assert.deepEqual(
+      members.map((m) => [m.id, m.updatesClipped, m.updatesDropped]),
+      [
+        ["alpine", 0, 0],
+        ["mallory", 7, 2],
+      ],
+    );
   });
 
   const joined: [string, TrainingFederation, FederationView, string, string, RegExp][] = [

@@ -84,6 +84,8 @@ export function memberStatuses(
       state,
       trainers: member.workers.filter((w) => w.state === "Active").length,
       roundsContributed: member.roundsContributed,
+      updatesClipped: member.updatesClipped,
+      updatesDropped: member.updatesDropped,
     };
     if (reason) out.reason = reason;
     if (lastHeartbeat) out.lastHeartbeat = lastHeartbeat;

@@ -1,0 +1,130 @@
+// End-to-end scenario 4, poisoning: cedar runs the poisoning drill (its trainers send their
+// update sign-flipped and ×10, `fedtrain.dev/drill-poison-scale: "-10"`). Three federations run
+// side by side on the same three clusters: a clean one and a poisoned one with the robust rule, and
+// a poisoned one with the plain mean. With the robust rule the final eval loss stays within 10 %
+// of the clean run's; with the mean it is clearly worse (the attack is real); and the poisoner's
+// updates show as clipped in the honest members' status and in the honest trainers' metrics.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { Aggregation, TrainingFederation } from "../../core/api/types.generated.js";
+import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
+import { explain, memberManifest, members, startFederationBed } from "./support.js";
+
+const [alpine, , cedar] = members as [string, string, string];
+const poisonAnnotation = "fedtrain.dev/drill-poison-scale";
+const schedule = { rounds: 10, innerSteps: 20 };
+/** The robust rule: coordinate-wise median of the three members, after a norm bound. */
+const robust: Aggregation = {
+  rule: "Median",
+  normBound: { action: "Clip", maxMedianMultiple: 3 },
+};
+const runs = [
+  { id: "clean", poisoned: false, aggregation: robust },
+  { id: "robust", poisoned: true, aggregation: robust },
+  { id: "mean", poisoned: true, aggregation: { rule: "Mean" } as Aggregation },
+] as const;
+
+let bed: FederationBed;
+
+before(async () => {
+  // Three federations need three GPUs per cluster: one trainer each.
+  bed = await startFederationBed({ gpusPerNode: 3 });
+});
+
+after(async () => {
+  await bed?.down();
+});
+
+async function manifest(member: string, run: (typeof runs)[number]): Promise<TrainingFederation> {
+  const tf = await memberManifest(bed, member);
+  tf.metadata = {
+    name: run.id,
+    namespace: run.id,
+    ...(run.poisoned && member === cedar ? { annotations: { [poisonAnnotation]: "-10" } } : {}),
+  };
+  const federation = tf.spec.federation;
+  federation.id = `arith-${run.id}`;
+  federation.training = { ...federation.training, ...schedule };
+  federation.sync = { ...federation.sync, aggregation: run.aggregation };
+  return tf;
+}
+
+/** The final eval loss of a run: every member holds the same global model. */
+function finalEvalLoss(views: MemberView[]): number {
+  const last = views
+    .flatMap((v) => v.log.rounds)
+    .filter((r) => r.round === schedule.rounds - 1)
+    .map((r) => r.evalLoss);
+  assert.ok(last.length > 0, "a member logged the last round");
+  return last[0]!;
+}
+
+/** The highest value of the bounded-updates counter for cedar in the scraped texts. */
+function boundedForCedar(texts: string[]): number {
+  let highest = 0;
+  for (const text of texts)
+    for (const line of text.split("\n"))
+      if (
+        line.startsWith("fedtrain_trainer_updates_bounded_total{") &&
+        line.includes(`member="${cedar}"`)
+      )
+        highest = Math.max(highest, Number(line.split(" ").at(-1)));
+  return highest;
+}
+
+test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the poisoner is clipped", async (t) => {
+  for (const run of runs)
+    for (const member of members) await bed.apply(member, await manifest(member, run));
+
+  let clippedInMetrics = 0;
+  let results: Map<string, MemberView[]>;
+  try {
+    results = await bed.waitFor(
+      "all three federations Completed",
+      async () => {
+        // The honest trainers' metrics, while they run.
+        const texts = await bed.scrapeMetrics(alpine, "robust", "robust-trainers");
+        clippedInMetrics = Math.max(clippedInMetrics, boundedForCedar(texts));
+        const all = new Map<string, MemberView[]>();
+        for (const run of runs) all.set(run.id, await bed.views(run.id, run.id));
+        const done = [...all.values()].every((views) =>
+          views.every((v) => v.status?.phase === "Completed"),
+        );
+        return done ? all : undefined;
+      },
+      20 * 60_000,
+    );
+  } catch (error) {
+    for (const run of runs) t.diagnostic(await explain(bed, run.id, run.id));
+    throw error;
+  }
+
+  const loss = Object.fromEntries(runs.map((r) => [r.id, finalEvalLoss(results.get(r.id)!)]));
+  t.diagnostic(`final eval loss: ${JSON.stringify(loss)}`);
+  assert.ok(
+    loss.robust! <= loss.clean! * 1.1,
+    `robust ${loss.robust} within 10 % of clean ${loss.clean}`,
+  );
+  assert.ok(
+    loss.mean! > loss.clean! * 1.3,
+    `the attack is real: mean ${loss.mean} clearly worse than clean ${loss.clean}`,
+  );
+
+  // The honest members' status shows the poisoner's updates bounded, and nobody else's.
+  const robustViews = results.get("robust")!;
+  const seen = robustViews[0]!.status?.members ?? [];
+  const counts = (id: string) => {
+    const m = seen.find((x) => x.id === id);
+    return (m?.updatesClipped ?? 0) + (m?.updatesDropped ?? 0);
+  };
+  assert.ok(
+    counts(cedar) > 0,
+    `cedar's updates bounded in alpine's status: ${JSON.stringify(seen)}`,
+  );
+  for (const honest of members.filter((m) => m !== cedar))
+    assert.equal(counts(honest), 0, `${honest}'s updates were not bounded`);
+  assert.ok(clippedInMetrics > 0, "an honest trainer's metrics count cedar's bounded updates");
+  // In the clean run nobody is bounded.
+  for (const m of results.get("clean")![0]!.status?.members ?? [])
+    assert.equal((m.updatesClipped ?? 0) + (m.updatesDropped ?? 0), 0, `${m.id} in the clean run`);
+});
