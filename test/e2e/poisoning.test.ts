@@ -3,7 +3,7 @@
 // side by side on the same three clusters: a clean one and a poisoned one with the robust rule, and
 // a poisoned one with the plain mean. With the robust rule the final eval loss stays within 10 %
 // of the clean run's; with the mean it is clearly worse (the attack is real); and the poisoner's
-// updates show as clipped in the honest members' status and in the honest trainers' metrics.
+// updates show as dropped in the honest members' status and in the honest trainers' metrics.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Aggregation, TrainingFederation } from "../../core/api/types.generated.js";
@@ -13,10 +13,16 @@ import { explain, memberManifest, members, startFederationBed } from "./support.
 const [alpine, , cedar] = members as [string, string, string];
 const poisonAnnotation = "fedtrain.dev/drill-poison-scale";
 const schedule = { rounds: 10, innerSteps: 20 };
-/** The robust rule: coordinate-wise median of the three members, after a norm bound. */
+/**
+ * The robust rule: updates whose norm is over 3× the round's median are dropped, the rest
+ * trimmed-averaged (one of three trimmed at each end). Dropping, not clipping: a clipped
+ * sign-flipped update still pulls backwards, and the median of three sparse top-k updates is
+ * mostly zero.
+ */
 const robust: Aggregation = {
-  rule: "Median",
-  normBound: { action: "Clip", maxMedianMultiple: 3 },
+  rule: "TrimmedMean",
+  trimFraction: 0.34,
+  normBound: { action: "Drop", maxMedianMultiple: 3 },
 };
 const runs = [
   { id: "clean", poisoned: false, aggregation: robust },
@@ -45,7 +51,9 @@ async function manifest(member: string, run: (typeof runs)[number]): Promise<Tra
   const federation = tf.spec.federation;
   federation.id = `arith-${run.id}`;
   federation.training = { ...federation.training, ...schedule };
-  federation.sync = { ...federation.sync, aggregation: run.aggregation };
+  // Every round waits for all three updates: with two, the median norm is half the poisoner's
+  // and the bound no longer tells it apart.
+  federation.sync = { ...federation.sync, aggregation: run.aggregation, quorum: { minMembers: 3 } };
   return tf;
 }
 
@@ -72,7 +80,7 @@ function boundedForCedar(texts: string[]): number {
   return highest;
 }
 
-test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the poisoner is clipped", async (t) => {
+test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the poisoner is dropped", async (t) => {
   for (const run of runs)
     for (const member of members) await bed.apply(member, await manifest(member, run));
 
