@@ -7,7 +7,7 @@ import {
   BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  KubeConfig,
+  type KubeConfig,
   type KubernetesListObject,
   type V1ConfigMap,
   type V1Job,
@@ -17,6 +17,7 @@ import { group, plural, version } from "../../core/api/index.js";
 import { ConfigError, type OperatorConfig, parseConfig, usage } from "./config.js";
 import { Controller } from "./controller/controller.js";
 import { Informer } from "./controller/informer.js";
+import { PooledKubeConfig } from "./controller/kubeconfig.js";
 import { LeaderElector } from "./controller/leader.js";
 import { OperatorMetrics } from "./controller/metrics.js";
 import { WorkQueue } from "./controller/queue.js";
@@ -43,7 +44,7 @@ const redact = [
 ];
 
 function loadKubeConfig(config: OperatorConfig): KubeConfig {
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
   else kubeConfig.loadFromCluster();
   return kubeConfig;
