@@ -1,12 +1,15 @@
-// The operator's PooledKubeConfig against a real API server: API calls and watches share
-// keep-alive connections (client-node's own KubeConfig opens one TLS connection per call), still
-// authenticate, and a pool past its age gives way to a new one.
+// The operator's pieces of the Kubernetes client against a real API server. PooledKubeConfig: API
+// calls and watches share keep-alive connections (client-node's own KubeConfig opens one TLS
+// connection per call), still authenticate, and a pool past its age gives way to a new one.
+// Informer: lists page by page, trims what it caches, and watches on from the listed snapshot.
 import assert from "node:assert/strict";
 import diagnostics from "node:diagnostics_channel";
 import { after, before, describe, test } from "node:test";
-import { CoreV1Api, KubeConfig, Watch } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig, type V1ConfigMap, Watch } from "@kubernetes/client-node";
+import { pino } from "pino";
 import { waitFor } from "../../e2e/testbed/process.js";
 import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { Informer, type InformerEvent } from "../../operator/src/controller/informer.js";
 import { PooledKubeConfig } from "../../operator/src/controller/kubeconfig.js";
 import { startTestbed } from "./support.js";
 
@@ -100,5 +103,74 @@ describe("PooledKubeConfig", () => {
       await readNamespaces(config, 3);
     });
     assert.equal(connections, 2);
+  });
+});
+
+describe("Informer", () => {
+  test("lists in pages, caches trimmed objects and watches on from the snapshot", async () => {
+    const config = load(new PooledKubeConfig());
+    const core = config.makeApiClient(CoreV1Api);
+    const namespace = "paged";
+    const labelSelector = "test=paged";
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    const create = (name: string) =>
+      core.createNamespacedConfigMap({
+        namespace,
+        body: { metadata: { name, labels: { test: "paged" } }, data: { big: "x".repeat(1000) } },
+      });
+    for (let i = 0; i < 5; i++) await create(`listed-${i}`);
+    const pages: (string | undefined)[] = [];
+    const events: [InformerEvent, string][] = [];
+    const informer = new Informer<V1ConfigMap>(
+      config,
+      {
+        kind: "ConfigMap",
+        namespaces: [namespace],
+        path: (ns) => `/api/v1/namespaces/${ns}/configmaps`,
+        list: (ns, page) => {
+          pages.push(page._continue);
+          return core.listNamespacedConfigMap({ namespace: ns ?? "", labelSelector, ...page });
+        },
+        labelSelector,
+        pageSize: 2,
+        transform: (configMap) => {
+          delete configMap.data;
+        },
+        onEvent: (event, configMap) => events.push([event, configMap.metadata?.name ?? ""]),
+      },
+      pino({ level: "silent" }),
+    );
+    try {
+      await informer.start();
+      assert.equal(pages.length, 3);
+      assert.equal(pages[0], undefined);
+      assert.ok(pages.slice(1).every((token) => token));
+      const cached = informer.list();
+      assert.deepEqual(cached.map((c) => c.metadata?.name).sort(), [
+        "listed-0",
+        "listed-1",
+        "listed-2",
+        "listed-3",
+        "listed-4",
+      ]);
+      assert.ok(
+        cached.every((c) => c.data === undefined && c.metadata?.managedFields === undefined),
+      );
+
+      await create("watched");
+      await waitFor(
+        "the informer to see the new ConfigMap",
+        async () => (informer.get(namespace, "watched") ? true : undefined),
+        10_000,
+      );
+      assert.equal(informer.get(namespace, "watched")?.data, undefined);
+      // Only the new object comes as an event after the list: the watch starts at the snapshot.
+      assert.deepEqual(
+        events.filter(([, name]) => name === "watched"),
+        [["add", "watched"]],
+      );
+    } finally {
+      await informer.stop();
+    }
   });
 });
