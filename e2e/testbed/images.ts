@@ -23,8 +23,13 @@ export interface LocalImage {
 
 /** Repositories (without tag or digest) and what they map to; documented in the README. */
 export const imageMap: Record<string, LocalImage> = {
+  // The flag before the program is the one operator/Dockerfile's ENTRYPOINT gives.
   "ghcr.io/fedtrain/operator": {
-    entrypoint: [process.execPath, path.join(repoRoot, "dist", "operator", "src", "main.js")],
+    entrypoint: [
+      process.execPath,
+      "--optimize-for-size",
+      path.join(repoRoot, "dist", "operator", "src", "main.js"),
+    ],
     workingDir: repoRoot,
   },
   "ghcr.io/fedtrain/trainer": {

@@ -7,7 +7,7 @@ import {
   BatchV1Api,
   CoreV1Api,
   CustomObjectsApi,
-  KubeConfig,
+  type KubeConfig,
   type KubernetesListObject,
   type V1ConfigMap,
   type V1Job,
@@ -17,6 +17,7 @@ import { group, plural, version } from "../../core/api/index.js";
 import { ConfigError, type OperatorConfig, parseConfig, usage } from "./config.js";
 import { Controller } from "./controller/controller.js";
 import { Informer } from "./controller/informer.js";
+import { PooledKubeConfig } from "./controller/kubeconfig.js";
 import { LeaderElector } from "./controller/leader.js";
 import { OperatorMetrics } from "./controller/metrics.js";
 import { WorkQueue } from "./controller/queue.js";
@@ -43,7 +44,7 @@ const redact = [
 ];
 
 function loadKubeConfig(config: OperatorConfig): KubeConfig {
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
   else kubeConfig.loadFromCluster();
   return kubeConfig;
@@ -105,10 +106,10 @@ async function main(): Promise<void> {
       ...common,
       kind: "TrainingFederation",
       path: (ns) => `/apis/${group}/${version}${ns ? `/namespaces/${ns}` : ""}/${plural}`,
-      list: (ns) =>
+      list: (ns, page) =>
         (ns
-          ? objects.listNamespacedCustomObject({ group, version, namespace: ns, plural })
-          : objects.listClusterCustomObject({ group, version, plural })) as Promise<
+          ? objects.listNamespacedCustomObject({ group, version, namespace: ns, plural, ...page })
+          : objects.listClusterCustomObject({ group, version, plural, ...page })) as Promise<
           KubernetesListObject<TrainingFederationObject>
         >,
       onEvent: (_event, tf) => queue.add(`${tf.metadata?.namespace}/${tf.metadata?.name}`),
@@ -121,10 +122,10 @@ async function main(): Promise<void> {
       ...common,
       kind: "Job",
       path: (ns) => `/apis/batch/v1${ns ? `/namespaces/${ns}` : ""}/jobs`,
-      list: (ns) =>
+      list: (ns, page) =>
         ns
-          ? batch.listNamespacedJob({ namespace: ns, labelSelector: managedBySelector })
-          : batch.listJobForAllNamespaces({ labelSelector: managedBySelector }),
+          ? batch.listNamespacedJob({ namespace: ns, labelSelector: managedBySelector, ...page })
+          : batch.listJobForAllNamespaces({ labelSelector: managedBySelector, ...page }),
       labelSelector: managedBySelector,
       // Reconciles read a Job's metadata (the applied hashes) and status, never its spec.
       transform: (job) => {
@@ -140,10 +141,14 @@ async function main(): Promise<void> {
       ...common,
       kind: "ConfigMap",
       path: (ns) => `/api/v1${ns ? `/namespaces/${ns}` : ""}/configmaps`,
-      list: (ns) =>
+      list: (ns, page) =>
         ns
-          ? core.listNamespacedConfigMap({ namespace: ns, labelSelector: managedBySelector })
-          : core.listConfigMapForAllNamespaces({ labelSelector: managedBySelector }),
+          ? core.listNamespacedConfigMap({
+              namespace: ns,
+              labelSelector: managedBySelector,
+              ...page,
+            })
+          : core.listConfigMapForAllNamespaces({ labelSelector: managedBySelector, ...page }),
       labelSelector: managedBySelector,
       onEvent: (_event, configMap) => enqueueOwner(configMap),
     },

@@ -177,7 +177,7 @@ describe("Helm chart", () => {
     });
     assert.deepEqual(
       container.env.map((e: { name: string }) => e.name),
-      ["POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_OPTIONS"],
+      ["POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_OPTIONS", "MALLOC_ARENA_MAX"],
     );
     assert.equal(find(manifests, "PodDisruptionBudget")[0]?.spec.minAvailable, 1);
     assert.equal(find(manifests, "ServiceMonitor").length, 0);
@@ -229,7 +229,7 @@ describe("Helm chart", () => {
     assert.equal(config.natsTlsSecret, "nats-tls");
     assert.deepEqual(
       pod.containers[0].env.map((e: { name: string }) => e.name),
-      ["POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_OPTIONS"],
+      ["POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_OPTIONS", "MALLOC_ARENA_MAX"],
     );
     assert.deepEqual(pod.volumes, [
       {

@@ -12,16 +12,25 @@ import type { Logger } from "pino";
 /** What changed, for the handler. */
 export type InformerEvent = "add" | "update" | "delete";
 
+/** One page of a list: at most `limit` objects, from where `_continue` says. */
+export interface ListPage {
+  limit: number;
+  _continue?: string;
+}
+
 /** How to list and watch one kind. */
 export interface InformerOptions<T extends KubernetesObject> {
   /** Kind, for logs. */
   kind: string;
   /** API path of the collection in a namespace (or across all when namespace is undefined). */
   path(namespace: string | undefined): string;
-  list(namespace: string | undefined): Promise<KubernetesListObject<T>>;
+  /** Lists one page (limit and continue passed on to the API server). */
+  list(namespace: string | undefined, page: ListPage): Promise<KubernetesListObject<T>>;
   /** Namespaces to watch; empty means all. */
   namespaces: string[];
   labelSelector?: string;
+  /** Objects per list page; default 250. */
+  pageSize?: number;
   /**
    * Trims an object before it is cached (in place), keeping only what reconciles read: the cache
    * of a thousand objects then stays small.
@@ -29,6 +38,12 @@ export interface InformerOptions<T extends KubernetesObject> {
   transform?(object: T): void;
   onEvent(event: InformerEvent, object: T): void;
 }
+
+// Objects per list page. The API server serves a long list in pages of one consistent snapshot;
+// asking page by page and trimming each before the next keeps the operator from holding a whole
+// list of thousands of objects as text, as parsed JSON and as client objects at once (client-go's
+// informers page by 500 for the same reason).
+const defaultPageSize = 250;
 
 // Restart back-off after a failed watch: quick at first, at most half a minute.
 const restartBaseMs = 500;
@@ -51,19 +66,14 @@ export class Informer<T extends KubernetesObject> {
       const informer = makeInformer<T>(
         kubeConfig,
         options.path(namespace),
-        () => options.list(namespace),
+        () => this.listAll(namespace),
         options.labelSelector,
       );
       const entry = { namespace, informer, failures: 0 };
-      const trim = (o: T) => {
-        stripManagedFields(o);
-        options.transform?.(o);
-        return o;
-      };
-      informer.on("add", (o) => options.onEvent("add", trim(o)));
+      informer.on("add", (o) => options.onEvent("add", this.trim(o)));
       informer.on("update", (o) => {
         entry.failures = 0;
-        options.onEvent("update", trim(o));
+        options.onEvent("update", this.trim(o));
       });
       informer.on("delete", (o) => options.onEvent("delete", o));
       informer.on("error", (error) => this.restart(entry, error));
@@ -95,6 +105,27 @@ export class Informer<T extends KubernetesObject> {
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all(this.watches.map((w) => w.informer.stop()));
+  }
+
+  /** Lists every object page by page, each trimmed as its page arrives. */
+  private async listAll(namespace: string | undefined): Promise<KubernetesListObject<T>> {
+    const items: T[] = [];
+    let page: KubernetesListObject<T> | undefined;
+    let next: string | undefined;
+    do {
+      const limit = this.options.pageSize ?? defaultPageSize;
+      page = await this.options.list(namespace, { limit, _continue: next });
+      for (const item of page.items) items.push(this.trim(item));
+      next = continueToken(page);
+    } while (next);
+    // The last page carries the snapshot's resourceVersion, where the watch starts.
+    return { ...page, items };
+  }
+
+  private trim(object: T): T {
+    stripManagedFields(object);
+    this.options.transform?.(object);
+    return object;
   }
 
   private async startOne(entry: (typeof this.watches)[number]): Promise<void> {
@@ -132,6 +163,12 @@ export class Informer<T extends KubernetesObject> {
     );
     return delay;
   }
+}
+
+/** The token of a list's next page, if any (typed lists call it _continue, raw JSON continue). */
+function continueToken(list: KubernetesListObject<KubernetesObject>): string | undefined {
+  const metadata = list.metadata as { _continue?: string; continue?: string } | undefined;
+  return metadata?._continue || metadata?.continue || undefined;
 }
 
 /**
