@@ -52,6 +52,18 @@ export interface UpdateManifest {
   chunkCount: number;
 }
 
+/**
+ * The sender's word that every chunk of its update was acknowledged by the update streams: only
+ * such an update may be committed, so a commit never names an update the store could lose.
+ */
+export interface UpdateStored {
+  round: number;
+  memberId: string;
+  workerId: string;
+  /** The manifest's digest. */
+  digest: Uint8Array;
+}
+
 /** One update included in a commit. */
 export interface CommitEntry {
   memberId: string;

@@ -3,11 +3,11 @@
 // closes rounds. Every worker runs the coordinator code; the lease decides which one acts.
 import { type ConsumerMessages, DeliverPolicy } from "@nats-io/jetstream";
 import type { KvEntry } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, QueuedIterator, Status, Subscription } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
 import { AdmissionError, ProtocolMessageError, type RejectReason } from "./errors.js";
 import { equalBytes, keyPairFromPrivate, sha256, toHex } from "./identity.js";
-import { type ReceivedUpdate, RoundInbox, workerKey } from "./inbox.js";
+import { type MessageSource, type ReceivedUpdate, RoundInbox, workerKey } from "./inbox.js";
 import {
   type FederationResources,
   isWrongLastSequence,
@@ -44,6 +44,7 @@ import {
   encodeManifest,
   encodeMember,
   encodeRoundStatus,
+  encodeStored,
   isValidId,
 } from "./wire.js";
 
@@ -117,6 +118,12 @@ interface Stoppable {
   stop(): void | Promise<void>;
 }
 
+/** One round's inbox, and its consumers on the update streams once it reads them. */
+interface RoundReceiver {
+  inbox: RoundInbox;
+  fromStore: Stoppable[] | undefined;
+}
+
 /** One worker of this member in the federation. */
 export class FederationWorker {
   readonly memberId: string;
@@ -140,7 +147,13 @@ export class FederationWorker {
   private readonly appliedHashes = new Map<number, string>();
   private roundsContributed = 0;
   private loss: number | undefined;
-  private readonly inboxes = new Map<number, { inbox: RoundInbox; stop: () => void }>();
+  private readonly inboxes = new Map<number, RoundReceiver>();
+  /**
+   * Rounds from this one on are received live (core NATS) from their start; earlier rounds may
+   * have been published before the live subscription was (re)established, so they are read from
+   * the update streams. Infinity until the worker has joined.
+   */
+  private liveFrom = Number.POSITIVE_INFINITY;
   private readonly roundWaiters = new Map<number, Array<() => void>>();
   private readonly submitted = new Set<number>();
   private applying = false;
@@ -212,7 +225,10 @@ export class FederationWorker {
     await this.followWorkers();
     await this.followControl();
     await this.restoreCheckpoint();
+    this.followUpdatesLive();
     await this.followLedger();
+    // Rounds up to the next open one may have started before the live subscription.
+    this.liveFrom = this.lastRound + 2;
     await this.caughtUp();
     await this.heartbeat();
     this.every(this.settings.heartbeatIntervalMs, () => this.heartbeat());
@@ -490,28 +506,89 @@ export class FederationWorker {
       maxRoundBytes: this.settings.maxRoundBytes,
       admit: (memberId, key) => this.admission.check(memberId, key),
       reject: (reason, detail) => this.count(reason, detail),
+      onGap: () => this.readFromStore(round),
     });
+    // A newly complete or newly stored update may close the round.
+    inbox.onComplete(() =>
+      this.coordinateOnce().catch((error) => this.log(`[${this.workerId}] ${String(error)}`)),
+    );
+    this.inboxes.set(round, { inbox, fromStore: undefined });
+    if (round < this.liveFrom) this.readFromStore(round);
+    return inbox;
+  }
+
+  /**
+   * Takes every update message as it is published: core NATS delivers it to this subscription
+   * while JetStream stores it, so the live path costs no store read. Only the next two rounds are
+   * taken (a worker one round behind still collects the next); anything the live path misses is
+   * read from the update streams (see readFromStore).
+   */
+  private followUpdatesLive(): void {
+    const subject = `fedtrain.${this.options.spec.id}.update.*.*.*.*`;
+    const sub: Subscription = this.options.nc.subscribe(subject, {
+      callback: (error, msg) => {
+        if (error) return;
+        const round = Number(msg.subject.split(".")[4]);
+        if (!(round > this.appliedRound && round <= this.appliedRound + 2)) return;
+        this.receive(this.inboxFor(round), msg.subject, msg.data, "live").catch((e) =>
+          this.log(`[${this.workerId}] ${String(e)}`),
+        );
+      },
+    });
+    this.loops.push({ stop: () => sub.unsubscribe() });
+    // A disconnect loses live messages: every open round is then read from the streams too.
+    // The client's status iterator is a QueuedIterator: stop() detaches it from the connection,
+    // which outlives this worker.
+    const status = this.options.nc.status() as AsyncIterable<Status> &
+      Partial<Pick<QueuedIterator<Status>, "stop">>;
+    this.loops.push({ stop: () => status.stop?.() });
+    (async () => {
+      for await (const event of status) {
+        if (event.type !== "reconnect" && event.type !== "slowConsumer") continue;
+        this.liveFrom = Math.max(this.lastRound, this.appliedRound) + 2;
+        for (const round of this.inboxes.keys()) this.readFromStore(round);
+      }
+    })().catch((error) => this.log(`connection status ended: ${String(error)}`));
+  }
+
+  /**
+   * Reads a round from its update streams (one consumer per shard, from the start of the round):
+   * for rounds that began before this worker listened live, and when the live path lost a
+   * message. Copies of what already came live are dropped quietly by the inbox.
+   */
+  private readFromStore(round: number): void {
+    const receiver = this.inboxes.get(round);
+    if (!receiver || receiver.fromStore || this.stopping) return;
     const { names } = this.resources;
     // Bounds what one pull may buffer; payload buffers are bounded by maxRoundBytes.
     const maxBytes = 16 * 1024 * 1024;
-    const followers = names.updatesStreams.map((stream, shard) =>
-      this.follow(stream, names.roundUpdates(shard, round), maxBytes, async (_, subject, data) => {
-        const tokens = subject.split(".");
-        const memberId = tokens[tokens.length - 2] ?? "";
-        const before = inbox.complete.size;
-        if (memberId === this.memberId && subject.endsWith(`.${this.workerId}`) && inbox.isLocal)
-          return;
-        if (!this.admission.members.has(memberId) && isManifest(data))
-          await this.refreshMember(memberId);
-        inbox.handle(subject, data);
-        if (inbox.complete.size > before) this.onUpdateComplete(inbox);
-      }),
+    receiver.fromStore = names.updatesStreams.map((stream, shard) =>
+      this.follow(stream, names.roundUpdates(shard, round), maxBytes, (_, subject, data) =>
+        this.receive(receiver.inbox, subject, data, "stored"),
+      ),
     );
-    const stop = () => {
-      for (const follower of followers) follower.stop();
-    };
-    this.inboxes.set(round, { inbox, stop });
-    return inbox;
+  }
+
+  private async receive(
+    inbox: RoundInbox,
+    subject: string,
+    data: Uint8Array,
+    source: MessageSource,
+  ): Promise<void> {
+    const tokens = subject.split(".");
+    const memberId = tokens[tokens.length - 2] ?? "";
+    const before = inbox.complete.size;
+    if (memberId === this.memberId && subject.endsWith(`.${this.workerId}`) && inbox.isLocal)
+      return;
+    if (!this.admission.members.has(memberId) && isManifest(data))
+      await this.refreshMember(memberId);
+    inbox.handle(subject, data, source);
+    if (inbox.complete.size > before) this.onUpdateComplete(inbox);
+  }
+
+  private stopReceiving(round: number): void {
+    for (const follower of this.inboxes.get(round)?.fromStore ?? []) follower.stop();
+    this.inboxes.delete(round);
   }
 
   private onUpdateComplete(inbox: RoundInbox): void {
@@ -522,7 +599,6 @@ export class FederationWorker {
       if (latest && !inCommit(commit, latest)) this.count("late", `update after round's commit`);
     }
     this.pump();
-    this.coordinateOnce().catch((error) => this.log(`[${this.workerId}] ${String(error)}`));
   }
 
   /**
@@ -590,6 +666,18 @@ export class FederationWorker {
       if (inFlight.length >= window) await inFlight.shift();
     }
     await Promise.all(inFlight);
+    // Every chunk is acknowledged, so stored: only now may a commit name this update.
+    await publishDurable(
+      js,
+      subject(0),
+      encodeStored(
+        { round, memberId: this.memberId, workerId: this.workerId, digest: body.digest },
+        this.options.privateKey,
+      ),
+      { msgID: `${id}.s` },
+      retry,
+    );
+    inbox.markStored(this.memberId, this.workerId);
     this.counters.updatesSent++;
     this.counters.bytesSent += payload.length;
   }
@@ -665,7 +753,12 @@ export class FederationWorker {
       const updates: CommittedUpdate[] = [];
       for (const entry of commit.entries) {
         const update = inbox.find(entry.memberId, entry.workerId, entry.digest);
-        if (!update) return; // not all here yet: the next completed update pumps again
+        if (!update) {
+          // The commit names it, so it is stored: read the round from the streams unless the
+          // live path delivers it first. The next completed update pumps again.
+          this.readFromStore(round);
+          return;
+        }
         updates.push({ ...entry, payload: update.payload });
       }
       await this.options.model.apply(commit, updates);
@@ -676,8 +769,7 @@ export class FederationWorker {
       this.counters.roundsApplied++;
       if (commit.entries.some((e) => e.memberId === this.memberId && e.workerId === this.workerId))
         this.roundsContributed++;
-      this.inboxes.get(round)?.stop();
-      this.inboxes.delete(round);
+      this.stopReceiving(round);
       this.commits.delete(round - 64);
       if (this.leaseRevision !== undefined)
         await this.checkpointIfDue(round).catch((error) =>
@@ -834,12 +926,16 @@ export class FederationWorker {
     const inbox = this.inboxFor(round);
     const live = this.liveWorkers();
     const activeMembers = new Set(live.map((w) => w.memberId)).size;
-    const received = [...inbox.complete.values()];
+    const committable = inbox.committable();
+    const received = [...committable.values()];
     const contributing = new Set(received.map((u) => u.manifest.memberId)).size;
     const required = Admission.required(this.options.spec.sync.quorum, activeMembers);
     const met = contributing >= required;
     const allIn =
-      live.length > 0 && live.every((w) => inbox.complete.has(workerKey(w.memberId, w.workerId)));
+      live.length > 0 && live.every((w) => committable.has(workerKey(w.memberId, w.workerId)));
+    // Halfway to the deadline without every update, a lost live message is the likelier cause
+    // than a slow worker: read the round from the streams before the deadline decides.
+    if (!allIn && now >= this.coordinatorDeadline - this.deadlineMs / 2) this.readFromStore(round);
     if (met && (allIn || now >= this.coordinatorDeadline)) {
       await this.commit(round, received, activeMembers, allIn ? "all-in" : "deadline");
       return;
@@ -987,8 +1083,7 @@ export class FederationWorker {
     if (this.stopping) return;
     this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
-    for (const { stop } of this.inboxes.values()) stop();
-    this.inboxes.clear();
+    for (const round of [...this.inboxes.keys()]) this.stopReceiving(round);
     await Promise.allSettled(this.loops.map((l) => l.stop()));
     if (options.graceful !== false && this.resources) {
       await this.heartbeat("leaving").catch(() => {});
