@@ -653,12 +653,17 @@ export class FederationWorker {
         publishDurable(js, subject(shard), manifest, { msgID: `${id}.m${shard}` }, retry),
       ),
     );
-    // A window of publishes in flight keeps the pipe full without unbounded buffering.
+    // A window of publishes in flight keeps the pipe full without unbounded buffering. Each
+    // slot's message buffer is reused once its publish (and any retry of it) has resolved.
     const window = 8;
+    const slots = Array.from(
+      { length: Math.min(window, chunkCount) },
+      () => new Uint8Array(CHUNK_HEADER_BYTES + chunkSize),
+    );
     const inFlight: Promise<unknown>[] = [];
     for (let i = 0; i < chunkCount; i++) {
       const data = payload.subarray(i * chunkSize, Math.min(payload.length, (i + 1) * chunkSize));
-      const message = new Uint8Array(CHUNK_HEADER_BYTES + data.length);
+      const message = slots[i % window]!.subarray(0, CHUNK_HEADER_BYTES + data.length);
       message.set(encodeChunkHeader(i));
       message.set(data, CHUNK_HEADER_BYTES);
       const shard = i % UPDATE_SHARDS;
@@ -1018,6 +1023,11 @@ export class FederationWorker {
   }
 
   private async unreferencedCheckpoint(): Promise<CheckpointRef | undefined> {
+    // Checkpoints are taken after rounds divisible by checkpointEveryRounds: none can be newer
+    // than the last one referenced until such a round was committed since (saves a KV read).
+    const every = this.options.spec.sync.checkpointEveryRounds;
+    if (every <= 0 || Math.floor(this.lastRound / every) * every <= this.lastCheckpointReferenced)
+      return undefined;
     const entry = await this.resources.state.get("checkpoint").catch(() => null);
     if (entry?.operation !== "PUT") return undefined;
     try {
