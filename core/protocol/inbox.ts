@@ -28,6 +28,8 @@ export interface InboxOptions {
   /** undefined when memberId may contribute with this key; else why not. */
   admit(memberId: string, publicKey: Uint8Array): RejectReason | undefined;
   reject(reason: RejectReason, detail: string): void;
+  /** Throws when the model could not use a payload (ReplicaModel.validate). */
+  validate?(payload: Uint8Array): void;
   /**
    * A live message shows that the live path missed one before it (a chunk or stored notice
    * without its manifest, a stored notice before all chunks): the round must be read from the
@@ -67,6 +69,8 @@ export class RoundInbox {
   private readonly manifests = new Map<string, Uint8Array>();
   /** Senders whose stored notice was accepted: only their updates may be committed. */
   private readonly stored = new Set<string>();
+  /** Complete updates whose payload the model refused: never committed, never applied. */
+  private readonly unusable = new Set<string>();
   /** Whether live messages were taken: the update streams then deliver copies of them. */
   private tookLive = false;
   private bufferedBytes = 0;
@@ -250,7 +254,15 @@ export class RoundInbox {
       signer: partial.signer,
       payload: partial.payload,
     });
-    this.notify();
+    try {
+      this.options.validate?.(partial.payload);
+    } catch (error) {
+      // Kept (a commit may still name it) but marked, so it is never committed or applied.
+      this.unusable.add(key);
+      throw new ProtocolMessageError("malformed", `payload of ${key} does not decode: ${error}`);
+    } finally {
+      this.notify();
+    }
   }
 
   private notify(): void {
@@ -269,8 +281,14 @@ export class RoundInbox {
    */
   committable(): Map<string, ReceivedUpdate> {
     const out = new Map<string, ReceivedUpdate>();
-    for (const [key, update] of this.complete) if (this.stored.has(key)) out.set(key, update);
+    for (const [key, update] of this.complete)
+      if (this.stored.has(key) && !this.unusable.has(key)) out.set(key, update);
     return out;
+  }
+
+  /** Whether the model refused this complete update's payload (ReplicaModel.validate). */
+  isUnusable(memberId: string, workerId: string): boolean {
+    return this.unusable.has(workerKey(memberId, workerId));
   }
 
   /** The completed update of a worker whose payload has this digest, if any. */

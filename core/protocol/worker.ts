@@ -506,6 +506,9 @@ export class FederationWorker {
       maxRoundBytes: this.settings.maxRoundBytes,
       admit: (memberId, key) => this.admission.check(memberId, key),
       reject: (reason, detail) => this.count(reason, detail),
+      ...(this.options.model.validate
+        ? { validate: (payload: Uint8Array) => this.options.model.validate?.(payload) }
+        : {}),
       onGap: () => this.readFromStore(round),
     });
     // A newly complete or newly stored update may close the round.
@@ -610,16 +613,31 @@ export class FederationWorker {
     return this.waitForRound(round);
   }
 
-  /** Sends this worker's update for the next round; returns that round. */
-  async submit(payload: Uint8Array, options: { loss?: number } = {}): Promise<number> {
+  /**
+   * Sends this worker's update for the next round; returns that round. With `round`, refuses
+   * (ProtocolMessageError "late") when that round is already committed, and throws RangeError
+   * when it is not the next round.
+   */
+  async submit(
+    payload: Uint8Array,
+    options: { loss?: number; round?: number } = {},
+  ): Promise<number> {
     this.assertRunning();
     if (options.loss !== undefined) this.loss = options.loss;
     await this.caughtUp();
     const round = this.appliedRound + 1;
+    const wanted = options.round ?? round;
+    // An update for a committed round could only be dropped as late by everyone.
+    if (wanted <= this.lastRound)
+      throw new ProtocolMessageError("late", `round ${wanted} is already committed`);
+    if (wanted !== round)
+      throw new RangeError(`round ${wanted} is not open yet: the next round is ${round}`);
     if (this.submitted.has(round))
       throw new ProtocolMessageError("replayed", `already sent an update for round ${round}`);
     if (payload.length > this.settings.maxUpdateBytes)
       throw new ProtocolMessageError("oversized", `update of ${payload.length} bytes`);
+    // Every receiver would refuse it: say so to the caller instead.
+    this.options.model.validate?.(payload);
     this.submitted.add(round);
     await this.publishUpdate(round, payload);
     return round;
@@ -764,6 +782,8 @@ export class FederationWorker {
           this.readFromStore(round);
           return;
         }
+        // Counted when it completed; every replica refuses the same bytes, so all leave it out.
+        if (inbox.isUnusable(entry.memberId, entry.workerId)) continue;
         updates.push({ ...entry, payload: update.payload });
       }
       await this.options.model.apply(commit, updates);
