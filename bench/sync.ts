@@ -115,7 +115,9 @@ export async function run(args: string[]): Promise<{ sizes: SyncSize[] }> {
       const round: number[] = [];
       for (let r = 0; r < repeat; r++) {
         const subject = `bench.raw.${rawRun++}`;
-        await all({ kind: "subscribe", subject, bytes, total: bytes * workerCount });
+        // Each thread receives the others' bytes: its connection, like every fedtrain
+        // connection, does not echo its own messages back.
+        await all({ kind: "subscribe", subject, bytes, total: bytes * (workerCount - 1) });
         raw.push(await all({ kind: "publish", subject, chunkBytes: 1 << 20 }));
         round.push(await all({ kind: "round" }));
       }

@@ -152,7 +152,7 @@ export class RoundInbox {
     const partial: PendingUpdate = {
       manifest,
       signer,
-      payload: new Uint8Array(manifest.size),
+      payload: uninitialised(manifest.size),
       received: new Uint8Array(manifest.chunkCount),
       count: 0,
       hash: createHash("sha256"),
@@ -336,4 +336,12 @@ function hashInOrder(partial: PendingUpdate): void {
     hash.update(payload.subarray(start, Math.min(manifest.size, start + manifest.chunkSize)));
     partial.hashedChunks++;
   }
+}
+
+/**
+ * A byte array without the zero fill, for a payload that every chunk overwrites before it is
+ * complete (and no one sees it before). A plain Uint8Array, not a Buffer: slice() copies.
+ */
+function uninitialised(size: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
 }

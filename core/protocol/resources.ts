@@ -242,6 +242,9 @@ export async function connectNats(
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     pingInterval: 5_000,
+    // Nothing in fedtrain needs its own messages back; a worker would otherwise receive every
+    // update it publishes on its live subscription, only to drop it.
+    noEcho: true,
     ...(credentials ? { authenticator: credsAuthenticator(new Uint8Array(credentials)) } : {}),
     ...(tls ? { tls } : {}),
   });
