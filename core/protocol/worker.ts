@@ -63,6 +63,10 @@ export const defaultSettings: ProtocolSettings = {
 
 /** Options of {@link FederationWorker.start}. */
 export interface WorkerOptions {
+  /**
+   * This worker's own connection. Workers sharing one connection that does not echo (as
+   * connectNats makes them) do not see each other's updates live, and read them from the streams.
+   */
   nc: NatsConnection;
   spec: ProtocolSpec;
   /** SHA-256 of this member's canonical FederationSpec (status.federationSpecHash). */
@@ -173,6 +177,7 @@ export class FederationWorker {
   private committing: { round: number; since: number } | undefined;
   private statusWritten = "";
   private coordinating = false;
+  private coordinateAgain = false;
   private behindSince: number | undefined;
 
   private stopping = false;
@@ -907,12 +912,23 @@ export class FederationWorker {
     return out;
   }
 
-  /** Runs one coordinator step unless one is running; called on ticks and on new updates. */
+  /**
+   * Runs one coordinator step, called on ticks and on new updates. A call while a step runs
+   * makes that step run once more when it ends: the update that arrived during it may close the
+   * round, which should not wait for the next tick.
+   */
   private async coordinateOnce(): Promise<void> {
-    if (this.coordinating || this.leaseRevision === undefined || this.stopping) return;
+    if (this.leaseRevision === undefined || this.stopping) return;
+    if (this.coordinating) {
+      this.coordinateAgain = true;
+      return;
+    }
     this.coordinating = true;
     try {
-      await this.coordinate();
+      do {
+        this.coordinateAgain = false;
+        await this.coordinate();
+      } while (this.coordinateAgain && this.leaseRevision !== undefined && !this.stopping);
     } finally {
       this.coordinating = false;
     }
