@@ -1,4 +1,4 @@
-// `npm run bench -- sync [--repeat N]`: one round's exchange and commit for 4 workers over the
+// `npm run bench -- sync [--repeat N] [--sizes B,B,...]`: one round's exchange and commit for 4 workers over the
 // federation protocol, against raw NATS publish/subscribe of the same bytes in the same run, at
 // update sizes of 100 KB, 1 MB, 10 MB and 20 MB. Each worker runs in its own thread with its own
 // connection, as workers run in their own processes in a real federation; the raw side uses the
@@ -68,7 +68,8 @@ class DigestModel implements ReplicaModel {
 
 export async function run(args: string[]): Promise<{ sizes: SyncSize[] }> {
   const repeatAt = args.indexOf("--repeat");
-  const repeat = repeatAt >= 0 ? Number(args[repeatAt + 1]) : 3;
+  // Medians of 7: one run slowed by another process on a shared machine does not move them.
+  const repeat = repeatAt >= 0 ? Number(args[repeatAt + 1]) : 7;
   const sizesAt = args.indexOf("--sizes");
   const sizes = sizesAt >= 0 ? args[sizesAt + 1]!.split(",").map(Number) : defaultSizes;
   const server = await startNatsServer();
@@ -105,19 +106,21 @@ export async function run(args: string[]): Promise<{ sizes: SyncSize[] }> {
     const rows: SyncSize[] = [];
     let rawRun = 0;
     for (const bytes of sizes) {
-      // The raw baseline is the faster of 1 MiB chunks and the protocol's own chunk size (the
-      // server's max_payload less 4 KiB, at most 1 MiB: the same here, unless it is configured).
-      const raw: number[] = [];
-      for (let r = 0; r < repeat; r++) {
-        const subject = `bench.raw.${rawRun++}`;
-        await all({ kind: "subscribe", subject, bytes, total: bytes * workerCount });
-        raw.push(await all({ kind: "publish", subject, chunkBytes: 1 << 20 }));
-      }
       const federation = `bench-${bytes}`;
       await all({ kind: "join", federation, bytes });
-      await all({ kind: "round" }); // the first round also opens the consumers
+      await all({ kind: "round" }); // warms up: the first round also opens the ledger consumer
+      // Raw and round runs alternate, so that both see the same load on a shared machine. Raw
+      // sends 1 MiB chunks, no smaller than the protocol's (max_payload less 4 KiB, ≤ 1 MiB).
+      const raw: number[] = [];
       const round: number[] = [];
-      for (let r = 0; r < repeat; r++) round.push(await all({ kind: "round" }));
+      for (let r = 0; r < repeat; r++) {
+        const subject = `bench.raw.${rawRun++}`;
+        // Each thread receives the others' bytes: its connection, like every fedtrain
+        // connection, does not echo its own messages back.
+        await all({ kind: "subscribe", subject, bytes, total: bytes * (workerCount - 1) });
+        raw.push(await all({ kind: "publish", subject, chunkBytes: 1 << 20 }));
+        round.push(await all({ kind: "round" }));
+      }
       await all({ kind: "leave" });
       const row = {
         bytes,

@@ -28,6 +28,11 @@ export class ProtocolTransportError extends Error {
   override readonly name = "ProtocolTransportError";
 }
 
+/** The federation's streams and buckets do not exist on this NATS: no member has joined it yet. */
+export class FederationNotFoundError extends Error {
+  override readonly name = "FederationNotFoundError";
+}
+
 /** This worker may not take part: its spec hash differs, its key is not admitted, it was stopped. */
 export class AdmissionError extends Error {
   override readonly name = "AdmissionError";

@@ -5,7 +5,7 @@ import { Admission } from "./admission.js";
 import type { RejectReason } from "./errors.js";
 import { generateKeyPair, sha256, toBase64 } from "./identity.js";
 import { RoundInbox } from "./inbox.js";
-import { encodeChunkHeader, encodeManifest } from "./wire.js";
+import { encodeChunkHeader, encodeManifest, encodeStored } from "./wire.js";
 
 const alpha = generateKeyPair();
 const specHash = sha256(new Uint8Array([1]));
@@ -25,8 +25,15 @@ function admission(): Admission {
   return a;
 }
 
-function inbox(options: { maxUpdateBytes?: number; maxRoundBytes?: number } = {}) {
+function inbox(
+  options: {
+    maxUpdateBytes?: number;
+    maxRoundBytes?: number;
+    validate?: (payload: Uint8Array) => void;
+  } = {},
+) {
   const drops: RejectReason[] = [];
+  const gaps: number[] = [];
   const gate = admission();
   const box = new RoundInbox({
     round: 3,
@@ -34,8 +41,17 @@ function inbox(options: { maxUpdateBytes?: number; maxRoundBytes?: number } = {}
     maxRoundBytes: options.maxRoundBytes ?? 1 << 22,
     admit: (m, k) => gate.check(m, k),
     reject: (reason) => drops.push(reason),
+    onGap: () => gaps.push(1),
+    ...(options.validate ? { validate: options.validate } : {}),
   });
-  return { box, drops };
+  return { box, drops, gaps };
+}
+
+function stored(payload: Uint8Array, worker = "w0", signer = alpha.privateKey): Uint8Array {
+  return encodeStored(
+    { round: 3, memberId: "alpha", workerId: worker, digest: sha256(payload) },
+    signer,
+  );
 }
 
 const subject = (worker = "w0", round = 3) => `fedtrain.f.update.${round}.alpha.${worker}`;
@@ -152,6 +168,73 @@ describe("RoundInbox", () => {
     for (const m of messages(new Uint8Array(5000), 3000, "w2")) box.handle(subject("w2"), m);
     assert.deepEqual(drops, ["oversized", "oversized"]);
     assert.equal(box.bytes, 5000);
+  });
+});
+
+describe("RoundInbox, live and from the update streams", () => {
+  const payload = new Uint8Array(crypto.randomBytes(9000));
+
+  test("an update may be committed only once its stored notice is in", () => {
+    const { box, drops } = inbox();
+    for (const m of messages(payload, 3000)) box.handle(subject(), m, "live");
+    assert.ok(box.complete.has("alpha.w0"));
+    assert.equal(box.committable().size, 0);
+    box.handle(subject(), stored(payload), "live");
+    assert.deepEqual([...box.committable().keys()], ["alpha.w0"]);
+    assert.deepEqual(drops, []);
+  });
+
+  test("the streams' copies of live messages are dropped quietly, other copies are counted", () => {
+    const { box, drops } = inbox();
+    const all = [...messages(payload, 3000), stored(payload)];
+    for (const m of all) box.handle(subject(), m, "live");
+    for (const m of all) box.handle(subject(), m, "stored");
+    assert.deepEqual(drops, []);
+    box.handle(subject(), all[1]!, "live");
+    assert.deepEqual(drops, ["replayed"]);
+  });
+
+  test("a live chunk or notice without its manifest, or a notice before the chunks, is a gap", () => {
+    const [manifest, ...chunks] = messages(payload, 3000);
+    const missed = inbox();
+    missed.box.handle(subject(), chunks[0]!, "live");
+    missed.box.handle(subject(), stored(payload), "live");
+    assert.equal(missed.gaps.length, 2);
+    assert.deepEqual(missed.drops, []);
+    const early = inbox();
+    early.box.handle(subject(), manifest!, "live");
+    early.box.handle(subject(), chunks[0]!, "live");
+    early.box.handle(subject(), stored(payload), "live");
+    assert.equal(early.gaps.length, 1);
+    for (const m of chunks.slice(1)) early.box.handle(subject(), m, "stored");
+    assert.deepEqual([...early.box.committable().keys()], ["alpha.w0"]);
+    const fromStore = inbox();
+    fromStore.box.handle(subject(), chunks[0]!, "stored");
+    assert.deepEqual(fromStore.drops, ["malformed"]);
+    assert.equal(fromStore.gaps.length, 0);
+  });
+
+  test("a stored notice for another digest or by another key is refused", () => {
+    const { box, drops } = inbox();
+    for (const m of messages(payload, 3000)) box.handle(subject(), m, "live");
+    box.handle(subject(), stored(new Uint8Array(3)), "live");
+    box.handle(subject(), stored(payload, "w0", generateKeyPair().privateKey), "live");
+    assert.deepEqual(drops, ["malformed", "unknown-key"]);
+    assert.equal(box.committable().size, 0);
+  });
+
+  test("an update the model cannot use is counted and never committable", () => {
+    const { box, drops } = inbox({
+      validate: (p) => {
+        if (p[0] === 0xff) throw new RangeError("does not decode");
+      },
+    });
+    const bad = new Uint8Array(9000).fill(0xff);
+    for (const m of [...messages(bad, 3000), stored(bad)]) box.handle(subject(), m, "live");
+    assert.deepEqual(drops, ["malformed"]);
+    assert.ok(box.find("alpha", "w0", sha256(bad)), "kept, in case a commit names it");
+    assert.equal(box.isUnusable("alpha", "w0"), true);
+    assert.equal(box.committable().size, 0);
   });
 });
 

@@ -3,6 +3,7 @@
 export { Admission } from "./admission.js";
 export {
   AdmissionError,
+  FederationNotFoundError,
   ProtocolMessageError,
   ProtocolTransportError,
   type RejectReason,
@@ -39,6 +40,7 @@ export {
   type FederationNames,
   federationNames,
   type NatsConnectOptions,
+  openExistingFederation,
   openFederation,
   readStream,
   UPDATE_SHARDS,

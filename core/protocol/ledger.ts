@@ -5,7 +5,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
 import { ProtocolMessageError } from "./errors.js";
 import { equalBytes, sha256, toHex } from "./identity.js";
-import { openFederation, readStream } from "./resources.js";
+import { openExistingFederation, readStream } from "./resources.js";
 import type { CheckpointRef, Commit, ProtocolSpec } from "./types.js";
 import { decodeCommit, decodeMember } from "./wire.js";
 import { isCanonical } from "./worker.js";
@@ -132,10 +132,7 @@ export async function verifyFederationLedger(
   federationId: string,
   options: { spec?: Pick<ProtocolSpec, "membership"> } = {},
 ): Promise<LedgerReport> {
-  const resources = await openFederation(nc, federationId, {
-    workerTtlMs: 10_000,
-    leaseTtlMs: 6_000,
-  });
+  const resources = await openExistingFederation(nc, federationId);
   const records = (await readStream(resources, resources.names.ledgerStream)).map((m) => ({
     sequence: m.seq,
     data: m.data,

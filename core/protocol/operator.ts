@@ -2,9 +2,10 @@
 // federation view for status, and (for organisers) pause or resume the federation.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
+import { FederationNotFoundError } from "./errors.js";
 import { equalBytes, keyPairFromPrivate, sha256, toBase64, toHex } from "./identity.js";
 import { workerKey } from "./inbox.js";
-import { openFederation, publishDurable, readStream } from "./resources.js";
+import { openExistingFederation, openFederation, publishDurable, readStream } from "./resources.js";
 import type {
   FederationView,
   MemberView,
@@ -52,13 +53,20 @@ export async function registerMember(
 
 /**
  * Removes this member and its workers' heartbeats (idempotent; tolerates a member that never
- * registered). Only the record signed with this key is removed.
+ * registered, and a federation that was never created, which it does not create). Only the
+ * record signed with this key is removed.
  */
 export async function deregisterMember(
   nc: NatsConnection,
   member: { federationId: string; memberId: string; privateKey: Uint8Array },
 ): Promise<void> {
-  const resources = await openFederation(nc, member.federationId, timingsOf());
+  let resources: Awaited<ReturnType<typeof openExistingFederation>>;
+  try {
+    resources = await openExistingFederation(nc, member.federationId);
+  } catch (error) {
+    if (error instanceof FederationNotFoundError) return;
+    throw error;
+  }
   const { publicKey } = keyPairFromPrivate(member.privateKey);
   const entry = await resources.members.get(member.memberId);
   if (entry && entry.operation === "PUT") {
@@ -93,14 +101,16 @@ export async function publishControl(
   await publishDurable(resources.js, resources.names.controlSubject, message, {}, 10_000);
 }
 
-/** Reads the federation as seen from NATS, judged by this member's spec and spec hash. */
+/**
+ * Reads the federation as seen from NATS, judged by this member's spec and spec hash. Creates
+ * nothing: throws {@link FederationNotFoundError} while no member has created the federation.
+ */
 export async function readFederationView(
   nc: NatsConnection,
   spec: ProtocolSpec,
   specHash: Uint8Array,
-  settings?: Partial<ProtocolSettings>,
 ): Promise<FederationView> {
-  const resources = await openFederation(nc, spec.id, timingsOf(settings));
+  const resources = await openExistingFederation(nc, spec.id);
   const admission = new Admission(spec, specHash);
 
   const members = new Map<string, { publicKey: Uint8Array; specHash: Uint8Array }>();

@@ -16,7 +16,7 @@ import {
 import { type KV, Kvm } from "@nats-io/kv";
 import { type ObjectStore, Objm } from "@nats-io/obj";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
-import { ProtocolTransportError } from "./errors.js";
+import { FederationNotFoundError, ProtocolTransportError } from "./errors.js";
 import { isValidId } from "./wire.js";
 
 /**
@@ -135,6 +135,67 @@ export async function openFederation(
   }
 }
 
+// JetStream's error code for a stream that does not exist.
+const streamNotFound = 10059;
+
+/**
+ * Opens the streams, buckets and store of a federation that a member created, creating nothing:
+ * for readers (the operator's view, deregistration, ledger verification), which must not fix a
+ * federation's settings before its members do. Throws {@link FederationNotFoundError} when any
+ * of them is missing.
+ */
+export async function openExistingFederation(
+  nc: NatsConnection,
+  federationId: string,
+): Promise<FederationResources> {
+  const names = federationNames(federationId);
+  const buckets = [names.membersBucket, names.workersBucket, names.stateBucket, names.leaseBucket];
+  let jsm: JetStreamManager;
+  try {
+    jsm = await jetstreamManager(nc);
+  } catch (error) {
+    throw new ProtocolTransportError("JetStream is not available: is it enabled?", {
+      cause: error,
+    });
+  }
+  const streams = [
+    ...names.updatesStreams,
+    names.ledgerStream,
+    names.controlStream,
+    ...buckets.map((bucket) => `KV_${bucket}`),
+    `OBJ_${names.checkpointStore}`,
+  ];
+  await Promise.all(
+    streams.map(async (stream) => {
+      try {
+        await jsm.streams.info(stream);
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === streamNotFound)
+          throw new FederationNotFoundError(
+            `federation ${federationId} has no stream ${stream}: no member has joined it on this NATS yet`,
+            { cause: error },
+          );
+        throw new ProtocolTransportError(`cannot read stream ${stream}`, { cause: error });
+      }
+    }),
+  );
+  const js = jetstream(nc);
+  const kvm = new Kvm(js);
+  const [members, workers, state, lease] = await Promise.all(buckets.map((b) => kvm.open(b)));
+  return {
+    nc,
+    js,
+    jsm,
+    names,
+    members: members!,
+    workers: workers!,
+    state: state!,
+    lease: lease!,
+    // Checked above: the store's stream exists.
+    checkpoints: await new Objm(js).open(names.checkpointStore, false),
+  };
+}
+
 async function ensureStream(
   jsm: JetStreamManager,
   config: Parameters<JetStreamManager["streams"]["add"]>[0],
@@ -181,6 +242,9 @@ export async function connectNats(
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
     pingInterval: 5_000,
+    // Nothing in fedtrain needs its own messages back; a worker would otherwise receive every
+    // update it publishes on its live subscription, only to drop it.
+    noEcho: true,
     ...(credentials ? { authenticator: credsAuthenticator(new Uint8Array(credentials)) } : {}),
     ...(tls ? { tls } : {}),
   });

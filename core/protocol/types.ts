@@ -64,6 +64,18 @@ export interface UpdateManifest {
   chunkCount: number;
 }
 
+/**
+ * The sender's word that every chunk of its update was acknowledged by the update streams: only
+ * such an update may be committed, so a commit never names an update the store could lose.
+ */
+export interface UpdateStored {
+  round: number;
+  memberId: string;
+  workerId: string;
+  /** The manifest's digest. */
+  digest: Uint8Array;
+}
+
 /** One update included in a commit. */
 export interface CommitEntry {
   memberId: string;
@@ -152,6 +164,13 @@ export interface ReplicaModel {
   snapshot(): Uint8Array | Promise<Uint8Array>;
   /** Replaces the state with a checkpoint's bytes. */
   restore(snapshot: Uint8Array): void | Promise<void>;
+  /**
+   * Throws when `apply` could not use this payload (it does not decode for this model). Such an
+   * update is dropped and counted as `malformed`: no coordinator commits it, and a replica
+   * leaves it out if a commit names it anyway; every replica judges the same bytes alike, so
+   * they stay identical. Must be deterministic and must not change the model.
+   */
+  validate?(payload: Uint8Array): void;
 }
 
 /** Protocol timings and limits; defaults in docs/protocol.md ("Timeouts and limits"). */

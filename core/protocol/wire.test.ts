@@ -182,6 +182,15 @@ const samples = [
     decode: wire.decodeLease,
     value: { memberId: "alpha", workerId: "w0", acquiredAtMs: 1 },
   },
+  {
+    name: "update stored",
+    bytes: wire.encodeStored(
+      { round: 3, memberId: "alpha", workerId: "w0", digest },
+      keys.privateKey,
+    ),
+    decode: wire.decodeStored,
+    value: { round: 3, memberId: "alpha", workerId: "w0", digest },
+  },
 ] as const;
 
 const commitSample = samples.find((s) => s.name === "commit")!;

@@ -13,6 +13,7 @@ import type {
   MemberRecord,
   RoundStatus,
   UpdateManifest,
+  UpdateStored,
   WorkerHeartbeat,
 } from "./types.js";
 
@@ -45,6 +46,7 @@ export const Kind = {
   control: 6,
   roundStatus: 7,
   lease: 8,
+  stored: 9,
   chunk: 16,
 } as const;
 export type Kind = (typeof Kind)[keyof typeof Kind];
@@ -392,6 +394,22 @@ export function decodeManifest(bytes: Uint8Array): Signed<UpdateManifest> {
     if (m.chunkCount > MAX_CHUNKS) throw new ProtocolMessageError("oversized", "too many chunks");
     return m;
   });
+}
+
+// --- update stored -------------------------------------------------------------------------
+
+export function encodeStored(m: UpdateStored, privateKey: Uint8Array): Uint8Array {
+  const w = new Writer().u64(m.round).str(m.memberId).str(m.workerId).fixed(m.digest, 32);
+  return envelope(Kind.stored, w.finish(), privateKey);
+}
+
+export function decodeStored(bytes: Uint8Array): Signed<UpdateStored> {
+  return decodeWith(bytes, Kind.stored, (r) => ({
+    round: r.u64(),
+    memberId: r.id("memberId"),
+    workerId: r.id("workerId"),
+    digest: r.fixed(32),
+  }));
 }
 
 // --- chunk (unsigned: its bytes are covered by the manifest's digest) ---------------------------

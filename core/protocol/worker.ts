@@ -3,11 +3,11 @@
 // closes rounds. Every worker runs the coordinator code; the lease decides which one acts.
 import { type ConsumerMessages, DeliverPolicy } from "@nats-io/jetstream";
 import type { KvEntry } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsConnection, QueuedIterator, Status, Subscription } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
 import { AdmissionError, ProtocolMessageError, type RejectReason } from "./errors.js";
 import { equalBytes, keyPairFromPrivate, sha256, toHex } from "./identity.js";
-import { type ReceivedUpdate, RoundInbox, workerKey } from "./inbox.js";
+import { type MessageSource, type ReceivedUpdate, RoundInbox, workerKey } from "./inbox.js";
 import {
   type FederationResources,
   isWrongLastSequence,
@@ -45,6 +45,7 @@ import {
   encodeManifest,
   encodeMember,
   encodeRoundStatus,
+  encodeStored,
   isValidId,
 } from "./wire.js";
 
@@ -63,6 +64,10 @@ export const defaultSettings: ProtocolSettings = {
 
 /** Options of {@link FederationWorker.start}. */
 export interface WorkerOptions {
+  /**
+   * This worker's own connection. Workers sharing one connection that does not echo (as
+   * connectNats makes them) do not see each other's updates live, and read them from the streams.
+   */
   nc: NatsConnection;
   spec: ProtocolSpec;
   /** SHA-256 of this member's canonical FederationSpec (status.federationSpecHash). */
@@ -123,6 +128,12 @@ interface Stoppable {
   stop(): void | Promise<void>;
 }
 
+/** One round's inbox, and its consumers on the update streams once it reads them. */
+interface RoundReceiver {
+  inbox: RoundInbox;
+  fromStore: Stoppable[] | undefined;
+}
+
 /** One worker of this member in the federation. */
 export class FederationWorker {
   readonly memberId: string;
@@ -146,7 +157,13 @@ export class FederationWorker {
   private readonly appliedHashes = new Map<number, string>();
   private roundsContributed = 0;
   private loss: number | undefined;
-  private readonly inboxes = new Map<number, { inbox: RoundInbox; stop: () => void }>();
+  private readonly inboxes = new Map<number, RoundReceiver>();
+  /**
+   * Rounds from this one on are received live (core NATS) from their start; earlier rounds may
+   * have been published before the live subscription was (re)established, so they are read from
+   * the update streams. Infinity until the worker has joined.
+   */
+  private liveFrom = Number.POSITIVE_INFINITY;
   private readonly roundWaiters = new Map<number, Array<() => void>>();
   private readonly submitted = new Set<number>();
   private applying = false;
@@ -166,6 +183,7 @@ export class FederationWorker {
   private committing: { round: number; since: number } | undefined;
   private statusWritten = "";
   private coordinating = false;
+  private coordinateAgain = false;
   private behindSince: number | undefined;
 
   private stopping = false;
@@ -218,7 +236,10 @@ export class FederationWorker {
     await this.followWorkers();
     await this.followControl();
     await this.restoreCheckpoint();
+    this.followUpdatesLive();
     await this.followLedger();
+    // Rounds up to the next open one may have started before the live subscription.
+    this.liveFrom = this.lastRound + 2;
     await this.caughtUp();
     await this.heartbeat();
     this.every(this.settings.heartbeatIntervalMs, () => this.heartbeat());
@@ -496,28 +517,92 @@ export class FederationWorker {
       maxRoundBytes: this.settings.maxRoundBytes,
       admit: (memberId, key) => this.admission.check(memberId, key),
       reject: (reason, detail) => this.count(reason, detail),
+      ...(this.options.model.validate
+        ? { validate: (payload: Uint8Array) => this.options.model.validate?.(payload) }
+        : {}),
+      onGap: () => this.readFromStore(round),
     });
+    // A newly complete or newly stored update may close the round.
+    inbox.onComplete(() =>
+      this.coordinateOnce().catch((error) => this.log(`[${this.workerId}] ${String(error)}`)),
+    );
+    this.inboxes.set(round, { inbox, fromStore: undefined });
+    if (round < this.liveFrom) this.readFromStore(round);
+    return inbox;
+  }
+
+  /**
+   * Takes every update message as it is published: core NATS delivers it to this subscription
+   * while JetStream stores it, so the live path costs no store read. Only the next two rounds are
+   * taken (a worker one round behind still collects the next); anything the live path misses is
+   * read from the update streams (see readFromStore).
+   */
+  private followUpdatesLive(): void {
+    const subject = `fedtrain.${this.options.spec.id}.update.*.*.*.*`;
+    const sub: Subscription = this.options.nc.subscribe(subject, {
+      callback: (error, msg) => {
+        if (error) return;
+        const round = Number(msg.subject.split(".")[4]);
+        if (!(round > this.appliedRound && round <= this.appliedRound + 2)) return;
+        this.receive(this.inboxFor(round), msg.subject, msg.data, "live").catch((e) =>
+          this.log(`[${this.workerId}] ${String(e)}`),
+        );
+      },
+    });
+    this.loops.push({ stop: () => sub.unsubscribe() });
+    // A disconnect loses live messages: every open round is then read from the streams too.
+    // The client's status iterator is a QueuedIterator: stop() detaches it from the connection,
+    // which outlives this worker.
+    const status = this.options.nc.status() as AsyncIterable<Status> &
+      Partial<Pick<QueuedIterator<Status>, "stop">>;
+    this.loops.push({ stop: () => status.stop?.() });
+    (async () => {
+      for await (const event of status) {
+        if (event.type !== "reconnect" && event.type !== "slowConsumer") continue;
+        this.liveFrom = Math.max(this.lastRound, this.appliedRound) + 2;
+        for (const round of this.inboxes.keys()) this.readFromStore(round);
+      }
+    })().catch((error) => this.log(`connection status ended: ${String(error)}`));
+  }
+
+  /**
+   * Reads a round from its update streams (one consumer per shard, from the start of the round):
+   * for rounds that began before this worker listened live, and when the live path lost a
+   * message. Copies of what already came live are dropped quietly by the inbox.
+   */
+  private readFromStore(round: number): void {
+    const receiver = this.inboxes.get(round);
+    if (!receiver || receiver.fromStore || this.stopping) return;
     const { names } = this.resources;
     // Bounds what one pull may buffer; payload buffers are bounded by maxRoundBytes.
     const maxBytes = 16 * 1024 * 1024;
-    const followers = names.updatesStreams.map((stream, shard) =>
-      this.follow(stream, names.roundUpdates(shard, round), maxBytes, async (_, subject, data) => {
-        const tokens = subject.split(".");
-        const memberId = tokens[tokens.length - 2] ?? "";
-        const before = inbox.complete.size;
-        if (memberId === this.memberId && subject.endsWith(`.${this.workerId}`) && inbox.isLocal)
-          return;
-        if (!this.admission.members.has(memberId) && isManifest(data))
-          await this.refreshMember(memberId);
-        inbox.handle(subject, data);
-        if (inbox.complete.size > before) this.onUpdateComplete(inbox);
-      }),
+    receiver.fromStore = names.updatesStreams.map((stream, shard) =>
+      this.follow(stream, names.roundUpdates(shard, round), maxBytes, (_, subject, data) =>
+        this.receive(receiver.inbox, subject, data, "stored"),
+      ),
     );
-    const stop = () => {
-      for (const follower of followers) follower.stop();
-    };
-    this.inboxes.set(round, { inbox, stop });
-    return inbox;
+  }
+
+  private async receive(
+    inbox: RoundInbox,
+    subject: string,
+    data: Uint8Array,
+    source: MessageSource,
+  ): Promise<void> {
+    const tokens = subject.split(".");
+    const memberId = tokens[tokens.length - 2] ?? "";
+    const before = inbox.complete.size;
+    if (memberId === this.memberId && subject.endsWith(`.${this.workerId}`) && inbox.isLocal)
+      return;
+    if (!this.admission.members.has(memberId) && isManifest(data))
+      await this.refreshMember(memberId);
+    inbox.handle(subject, data, source);
+    if (inbox.complete.size > before) this.onUpdateComplete(inbox);
+  }
+
+  private stopReceiving(round: number): void {
+    for (const follower of this.inboxes.get(round)?.fromStore ?? []) follower.stop();
+    this.inboxes.delete(round);
   }
 
   private onUpdateComplete(inbox: RoundInbox): void {
@@ -528,7 +613,6 @@ export class FederationWorker {
       if (latest && !inCommit(commit, latest)) this.count("late", `update after round's commit`);
     }
     this.pump();
-    this.coordinateOnce().catch((error) => this.log(`[${this.workerId}] ${String(error)}`));
   }
 
   /**
@@ -540,16 +624,31 @@ export class FederationWorker {
     return this.waitForRound(round);
   }
 
-  /** Sends this worker's update for the next round; returns that round. */
-  async submit(payload: Uint8Array, options: { loss?: number } = {}): Promise<number> {
+  /**
+   * Sends this worker's update for the next round; returns that round. With `round`, refuses
+   * (ProtocolMessageError "late") when that round is already committed, and throws RangeError
+   * when it is not the next round.
+   */
+  async submit(
+    payload: Uint8Array,
+    options: { loss?: number; round?: number } = {},
+  ): Promise<number> {
     this.assertRunning();
     if (options.loss !== undefined) this.loss = options.loss;
     await this.caughtUp();
     const round = this.appliedRound + 1;
+    const wanted = options.round ?? round;
+    // An update for a committed round could only be dropped as late by everyone.
+    if (wanted <= this.lastRound)
+      throw new ProtocolMessageError("late", `round ${wanted} is already committed`);
+    if (wanted !== round)
+      throw new RangeError(`round ${wanted} is not open yet: the next round is ${round}`);
     if (this.submitted.has(round))
       throw new ProtocolMessageError("replayed", `already sent an update for round ${round}`);
     if (payload.length > this.settings.maxUpdateBytes)
       throw new ProtocolMessageError("oversized", `update of ${payload.length} bytes`);
+    // Every receiver would refuse it: say so to the caller instead.
+    this.options.model.validate?.(payload);
     this.submitted.add(round);
     await this.publishUpdate(round, payload);
     return round;
@@ -583,12 +682,17 @@ export class FederationWorker {
         publishDurable(js, subject(shard), manifest, { msgID: `${id}.m${shard}` }, retry),
       ),
     );
-    // A window of publishes in flight keeps the pipe full without unbounded buffering.
+    // A window of publishes in flight keeps the pipe full without unbounded buffering. Each
+    // slot's message buffer is reused once its publish (and any retry of it) has resolved.
     const window = 8;
+    const slots = Array.from(
+      { length: Math.min(window, chunkCount) },
+      () => new Uint8Array(CHUNK_HEADER_BYTES + chunkSize),
+    );
     const inFlight: Promise<unknown>[] = [];
     for (let i = 0; i < chunkCount; i++) {
       const data = payload.subarray(i * chunkSize, Math.min(payload.length, (i + 1) * chunkSize));
-      const message = new Uint8Array(CHUNK_HEADER_BYTES + data.length);
+      const message = slots[i % window]!.subarray(0, CHUNK_HEADER_BYTES + data.length);
       message.set(encodeChunkHeader(i));
       message.set(data, CHUNK_HEADER_BYTES);
       const shard = i % UPDATE_SHARDS;
@@ -596,6 +700,18 @@ export class FederationWorker {
       if (inFlight.length >= window) await inFlight.shift();
     }
     await Promise.all(inFlight);
+    // Every chunk is acknowledged, so stored: only now may a commit name this update.
+    await publishDurable(
+      js,
+      subject(0),
+      encodeStored(
+        { round, memberId: this.memberId, workerId: this.workerId, digest: body.digest },
+        this.options.privateKey,
+      ),
+      { msgID: `${id}.s` },
+      retry,
+    );
+    inbox.markStored(this.memberId, this.workerId);
     this.counters.updatesSent++;
     this.counters.bytesSent += payload.length;
   }
@@ -671,7 +787,14 @@ export class FederationWorker {
       const updates: CommittedUpdate[] = [];
       for (const entry of commit.entries) {
         const update = inbox.find(entry.memberId, entry.workerId, entry.digest);
-        if (!update) return; // not all here yet: the next completed update pumps again
+        if (!update) {
+          // The commit names it, so it is stored: read the round from the streams unless the
+          // live path delivers it first. The next completed update pumps again.
+          this.readFromStore(round);
+          return;
+        }
+        // Counted when it completed; every replica refuses the same bytes, so all leave it out.
+        if (inbox.isUnusable(entry.memberId, entry.workerId)) continue;
         updates.push({ ...entry, payload: update.payload });
       }
       await this.options.model.apply(commit, updates);
@@ -682,8 +805,7 @@ export class FederationWorker {
       this.counters.roundsApplied++;
       if (commit.entries.some((e) => e.memberId === this.memberId && e.workerId === this.workerId))
         this.roundsContributed++;
-      this.inboxes.get(round)?.stop();
-      this.inboxes.delete(round);
+      this.stopReceiving(round);
       this.commits.delete(round - 64);
       if (this.leaseRevision !== undefined)
         await this.checkpointIfDue(round).catch((error) =>
@@ -797,12 +919,23 @@ export class FederationWorker {
     return out;
   }
 
-  /** Runs one coordinator step unless one is running; called on ticks and on new updates. */
+  /**
+   * Runs one coordinator step, called on ticks and on new updates. A call while a step runs
+   * makes that step run once more when it ends: the update that arrived during it may close the
+   * round, which should not wait for the next tick.
+   */
   private async coordinateOnce(): Promise<void> {
-    if (this.coordinating || this.leaseRevision === undefined || this.stopping) return;
+    if (this.leaseRevision === undefined || this.stopping) return;
+    if (this.coordinating) {
+      this.coordinateAgain = true;
+      return;
+    }
     this.coordinating = true;
     try {
-      await this.coordinate();
+      do {
+        this.coordinateAgain = false;
+        await this.coordinate();
+      } while (this.coordinateAgain && this.leaseRevision !== undefined && !this.stopping);
     } finally {
       this.coordinating = false;
     }
@@ -841,12 +974,16 @@ export class FederationWorker {
     const inbox = this.inboxFor(round);
     const live = this.liveWorkers();
     const activeMembers = new Set(live.map((w) => w.memberId)).size;
-    const received = [...inbox.complete.values()];
+    const committable = inbox.committable();
+    const received = [...committable.values()];
     const contributing = new Set(received.map((u) => u.manifest.memberId)).size;
     const required = Admission.required(this.options.spec.sync.quorum, activeMembers);
     const met = contributing >= required;
     const allIn =
-      live.length > 0 && live.every((w) => inbox.complete.has(workerKey(w.memberId, w.workerId)));
+      live.length > 0 && live.every((w) => committable.has(workerKey(w.memberId, w.workerId)));
+    // Halfway to the deadline without every update, a lost live message is the likelier cause
+    // than a slow worker: read the round from the streams before the deadline decides.
+    if (!allIn && now >= this.coordinatorDeadline - this.deadlineMs / 2) this.readFromStore(round);
     if (met && (allIn || now >= this.coordinatorDeadline)) {
       await this.commit(round, received, activeMembers, allIn ? "all-in" : "deadline");
       return;
@@ -929,6 +1066,11 @@ export class FederationWorker {
   }
 
   private async unreferencedCheckpoint(): Promise<CheckpointRef | undefined> {
+    // Checkpoints are taken after rounds divisible by checkpointEveryRounds: none can be newer
+    // than the last one referenced until such a round was committed since (saves a KV read).
+    const every = this.options.spec.sync.checkpointEveryRounds;
+    if (every <= 0 || Math.floor(this.lastRound / every) * every <= this.lastCheckpointReferenced)
+      return undefined;
     const entry = await this.resources.state.get("checkpoint").catch(() => null);
     if (entry?.operation !== "PUT") return undefined;
     try {
@@ -994,8 +1136,7 @@ export class FederationWorker {
     if (this.stopping) return;
     this.stopping = true;
     for (const timer of this.timers) clearInterval(timer);
-    for (const { stop } of this.inboxes.values()) stop();
-    this.inboxes.clear();
+    for (const round of [...this.inboxes.keys()]) this.stopReceiving(round);
     await Promise.allSettled(this.loops.map((l) => l.stop()));
     if (options.graceful !== false && this.resources) {
       await this.heartbeat("leaving").catch(() => {});

@@ -17,6 +17,7 @@ import {
   generateKeyPair,
   type KeyPair,
   openFederation,
+  ProtocolMessageError,
   type ProtocolSpec,
   type RejectReason,
   type ReplicaModel,
@@ -45,6 +46,17 @@ class SumModel implements ReplicaModel {
   }
   restore(bytes: Uint8Array) {
     this.state = new Float64Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 64));
+  }
+}
+
+/** A SumModel whose decoder, like the trainer's, cannot use a payload of odd length. */
+class EvenModel extends SumModel {
+  validate(payload: Uint8Array) {
+    if (payload.length % 2 !== 0) throw new RangeError(`${payload.length} bytes: odd length`);
+  }
+  override apply(commit: Commit, updates: readonly CommittedUpdate[]) {
+    for (const u of updates) this.validate(u.payload);
+    super.apply(commit, updates);
   }
 }
 
@@ -78,10 +90,14 @@ describe("hostile messages over a real nats-server", () => {
     },
   });
 
-  async function startWorker(federation: ProtocolSpec, memberId: string, hash = specHash) {
+  async function startWorker(
+    federation: ProtocolSpec,
+    memberId: string,
+    hash = specHash,
+    model = new SumModel(),
+  ) {
     const conn = await connectNats(server.url, memberId);
     connections.push(conn);
-    const model = new SumModel();
     const worker = await FederationWorker.start({
       nc: conn,
       spec: federation,
@@ -94,6 +110,13 @@ describe("hostile messages over a real nats-server", () => {
     });
     workers.push(worker);
     return { worker, model };
+  }
+
+  const opened = new Map<string, ReturnType<typeof openFederation>>();
+  function resourcesOf(federationId: string) {
+    if (!opened.has(federationId))
+      opened.set(federationId, openFederation(nc, federationId, settings));
+    return opened.get(federationId)!;
   }
 
   before(async () => {
@@ -243,10 +266,93 @@ describe("hostile messages over a real nats-server", () => {
         before3,
     );
 
-    const view = await readFederationView(nc, federation, specHash, settings);
+    const view = await readFederationView(nc, federation, specHash);
     const gamma = view.members.find((m) => m.memberId === "gamma");
     assert.equal(gamma?.state, "Refused");
     assert.match(gamma?.reason ?? "", /spec hash differs/);
+    for (const { worker } of [a, b]) await worker.stop();
+  });
+
+  test("a signed update the model cannot decode is dropped and counted; workers carry on", async () => {
+    const federation = spec("undecodable");
+    const names = federationNames("undecodable");
+    const a = await startWorker(federation, "alpha", specHash, new EvenModel());
+    const b = await startWorker(federation, "beta", specHash, new EvenModel());
+    await Promise.all([
+      a.worker.contribute(new Uint8Array(100).fill(1)),
+      b.worker.contribute(new Uint8Array(100).fill(2)),
+    ]);
+    // A worker refuses to send what every receiver would refuse, and may still send after.
+    await assert.rejects(a.worker.submit(new Uint8Array(3)), RangeError);
+
+    // gamma, registered and allowlisted, sends a well-signed, stored round-2 update whose
+    // payload the model cannot decode, before the others contribute.
+    const gamma = keys.get("gamma")!.privateKey;
+    await registerMember(nc, {
+      federationId: "undecodable",
+      memberId: "gamma",
+      specHash,
+      privateKey: gamma,
+      settings,
+    });
+    const payload = new Uint8Array(1001).fill(9);
+    const body = {
+      round: 2,
+      memberId: "gamma",
+      workerId: "w0",
+      size: payload.length,
+      digest: sha256(payload),
+    };
+    const subject = names.updateSubject(0, 2, "gamma", "w0");
+    for (const message of [
+      wire.encodeManifest({ ...body, chunkSize: settings.chunkBytes, chunkCount: 1 }, gamma),
+      new Uint8Array([...wire.encodeChunkHeader(0), ...payload]),
+      wire.encodeStored(body, gamma),
+    ])
+      await resourcesOf("undecodable").then((r) => r.js.publish(subject, message));
+    const counted = () =>
+      [a, b].every(({ worker }) => worker.counterSnapshot().dropped.malformed >= 1);
+    for (let i = 0; i < 100 && !counted(); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(counted(), "both workers counted the undecodable update");
+
+    const second = await Promise.all([
+      a.worker.contribute(new Uint8Array(100).fill(3)),
+      b.worker.contribute(new Uint8Array(100).fill(4)),
+    ]);
+    assert.deepEqual(
+      second[0]!.commit.entries.map((e) => e.memberId),
+      ["alpha", "beta"],
+    );
+    assert.equal(second[0]!.modelHash, second[1]!.modelHash);
+    const third = await Promise.all([
+      a.worker.contribute(new Uint8Array(100).fill(5)),
+      b.worker.contribute(new Uint8Array(100).fill(6)),
+    ]);
+    assert.equal(third[0]!.round, 3);
+    assert.equal(third[0]!.modelHash, third[1]!.modelHash);
+    for (const { worker } of [a, b]) await worker.stop();
+  });
+
+  test("submit refuses a round that is already committed", async () => {
+    const federation = spec("committed");
+    const a = await startWorker(federation, "alpha");
+    const b = await startWorker(federation, "beta");
+    await Promise.all([
+      a.worker.contribute(new Uint8Array(100).fill(1)),
+      b.worker.contribute(new Uint8Array(100).fill(2)),
+    ]);
+    await assert.rejects(
+      a.worker.submit(new Uint8Array(100), { round: 1 }),
+      (error: unknown) => error instanceof ProtocolMessageError && error.reason === "late",
+    );
+    await assert.rejects(a.worker.submit(new Uint8Array(100), { round: 3 }), RangeError);
+    const next = await Promise.all([
+      a.worker.submit(new Uint8Array(100).fill(3), { round: 2 }),
+      b.worker.submit(new Uint8Array(100).fill(4), { round: 2 }),
+    ]);
+    assert.deepEqual(next, [2, 2]);
+    const results = await Promise.all([a.worker.waitForRound(2), b.worker.waitForRound(2)]);
+    assert.equal(results[0].commit.entries.length, 2);
     for (const { worker } of [a, b]) await worker.stop();
   });
 

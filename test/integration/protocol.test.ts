@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   AdmissionError,
@@ -10,6 +11,7 @@ import {
   type CommittedUpdate,
   connectNats,
   deregisterMember,
+  FederationNotFoundError,
   FederationWorker,
   generateKeyPair,
   type KeyPair,
@@ -324,6 +326,26 @@ describe("federation protocol over a real nats-server", () => {
     await deregisterMember(nc, { ...member, privateKey: gamma.keys.privateKey });
     view = await readFederationView(nc, spec, specHash);
     assert.deepEqual(view.members, []);
+  });
+
+  test("the view, deregistration and ledger verification create nothing on NATS", async () => {
+    const spec = specFor("unborn", members, organiser);
+    const nc = await connectNats(server.url, "reader");
+    connections.push(nc);
+    const gamma = members[2]!;
+    await deregisterMember(nc, {
+      federationId: "unborn",
+      memberId: gamma.id,
+      privateKey: gamma.keys.privateKey,
+    });
+    await assert.rejects(readFederationView(nc, spec, specHash), FederationNotFoundError);
+    await assert.rejects(verifyFederationLedger(nc, "unborn"), FederationNotFoundError);
+    const streams: string[] = [];
+    for await (const name of (await jetstreamManager(nc)).streams.names()) streams.push(name);
+    assert.deepEqual(
+      streams.filter((name) => name.toLowerCase().includes("unborn")),
+      [],
+    );
   });
 
   test("organiser pause holds every round until resume; forged control is dropped", async () => {

@@ -17,6 +17,7 @@ import {
   type Commit,
   FederationWorker,
   type ProtocolCounters,
+  ProtocolMessageError,
   type CommittedUpdate as ProtocolUpdate,
   type ReplicaModel,
   type WorkerOptions,
@@ -326,18 +327,18 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     await this.appliedThrough(protocolRound - 1);
     const federation = this.federation;
     if (this.closed) return;
-    if (federation.committedRound >= protocolRound) {
+    const loss = this.loss;
+    try {
+      await federation.submit(message, {
+        round: protocolRound,
+        ...(loss === undefined ? {} : { loss }),
+      });
+    } catch (error) {
+      if (!(error instanceof ProtocolMessageError && error.reason === "late")) throw error;
       this.lateRounds++;
       this.lateBytes += message.byteLength;
       this.log(`[${this.options.workerId}] round ${protocolRound} committed before our update`);
-      return;
     }
-    const loss = this.loss;
-    const sent = await federation.submit(message, loss === undefined ? {} : { loss });
-    if (sent !== protocolRound)
-      throw new ExchangeOrderError(
-        `the update of protocol round ${protocolRound} was sent as round ${sent}`,
-      );
   }
 
   private slot(protocolRound: number): RoundSlot {
@@ -370,6 +371,10 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
   /** The protocol's view of the trainer's global model. */
   private readonly replica: ReplicaModel = {
     apply: (commit, updates) => this.applyCommit(commit, updates),
+    // The decoder apply uses: an update it cannot decode is never committed, nor applied.
+    validate: (payload) => {
+      decodeUpdate(payload, this.worker().global.length);
+    },
     hash: () => Buffer.from(parameterHash(this.worker().global), "hex"),
     snapshot: () => {
       const worker = this.worker();

@@ -72,9 +72,9 @@ export function privateKeySeed(pem: string): Uint8Array {
 }
 
 /**
- * Whether the federation's resources exist. readFederationView and deregisterMember open them
- * with create semantics; asking first keeps the operator from creating a federation's streams
- * and buckets (whose TTLs the first member fixes) before any member registered.
+ * Whether the federation's resources exist. readFederationView and deregisterMember create
+ * nothing either (the view throws FederationNotFoundError); asking first makes a federation no
+ * member has created yet an observation ("absent") rather than an error.
  */
 async function federationExists(nc: NatsConnection, federationId: string): Promise<boolean> {
   const jsm = await jetstreamManager(nc);
