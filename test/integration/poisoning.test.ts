@@ -167,7 +167,7 @@ describe("a poisoning drill against a norm bound", () => {
     const specHash = specHashBytes(federationSpecHash(spec));
     const deadline = Date.now() + 20_000;
     for (;;) {
-      const view = await readFederationView(nc, spec, specHash, fast);
+      const view = await readFederationView(nc, spec, specHash);
       const workers = view.members.flatMap((m) => m.workers);
       if (workers.length === members.length && workers.every((w) => w.appliedRound === rounds))
         return view;

@@ -11,7 +11,7 @@
 // DiLoCo worker applies it, and its round report acknowledges the round, after which the protocol
 // hashes the global parameters. So each commit is applied exactly once, in order, to the one copy
 // of the global model the trainer reports.
-import { OuterOptimizer } from "../../core/codec/index.js";
+import { decodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
 import {
   type BoundedUpdateCount,
   type Commit,
