@@ -118,12 +118,19 @@ async function trainerPod(member: string): Promise<string | undefined> {
   return pods.length === 1 ? pods[0] : undefined;
 }
 
-/** The trainer log of one pod, by name. */
-async function podLog(member: string, pod: string): Promise<string> {
+/** Every trainer pod of a member that the node agents ran, with its trainer log. */
+async function trainerPodLogs(member: string): Promise<{ pod: string; log: string }[]> {
   const podsDir = bed.testbed.podsDir(member);
-  const folder = (await readdir(podsDir)).find((f) => f.startsWith(`${namespace}_${pod}_`));
-  if (!folder) return "";
-  return readFile(path.join(podsDir, folder, "logs", "trainer.log"), "utf8").catch(() => "");
+  const prefix = `${namespace}_${trainerPods}-`;
+  const folders = (await readdir(podsDir)).filter((f) => f.startsWith(prefix));
+  return Promise.all(
+    folders.map(async (folder) => ({
+      pod: folder.slice(namespace.length + 1, folder.lastIndexOf("_")),
+      log: await readFile(path.join(podsDir, folder, "logs", "trainer.log"), "utf8").catch(
+        () => "",
+      ),
+    })),
+  );
 }
 
 /** The holder of a member's operator Lease: `<pod>_<pid>`. */
@@ -230,15 +237,11 @@ test("faults: trainer, operator leader, nats-server and API server fail mid-run;
     "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}",
   );
   assert.equal(killedExit, "137", `${killedPod} ended by SIGKILL`);
-  const replacement = await waitForViews(
-    t,
-    `${crashed}'s replacement trainer rejoined`,
-    async () => {
-      const pod = await trainerPod(crashed);
-      if (!pod || pod === killedPod) return undefined;
-      const log = await podLog(crashed, pod);
-      return /joined at round [1-9]/.test(log) ? { pod, log } : undefined;
-    },
+  // It may have finished by now on a fast machine: any pod but the killed one counts.
+  const replacement = await waitForViews(t, `${crashed}'s replacement trainer rejoined`, async () =>
+    (await trainerPodLogs(crashed)).find(
+      ({ pod, log }) => pod !== killedPod && /joined at round [1-9]/.test(log),
+    ),
   );
   const restored = /restored checkpoint of round (\d+)/.exec(replacement.log);
   assert.ok(restored, `${replacement.pod} restored a checkpoint`);
