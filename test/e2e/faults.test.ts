@@ -63,19 +63,23 @@ async function manifest(member: string): Promise<TrainingFederation> {
 
 type Diagnostics = { diagnostic: (message: string) => void };
 
-/** Waits for `check` on every member's view; no member may fail meanwhile. */
+/** Waits for `check` on every member's view; a member that fails meanwhile fails the test. */
 async function waitForViews<T>(
   t: Diagnostics,
   what: string,
   check: (views: MemberView[]) => T | undefined | Promise<T | undefined>,
 ): Promise<T> {
+  let outcome: { value: T } | { failed: string };
   try {
-    return await bed.waitFor(
+    outcome = await bed.waitFor(
       what,
       async () => {
         const views = await bed.views(namespace, name);
-        for (const v of views) assert.notEqual(v.status?.phase, "Failed", `${v.member} failed`);
-        return check(views);
+        // A failed member never recovers: say so at once rather than at the timeout.
+        const failed = views.find((v) => v.status?.phase === "Failed");
+        if (failed) return { failed: failed.member };
+        const value = await check(views);
+        return value === undefined ? undefined : { value };
       },
       stepTimeoutMs,
     );
@@ -83,6 +87,11 @@ async function waitForViews<T>(
     t.diagnostic(await explain(bed));
     throw error;
   }
+  if ("failed" in outcome) {
+    t.diagnostic(await explain(bed));
+    assert.fail(`${outcome.failed} failed while waiting for ${what}`);
+  }
+  return outcome.value;
 }
 
 /** Waits until some member's trainers logged round `round` (counted from 1). */
