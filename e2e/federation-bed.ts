@@ -236,7 +236,12 @@ export class FederationBed {
     for (const file of files) {
       for (const line of (await readFile(path.join(logsDir, file), "utf8")).split("\n")) {
         if (!line.includes('"container started"')) continue;
-        const record = JSON.parse(line) as Record<string, unknown>;
+        let record: Record<string, unknown>;
+        try {
+          record = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue; // a line the agent is still writing
+        }
         if (record.pod !== `${namespace}/${pod}` || record.container !== container) continue;
         const time = String(record.time);
         if (!latest || time >= latest.time) latest = { time, pid: Number(record.pid) };
