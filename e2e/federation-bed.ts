@@ -3,6 +3,7 @@
 // TrainingFederation per member applied with kubectl-equivalent server-side apply, trainers as
 // pods. Shared by `npm run demo` and the end-to-end scenarios in test/e2e.
 import { execFile } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -11,7 +12,7 @@ import { group, plural, version } from "../core/api/resource.js";
 import type { TrainingFederation, TrainingFederationStatus } from "../core/api/types.generated.js";
 import { readTrainerLog, readTrainerMessages, type TrainerLog } from "./demo/trainer-logs.js";
 import { applyManifests } from "./testbed/apply.js";
-import { waitFor } from "./testbed/process.js";
+import { signalGroup, waitFor } from "./testbed/process.js";
 import { Testbed, type UpOptions } from "./testbed/testbed.js";
 
 const run = promisify(execFile);
@@ -41,6 +42,16 @@ export interface FederationBedOptions {
   /** Extra `--set key=value` pairs for every helm install. */
   helmValues?: string[];
   log?: (line: string) => void;
+}
+
+/** Whether a process with this pid exists (signal 0 only checks). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Runs a command and turns a failure into an error that carries its standard error. */
@@ -238,6 +249,53 @@ export class FederationBed {
       }
     }
     return texts;
+  }
+
+  /**
+   * The pid of a pod's container as the node agents last started it ("container started" in
+   * their logs), or undefined when no agent of the member's cluster started it.
+   */
+  async containerPid(
+    member: string,
+    namespace: string,
+    pod: string,
+    container: string,
+  ): Promise<number | undefined> {
+    const logsDir = this.testbed.logsDir(member);
+    const files = (await readdir(logsDir)).filter((f) => /^node-\d+\.log$/.test(f));
+    let latest: { time: string; pid: number } | undefined;
+    for (const file of files) {
+      for (const line of (await readFile(path.join(logsDir, file), "utf8")).split("\n")) {
+        if (!line.includes('"container started"')) continue;
+        let record: Record<string, unknown>;
+        try {
+          record = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue; // a line the agent is still writing
+        }
+        if (record.pod !== `${namespace}/${pod}` || record.container !== container) continue;
+        const time = String(record.time);
+        if (!latest || time >= latest.time) latest = { time, pid: Number(record.pid) };
+      }
+    }
+    return latest?.pid;
+  }
+
+  /**
+   * kill -9 of a running container: SIGKILL to its process group (the container's process leads
+   * one), as a crash or the kernel's OOM killer would. Returns the pid it killed.
+   */
+  async killContainer(
+    member: string,
+    namespace: string,
+    pod: string,
+    container: string,
+  ): Promise<number> {
+    const pid = await this.containerPid(member, namespace, pod, container);
+    if (!pid || !isAlive(pid))
+      throw new Error(`${member}: container ${container} of ${namespace}/${pod} is not running`);
+    signalGroup(pid, "SIGKILL");
+    return pid;
   }
 
   /** Polls `check` until it returns a value; the error names `what`. */

@@ -16,7 +16,13 @@ export interface RoundLog {
 /** A member's trainer log, summarised. */
 export interface TrainerLog {
   parameters: number | undefined;
+  /** One entry per round: the latest pod's. */
   rounds: RoundLog[];
+  /**
+   * Every "round applied" line of every pod, by pod (in pod folder order) and then in log order:
+   * a round shows more than once when a pod applied it again or a replacement pod logged it too.
+   */
+  applications: (RoundLog & { pod: string })[];
 }
 
 /** Reads the trainer logs of the pods of `podPrefix` in `namespace`; later pods win per round. */
@@ -25,7 +31,7 @@ export async function readTrainerLog(
   namespace: string,
   podPrefix: string,
 ): Promise<TrainerLog> {
-  const result: TrainerLog = { parameters: undefined, rounds: [] };
+  const result: TrainerLog = { parameters: undefined, rounds: [], applications: [] };
   let entries: string[];
   try {
     entries = await readdir(podsDir);
@@ -51,13 +57,15 @@ export async function readTrainerLog(
       if (record.msg === "model and data loaded" && typeof record.parameters === "number") {
         result.parameters = record.parameters;
       } else if (record.msg === "round applied" && typeof record.round === "number") {
-        byRound.set(record.round, {
+        const round: RoundLog = {
           round: record.round,
           trainLoss: Number(record.trainLoss),
           evalLoss: Number(record.evalLoss),
           bytesSent: Number(record.bytesSent),
           globalHash: String(record.globalHash ?? ""),
-        });
+        };
+        byRound.set(round.round, round);
+        result.applications.push({ ...round, pod: podName(entry, namespace) });
       }
     }
   }
@@ -87,4 +95,10 @@ export async function readTrainerMessages(
     }
   }
   return messages;
+}
+
+/** The pod's name from its folder's name, <namespace>_<pod>_<uid>. */
+function podName(folder: string, namespace: string): string {
+  const rest = folder.slice(namespace.length + 1);
+  return rest.slice(0, rest.lastIndexOf("_"));
 }

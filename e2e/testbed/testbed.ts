@@ -168,6 +168,11 @@ export class Testbed {
     return path.join(this.clusterDir(cluster), "pods");
   }
 
+  /** The folder of a cluster's component logs (apiserver.log, node-1.log, …). */
+  logsDir(cluster: string): string {
+    return path.join(this.clusterDir(this.cluster(cluster).name), "logs");
+  }
+
   /** Starts one component if it is not running, and waits until it serves. */
   async start(component: Component): Promise<void> {
     if (component === "etcd") return this.startEtcd();

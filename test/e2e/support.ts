@@ -40,11 +40,14 @@ export function lastLoggedRound(views: MemberView[]): number {
   return Math.max(0, ...views.map((v) => (v.log.rounds.at(-1)?.round ?? -1) + 1));
 }
 
-/** Rounds whose logged global-model hashes differ between members: [round, hashes]. */
+/**
+ * Rounds whose logged global-model hashes differ, between members or between the pods of one
+ * member (every pod's every application counts): [round, hashes].
+ */
 export function hashDisagreements(views: MemberView[]): [number, string[]][] {
   const byRound = new Map<number, Set<string>>();
   for (const { log } of views)
-    for (const r of log.rounds) {
+    for (const r of log.applications) {
       const set = byRound.get(r.round) ?? new Set<string>();
       set.add(r.globalHash);
       byRound.set(r.round, set);

@@ -3,8 +3,8 @@ import { before, describe, it } from "node:test";
 import { decodeUpdate, encodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
 import { initBackend } from "./backend.js";
 import { BatchSampler, evaluationBatches, gaussianClusters } from "./data.js";
-import { applyRound, type DiLoCoConfig, InProcessExchange } from "./diloco.js";
-import type { ModelDefinition } from "./model.js";
+import { applyRound, type DiLoCoConfig, DiLoCoWorker, InProcessExchange } from "./diloco.js";
+import { initialParameters, Model, type ModelDefinition } from "./model.js";
 import { simulateDiLoCo } from "./simulate.js";
 
 // Small enough to run in a few seconds on two shared cores with WASM; big enough that chance
@@ -78,6 +78,36 @@ describe("DiLoCo in process", () => {
       `top-k eval loss ${result.finalEvalLoss} vs uncompressed ${uncompressed}`,
     );
     assert.equal(new Set(result.finalHashes).size, 1);
+  });
+
+  it("lets timers and I/O run between inner steps", async () => {
+    const initial = initialParameters(definition, seed);
+    const shard = gaussianClusters(seed, clusters, {
+      workerIndex: 0,
+      workerCount: 1,
+      strategy: "IID",
+      concentration: 0.5,
+    });
+    const exchange = new InProcessExchange(["solo"]);
+    const worker = new DiLoCoWorker(
+      "solo",
+      new Model(definition, initial),
+      initial,
+      new BatchSampler(shard.train, 32, seed, 0),
+      exchange.endpoint("solo"),
+      { ...base, rounds: 1 },
+    );
+    // A heartbeat timer stands for the federation's: it must fire while the steps go on.
+    let ticks = 0;
+    const ticksAtStep: number[] = [];
+    const timer = setInterval(() => ticks++, 0);
+    try {
+      await worker.run(undefined, { onInnerStep: () => ticksAtStep.push(ticks) });
+    } finally {
+      clearInterval(timer);
+    }
+    assert.equal(ticksAtStep.length, base.innerSteps);
+    assert.ok(ticksAtStep.at(-1)! > ticksAtStep[0]!, `timer ticks at each step: ${ticksAtStep}`);
   });
 
   it("also trains with one-round-delayed overlap and NonIID shards", async () => {

@@ -133,6 +133,17 @@ export function parameterHash(parameters: Float32Array): string {
     .digest("hex");
 }
 
+/**
+ * Resolves on a later turn of the event loop. tfjs computes synchronously on the CPU and WASM
+ * backends, and awaiting a step only runs microtasks: without this between inner steps, a
+ * round's inner steps would hold off timers and I/O for seconds at a time (heartbeats, the
+ * coordinator lease's renewal, NATS pings, probes, a stop signal), and a busy worker would look
+ * dead to the federation.
+ */
+function nextTurnOfEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** Options of `DiLoCoWorker.run`. */
 export interface WorkerRunOptions {
   /** When aborted, the worker stops after its current inner step, before publishing. */
@@ -250,6 +261,7 @@ export class DiLoCoWorker {
       if (value !== null) loss = value;
       this.innerStepCount++;
       options.onInnerStep?.(this.innerStepCount);
+      await nextTurnOfEventLoop();
     }
     return options.signal?.aborted ? null : loss;
   }
