@@ -26,8 +26,10 @@ export {
   verifyLedger,
 } from "./ledger.js";
 export {
+  type Deregistration,
   deregisterMember,
   disagreementsOf,
+  federationExists,
   publishControl,
   readFederationView,
   registerMember,

@@ -132,6 +132,10 @@ export class FederationWorker {
   private lastRound = 0;
   private lastHash: Uint8Array = zeroHash;
   private ledgerSeq = 0;
+  // The ledger's last sequence when this worker started following it: commits up to it are history.
+  private historySeq = 0;
+  // Members whose current key has signed or contributed to a commit this worker accepted.
+  private readonly currentKeyInLedger = new Set<string>();
   private lastCheckpointReferenced = 0;
   private readonly commits = new Map<number, Commit>();
 
@@ -315,7 +319,9 @@ export class FederationWorker {
 
   private onMemberEntry(entry: KvEntry): void {
     if (entry.operation !== "PUT") {
+      // A deregistered member's key is forgotten: the member may rejoin with a new key.
       this.admission.forget(entry.key);
+      this.currentKeyInLedger.delete(entry.key);
       return;
     }
     try {
@@ -433,6 +439,7 @@ export class FederationWorker {
   private async followLedger(): Promise<void> {
     const { jsm, names } = this.resources;
     const last = (await jsm.streams.info(names.ledgerStream)).state.last_seq;
+    this.historySeq = last;
     let caughtUp: () => void = () => {};
     const initial = new Promise<void>((resolve) => {
       caughtUp = resolve;
@@ -461,14 +468,24 @@ export class FederationWorker {
         throw new ProtocolMessageError("malformed", `commit of round ${commit.round} skips rounds`);
       if (!equalBytes(commit.prevHash, this.lastHash))
         throw new ProtocolMessageError("malformed", `commit ${commit.round} breaks the chain`);
-      const admitted = this.admission.allows(commit.coordinator.memberId, signer);
-      const known = this.admission.members.get(commit.coordinator.memberId);
-      if (!admitted || (known && !equalBytes(known.publicKey, signer)))
+      const who = commit.coordinator.memberId;
+      const admitted = this.admission.allows(who, signer);
+      const known = this.admission.members.get(who);
+      if (
+        !admitted ||
+        (known && !equalBytes(known.publicKey, signer) && !this.earlierKey(who, seq))
+      )
         throw new ProtocolMessageError("unknown-key", `commit ${commit.round}: unknown signer`);
       if (!equalBytes(commit.specHash, this.options.specHash))
         throw new ProtocolMessageError("spec-mismatch", `commit ${commit.round}: other spec`);
       if (!isCanonical(commit.entries))
         throw new ProtocolMessageError("malformed", `commit ${commit.round}: entries unsorted`);
+      for (const [memberId, key] of [
+        [who, signer] as const,
+        ...commit.entries.map((e) => [e.memberId, e.publicKey] as const),
+      ])
+        if (equalBytes(this.admission.members.get(memberId)?.publicKey ?? new Uint8Array(), key))
+          this.currentKeyInLedger.add(memberId);
       this.lastRound = commit.round;
       this.lastHash = sha256(data);
       if (commit.checkpoint) this.lastCheckpointReferenced = commit.checkpoint.round;
@@ -477,6 +494,16 @@ export class FederationWorker {
     } catch (error) {
       this.drop(error);
     }
+  }
+
+  /**
+   * Whether a historical commit may carry another key than its coordinator's registered one: a
+   * member that left (deregistered) and rejoined with a new key signed its earlier rounds with
+   * its earlier key. Only history read at start, and only before the registered key appears in
+   * the ledger; the workers live at the time checked those commits, and later ones hash them.
+   */
+  private earlierKey(memberId: string, seq: number): boolean {
+    return seq <= this.historySeq && !this.currentKeyInLedger.has(memberId);
   }
 
   // --- updates -------------------------------------------------------------------------------
