@@ -424,8 +424,16 @@ export class FederationWorker {
       return;
     }
     const { body: ref, signer } = decodeCheckpoint(entry.value);
-    if (![...this.admission.members.values()].some((m) => equalBytes(m.publicKey, signer)))
-      throw new AdmissionError("the latest checkpoint is not signed by a known member");
+    if (![...this.admission.members.values()].some((m) => equalBytes(m.publicKey, signer))) {
+      // Its signer holds no member's key now (it left, or rejoined with a new key), so nothing
+      // vouches for it: start from the initial model and replay the whole ledger instead (the
+      // next coordinator's checkpoint replaces it within checkpointEveryRounds).
+      this.log(
+        `[${this.workerId}] the checkpoint of round ${ref.round} is signed by no current member: replaying the ledger from round 1`,
+      );
+      this.modelHash = await this.options.model.hash();
+      return;
+    }
     const bytes = await this.resources.checkpoints.getBlob(ref.objectName);
     if (!bytes || bytes.length !== ref.size || !equalBytes(sha256(bytes), ref.digest))
       throw new AdmissionError(`checkpoint ${ref.objectName} is missing or fails its digest`);
@@ -497,6 +505,20 @@ export class FederationWorker {
   }
 
   /**
+   * Whether an update of round may be taken: its member is admitted with this key, or an accepted
+   * commit of that round names exactly this member and key (an update the federation agreed on,
+   * e.g. of a member that has since rejoined with a new key; apply still checks its digest).
+   */
+  private admitUpdate(round: number, memberId: string, key: Uint8Array): RejectReason | undefined {
+    const refused = this.admission.check(memberId, key);
+    if (refused !== "unknown-key") return refused;
+    const named = this.commits
+      .get(round)
+      ?.entries.some((e) => e.memberId === memberId && equalBytes(e.publicKey, key));
+    return named ? undefined : refused;
+  }
+
+  /**
    * Whether a historical commit may carry another key than its coordinator's registered one: a
    * member that left (deregistered) and rejoined with a new key signed its earlier rounds with
    * its earlier key. Only history read at start, and only before the registered key appears in
@@ -515,7 +537,7 @@ export class FederationWorker {
       round,
       maxUpdateBytes: this.settings.maxUpdateBytes,
       maxRoundBytes: this.settings.maxRoundBytes,
-      admit: (memberId, key) => this.admission.check(memberId, key),
+      admit: (memberId, key) => this.admitUpdate(round, memberId, key),
       reject: (reason, detail) => this.count(reason, detail),
     });
     const { names } = this.resources;

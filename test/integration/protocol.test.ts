@@ -326,6 +326,88 @@ describe("federation protocol over a real nats-server", () => {
     assert.deepEqual(view.members, []);
   });
 
+  test("Open: a member that left rejoins with a new key; its old key's history stays valid", async () => {
+    const spec: ProtocolSpec = {
+      id: "rekey",
+      sync: { quorum: { minMembers: 1 }, roundDeadlineSeconds: 1.5, checkpointEveryRounds: 2 },
+      membership: { policy: "Open", members: [], organiserKeys: [] },
+    };
+    const start = async (memberId: string, workerId: string, keys: KeyPair) => {
+      const nc = await connectNats(server.url, `${memberId}-${workerId}`);
+      connections.push(nc);
+      const worker = await FederationWorker.start({
+        nc,
+        spec,
+        specHash,
+        memberId,
+        workerId,
+        privateKey: keys.privateKey,
+        model: new ToyModel(),
+        settings: fast,
+      });
+      workers.push(worker);
+      return { worker, nc };
+    };
+    // The leaver starts first and so holds the coordinator lease: its old key signs the commits
+    // and the checkpoint of round 2.
+    const oldKeys = generateKeyPair();
+    const leaver = await start("beta", "w0", oldKeys);
+    const alpha = await start("alpha", "w0", members[0]!.keys);
+    for (let round = 1; round <= 2; round++)
+      assertAgree(
+        await Promise.all(
+          [alpha, leaver].map((x) => x.worker.contribute(pseudoGradient(round, x.worker.memberId))),
+        ),
+        round,
+        2,
+      );
+    assert.ok(leaver.worker.isCoordinator, "the leaving member coordinated the rounds so far");
+
+    await leaver.worker.stop();
+    const federation = { federationId: "rekey", memberId: "beta" };
+    assert.equal(
+      await deregisterMember(leaver.nc, { ...federation, privateKey: oldKeys.privateKey }),
+      "deregistered",
+    );
+    // alpha carries on alone; commit 3 references the old key's checkpoint of round 2.
+    assertAgree([await alpha.worker.contribute(pseudoGradient(3, "alpha"))], 3, 1);
+
+    const newKeys = generateKeyPair();
+    const rejoined = await start("beta", "w0", newKeys);
+    // The checkpoint of round 2 is signed by a key nobody holds now: it replays rounds 1 to 3,
+    // updates of beta's old key included (the commits name them).
+    assert.equal(rejoined.worker.applied.round, 3);
+    assert.equal(rejoined.worker.applied.modelHash, alpha.worker.applied.modelHash);
+    const results = await Promise.all(
+      [alpha, rejoined].map((x) => x.worker.contribute(pseudoGradient(4, x.worker.memberId))),
+    );
+    assertAgree(results, 4, 2);
+    assert.ok(
+      results[0]!.commit.entries.some(
+        (e) => e.memberId === "beta" && toBase64(e.publicKey) === toBase64(newKeys.publicKey),
+      ),
+      "the new key contributed",
+    );
+    // A worker that starts now reads history signed with beta's old key and joins.
+    const late = await start("alpha", "w1", members[0]!.keys);
+    assert.equal(late.worker.applied.round, 4);
+    assert.equal(late.worker.applied.modelHash, results[0]!.modelHash);
+    const view = await readFederationView(alpha.nc, spec, specHash);
+    assert.equal(
+      view.members.find((m) => m.memberId === "beta")?.publicKey,
+      toBase64(newKeys.publicKey),
+    );
+    const report = await verifyFederationLedger(alpha.nc, "rekey", { spec });
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.rounds, 4);
+    // The old key cannot take the member id back while the new record stands.
+    await assert.rejects(
+      registerMember(leaver.nc, { ...federation, specHash, privateKey: oldKeys.privateKey }),
+      AdmissionError,
+    );
+    for (const x of [alpha, rejoined, late]) await x.worker.stop();
+  });
+
   test("organiser pause holds every round until resume; forged control is dropped", async () => {
     const spec = specFor("pause", members, organiser);
     const [a, b] = [await startWorker(spec, 0), await startWorker(spec, 1)];
