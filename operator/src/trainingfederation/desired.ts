@@ -44,8 +44,9 @@ const trainerGraceSeconds = 60;
 const backoffLimitPerIndex = 6;
 // Exit code with which the trainer reports a configuration it cannot run: retrying cannot help.
 const configErrorExitCode = 2;
-// The leave Job retries a NATS hiccup a few times; the finalizer's own deadline bounds the rest.
-const leaveBackoffLimit = 3;
+// The leave Job retries a NATS hiccup once (after the Job controller's 10 s back-off): a NATS that
+// refuses twice is down, and deleting a member should not wait minutes for it.
+const leaveBackoffLimit = 1;
 // One leave attempt is a connection and a few requests (the trainer gives up on NATS after 30 s).
 const leaveActiveDeadlineSeconds = 150;
 
