@@ -197,7 +197,7 @@ export class TrainingFederationReconciler {
       natsConfigured: this.membership.configured(tf),
       publicKey,
       trainerJob: this.caches.jobs.get(namespace, names.job),
-      leaveJob: this.caches.jobs.get(namespace, names.leaveJob),
+      leaveJob: ownedBy(tf, this.caches.jobs.get(namespace, names.leaveJob)),
       deletionRequestedAt: new Date(tf.metadata?.deletionTimestamp ?? Date.now()),
       now: new Date(),
     });
@@ -409,6 +409,18 @@ function sameApplied(
 ): boolean {
   const want = desired.metadata?.annotations?.[appliedHashAnnotation];
   return observed?.metadata?.annotations?.[appliedHashAnnotation] === want;
+}
+
+/**
+ * The child if it belongs to this very object: a leave Job of an earlier object of the same name
+ * (not yet garbage-collected) says nothing about this one.
+ */
+function ownedBy<T extends KubernetesObject>(
+  tf: TrainingFederationObject,
+  child: T | undefined,
+): T | undefined {
+  const uid = tf.metadata?.uid;
+  return child?.metadata?.ownerReferences?.some((r) => r.uid === uid) ? child : undefined;
 }
 
 function publicKeyOf(configMap: V1ConfigMap | undefined): string | undefined {
