@@ -13,6 +13,7 @@ import {
   isWrongLastSequence,
   openFederation,
   publishDurable,
+  readStream,
   sleep,
   UPDATE_SHARDS,
 } from "./resources.js";
@@ -137,6 +138,8 @@ export class FederationWorker {
   // Members whose current key has signed or contributed to a commit this worker accepted.
   private readonly currentKeyInLedger = new Set<string>();
   private lastCheckpointReferenced = 0;
+  // The commit that vouches for a restored checkpoint whose signer is no current member.
+  private checkpointVoucher: { round: number; digest: Uint8Array; accepted: boolean } | undefined;
   private readonly commits = new Map<number, Commit>();
 
   private appliedRound = 0;
@@ -217,6 +220,7 @@ export class FederationWorker {
     await this.followControl();
     await this.restoreCheckpoint();
     await this.followLedger();
+    this.checkCheckpointVoucher();
     await this.caughtUp();
     await this.heartbeat();
     this.every(this.settings.heartbeatIntervalMs, () => this.heartbeat());
@@ -425,14 +429,18 @@ export class FederationWorker {
     }
     const { body: ref, signer } = decodeCheckpoint(entry.value);
     if (![...this.admission.members.values()].some((m) => equalBytes(m.publicKey, signer))) {
-      // Its signer holds no member's key now (it left, or rejoined with a new key), so nothing
-      // vouches for it: start from the initial model and replay the whole ledger instead (the
-      // next coordinator's checkpoint replaces it within checkpointEveryRounds).
-      this.log(
-        `[${this.workerId}] the checkpoint of round ${ref.round} is signed by no current member: replaying the ledger from round 1`,
-      );
-      this.modelHash = await this.options.model.hash();
-      return;
+      // Its signer holds no member's key now (it left, or rejoined with a new key). A commit that
+      // references it vouches for it, once the ledger accepts that commit (checked after reading
+      // it); without one, start from the initial model and replay the whole ledger instead.
+      const round = await this.commitReferencing(ref);
+      if (round === undefined) {
+        this.log(
+          `[${this.workerId}] the checkpoint of round ${ref.round} is signed by no current member and no commit references it: replaying the ledger from round 1`,
+        );
+        this.modelHash = await this.options.model.hash();
+        return;
+      }
+      this.checkpointVoucher = { round, digest: ref.digest, accepted: false };
     }
     const bytes = await this.resources.checkpoints.getBlob(ref.objectName);
     if (!bytes || bytes.length !== ref.size || !equalBytes(sha256(bytes), ref.digest))
@@ -442,6 +450,29 @@ export class FederationWorker {
     this.modelHash = await this.options.model.hash();
     this.appliedHashes.set(ref.round, toHex(this.modelHash));
     this.log(`[${this.workerId}] restored checkpoint of round ${ref.round}`);
+  }
+
+  /** The round of a commit in the ledger that references this checkpoint, if any. */
+  private async commitReferencing(ref: CheckpointRef): Promise<number | undefined> {
+    const { ledgerStream } = this.resources.names;
+    for (const { data } of await readStream(this.resources, ledgerStream)) {
+      try {
+        const { body } = decodeCommit(data);
+        if (body.checkpoint && equalBytes(body.checkpoint.digest, ref.digest)) return body.round;
+      } catch {
+        // An invalid commit vouches for nothing.
+      }
+    }
+    return undefined;
+  }
+
+  private checkCheckpointVoucher(): void {
+    const voucher = this.checkpointVoucher;
+    this.checkpointVoucher = undefined;
+    if (voucher && !voucher.accepted)
+      throw new AdmissionError(
+        `the restored checkpoint is signed by no current member, and the commit of round ${voucher.round} that references it is not part of the valid ledger`,
+      );
   }
 
   private async followLedger(): Promise<void> {
@@ -497,6 +528,12 @@ export class FederationWorker {
       this.lastRound = commit.round;
       this.lastHash = sha256(data);
       if (commit.checkpoint) this.lastCheckpointReferenced = commit.checkpoint.round;
+      const voucher = this.checkpointVoucher;
+      if (voucher && voucher.round === commit.round)
+        voucher.accepted = equalBytes(
+          commit.checkpoint?.digest ?? new Uint8Array(),
+          voucher.digest,
+        );
       if (commit.round > this.appliedRound) this.commits.set(commit.round, commit);
       this.pump();
     } catch (error) {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import crypto from "node:crypto";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -85,7 +85,7 @@ async function chartClusterRoleRules(): Promise<V1PolicyRule[]> {
   const { stdout } = await promisify(execFile)(testbed.binaries.helm, ["template", "ft", chart], {
     env,
     maxBuffer: 16 << 20,
-  });
+  }).finally(() => rm(home, { recursive: true, force: true }));
   const role = parseAllDocuments(stdout)
     .map((d) => d.toJS() as { kind?: string; rules?: V1PolicyRule[] } | null)
     .find((m) => m?.kind === "ClusterRole" && m.rules?.some((r) => r.resources?.includes("jobs")));
