@@ -28,8 +28,10 @@ export {
 } from "./ledger.js";
 export {
   boundedUpdatesOf,
+  type Deregistration,
   deregisterMember,
   disagreementsOf,
+  federationExists,
   publishControl,
   readFederationView,
   registerMember,

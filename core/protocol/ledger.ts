@@ -41,7 +41,11 @@ export interface LedgerReport {
 export interface LedgerTrust {
   /** With an Allowlist, commit signers and entry keys must be listed. */
   spec?: Pick<ProtocolSpec, "membership">;
-  /** Member id → raw public key, e.g. from the members bucket; checked when present. */
+  /**
+   * Member id → raw public key, e.g. from the members bucket; checked when present. A member that
+   * left (deregistered) and rejoined with a new key signed its earlier rounds with its earlier
+   * key: the registered key governs a member's rounds from its first use in the chain on.
+   */
   memberKeys?: Map<string, Uint8Array>;
   /** The bytes of a referenced checkpoint, or undefined when it is missing. */
   checkpoint?: (ref: CheckpointRef) => Promise<Uint8Array | undefined>;
@@ -59,6 +63,15 @@ export async function verifyLedger(
 ): Promise<LedgerReport> {
   const admission = trust.spec ? new Admission(trust.spec, new Uint8Array(32)) : undefined;
   const problems: LedgerProblem[] = [];
+  const registeredKeyUsed = new Set<string>();
+  // Whether key may sign for memberId here: the registered key, or an earlier key of the member
+  // before the registered one took over (the chain's later signatures vouch for those rounds).
+  const fitsRegistered = (memberId: string, key: Uint8Array) => {
+    const registered = trust.memberKeys?.get(memberId);
+    if (!registered) return true;
+    if (equalBytes(registered, key)) return true;
+    return !registeredKeyUsed.has(memberId);
+  };
   let round = 0;
   let prev: Uint8Array = new Uint8Array(32);
   let head: string | undefined;
@@ -87,8 +100,7 @@ export async function verifyLedger(
       fail(`signed by a key not allowlisted for member ${who}`);
       continue;
     }
-    const known = trust.memberKeys?.get(who);
-    if (known && !equalBytes(known, signer)) {
+    if (!fitsRegistered(who, signer)) {
       fail(`signed by a key that is not member ${who}'s registered key`);
       continue;
     }
@@ -99,8 +111,7 @@ export async function verifyLedger(
     const badEntry = commit.entries.find(
       (e) =>
         (admission && !admission.allows(e.memberId, e.publicKey)) ||
-        (trust.memberKeys?.has(e.memberId) &&
-          !equalBytes(trust.memberKeys.get(e.memberId)!, e.publicKey)),
+        !fitsRegistered(e.memberId, e.publicKey),
     );
     if (badEntry) {
       fail(`entry of ${badEntry.memberId}.${badEntry.workerId} carries an unknown key`);
@@ -119,6 +130,12 @@ export async function verifyLedger(
       }
       checkpointsVerified++;
     }
+    for (const [memberId, key] of [
+      [who, signer] as const,
+      ...commit.entries.map((e) => [e.memberId, e.publicKey] as const),
+    ])
+      if (trust.memberKeys?.has(memberId) && equalBytes(trust.memberKeys.get(memberId)!, key))
+        registeredKeyUsed.add(memberId);
     round = commit.round;
     prev = sha256(data);
     head = toHex(prev);

@@ -1,11 +1,18 @@
 // What the operator does on NATS: register and deregister its member (the finalizer), read the
 // federation view for status, and (for organisers) pause or resume the federation.
+import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
 import { FederationNotFoundError } from "./errors.js";
 import { equalBytes, keyPairFromPrivate, sha256, toBase64, toHex } from "./identity.js";
 import { workerKey } from "./inbox.js";
-import { openExistingFederation, openFederation, publishDurable, readStream } from "./resources.js";
+import {
+  federationNames,
+  openExistingFederation,
+  openFederation,
+  publishDurable,
+  readStream,
+} from "./resources.js";
 import type {
   FederationView,
   MemberView,
@@ -51,34 +58,59 @@ export async function registerMember(
   await registerMemberRecord(resources, member);
 }
 
+// The JetStream error code of "stream not found".
+const streamNotFound = 10059;
+
+/**
+ * Whether a federation's resources exist. The other calls here open them with create semantics;
+ * asking first keeps a reader or a leaving member from creating a federation's streams and
+ * buckets (whose TTLs the first member fixes) before any member registered.
+ */
+export async function federationExists(nc: NatsConnection, federationId: string): Promise<boolean> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(`KV_${federationNames(federationId).membersBucket}`);
+    return true;
+  } catch (error) {
+    if (error instanceof JetStreamApiError && error.code === streamNotFound) return false;
+    throw error;
+  }
+}
+
+/** What deregisterMember found: its record removed, no record, or a record of another key. */
+export type Deregistration = "deregistered" | "not-registered" | "other-key";
+
 /**
  * Removes this member and its workers' heartbeats (idempotent; tolerates a member that never
- * registered, and a federation that was never created, which it does not create). Only the
- * record signed with this key is removed.
+ * registered, and a federation that was never created, which it does not create). Only the record signed with this key is removed: a member id registered with
+ * another key is someone else's (or this member's after a new key), and stays.
  */
 export async function deregisterMember(
   nc: NatsConnection,
   member: { federationId: string; memberId: string; privateKey: Uint8Array },
-): Promise<void> {
+): Promise<Deregistration> {
   let resources: Awaited<ReturnType<typeof openExistingFederation>>;
   try {
     resources = await openExistingFederation(nc, member.federationId);
   } catch (error) {
-    if (error instanceof FederationNotFoundError) return;
+    if (error instanceof FederationNotFoundError) return "not-registered";
     throw error;
   }
   const { publicKey } = keyPairFromPrivate(member.privateKey);
   const entry = await resources.members.get(member.memberId);
+  let result: Deregistration = "not-registered";
   if (entry && entry.operation === "PUT") {
     try {
-      if (!equalBytes(decodeMember(entry.value).signer, publicKey)) return;
+      if (!equalBytes(decodeMember(entry.value).signer, publicKey)) return "other-key";
     } catch {
       // A malformed record under our id is ours to remove.
     }
     await resources.members.delete(member.memberId);
+    result = "deregistered";
   }
   for await (const key of await resources.workers.keys(`${member.memberId}.*`))
     await resources.workers.delete(key);
+  return result;
 }
 
 /** Publishes an organiser-signed pause or resume for the whole federation. */

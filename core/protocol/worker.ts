@@ -13,6 +13,7 @@ import {
   isWrongLastSequence,
   openFederation,
   publishDurable,
+  readStream,
   sleep,
   UPDATE_SHARDS,
 } from "./resources.js";
@@ -149,7 +150,13 @@ export class FederationWorker {
   private lastRound = 0;
   private lastHash: Uint8Array = zeroHash;
   private ledgerSeq = 0;
+  // The ledger's last sequence when this worker started following it: commits up to it are history.
+  private historySeq = 0;
+  // Members whose current key has signed or contributed to a commit this worker accepted.
+  private readonly currentKeyInLedger = new Set<string>();
   private lastCheckpointReferenced = 0;
+  // The commit that vouches for a restored checkpoint whose signer is no current member.
+  private checkpointVoucher: { round: number; digest: Uint8Array; accepted: boolean } | undefined;
   private readonly commits = new Map<number, Commit>();
 
   private appliedRound = 0;
@@ -240,6 +247,7 @@ export class FederationWorker {
     await this.followLedger();
     // Rounds up to the next open one may have started before the live subscription.
     this.liveFrom = this.lastRound + 2;
+    this.checkCheckpointVoucher();
     await this.caughtUp();
     await this.heartbeat();
     this.every(this.settings.heartbeatIntervalMs, () => this.heartbeat());
@@ -342,7 +350,9 @@ export class FederationWorker {
 
   private onMemberEntry(entry: KvEntry): void {
     if (entry.operation !== "PUT") {
+      // A deregistered member's key is forgotten: the member may rejoin with a new key.
       this.admission.forget(entry.key);
+      this.currentKeyInLedger.delete(entry.key);
       return;
     }
     try {
@@ -445,8 +455,20 @@ export class FederationWorker {
       return;
     }
     const { body: ref, signer } = decodeCheckpoint(entry.value);
-    if (![...this.admission.members.values()].some((m) => equalBytes(m.publicKey, signer)))
-      throw new AdmissionError("the latest checkpoint is not signed by a known member");
+    if (![...this.admission.members.values()].some((m) => equalBytes(m.publicKey, signer))) {
+      // Its signer holds no member's key now (it left, or rejoined with a new key). A commit that
+      // references it vouches for it, once the ledger accepts that commit (checked after reading
+      // it); without one, start from the initial model and replay the whole ledger instead.
+      const round = await this.commitReferencing(ref);
+      if (round === undefined) {
+        this.log(
+          `[${this.workerId}] the checkpoint of round ${ref.round} is signed by no current member and no commit references it: replaying the ledger from round 1`,
+        );
+        this.modelHash = await this.options.model.hash();
+        return;
+      }
+      this.checkpointVoucher = { round, digest: ref.digest, accepted: false };
+    }
     const bytes = await this.resources.checkpoints.getBlob(ref.objectName);
     if (!bytes || bytes.length !== ref.size || !equalBytes(sha256(bytes), ref.digest))
       throw new AdmissionError(`checkpoint ${ref.objectName} is missing or fails its digest`);
@@ -457,9 +479,33 @@ export class FederationWorker {
     this.log(`[${this.workerId}] restored checkpoint of round ${ref.round}`);
   }
 
+  /** The round of a commit in the ledger that references this checkpoint, if any. */
+  private async commitReferencing(ref: CheckpointRef): Promise<number | undefined> {
+    const { ledgerStream } = this.resources.names;
+    for (const { data } of await readStream(this.resources, ledgerStream)) {
+      try {
+        const { body } = decodeCommit(data);
+        if (body.checkpoint && equalBytes(body.checkpoint.digest, ref.digest)) return body.round;
+      } catch {
+        // An invalid commit vouches for nothing.
+      }
+    }
+    return undefined;
+  }
+
+  private checkCheckpointVoucher(): void {
+    const voucher = this.checkpointVoucher;
+    this.checkpointVoucher = undefined;
+    if (voucher && !voucher.accepted)
+      throw new AdmissionError(
+        `the restored checkpoint is signed by no current member, and the commit of round ${voucher.round} that references it is not part of the valid ledger`,
+      );
+  }
+
   private async followLedger(): Promise<void> {
     const { jsm, names } = this.resources;
     const last = (await jsm.streams.info(names.ledgerStream)).state.last_seq;
+    this.historySeq = last;
     let caughtUp: () => void = () => {};
     const initial = new Promise<void>((resolve) => {
       caughtUp = resolve;
@@ -488,22 +534,62 @@ export class FederationWorker {
         throw new ProtocolMessageError("malformed", `commit of round ${commit.round} skips rounds`);
       if (!equalBytes(commit.prevHash, this.lastHash))
         throw new ProtocolMessageError("malformed", `commit ${commit.round} breaks the chain`);
-      const admitted = this.admission.allows(commit.coordinator.memberId, signer);
-      const known = this.admission.members.get(commit.coordinator.memberId);
-      if (!admitted || (known && !equalBytes(known.publicKey, signer)))
+      const who = commit.coordinator.memberId;
+      const admitted = this.admission.allows(who, signer);
+      const known = this.admission.members.get(who);
+      if (
+        !admitted ||
+        (known && !equalBytes(known.publicKey, signer) && !this.earlierKey(who, seq))
+      )
         throw new ProtocolMessageError("unknown-key", `commit ${commit.round}: unknown signer`);
       if (!equalBytes(commit.specHash, this.options.specHash))
         throw new ProtocolMessageError("spec-mismatch", `commit ${commit.round}: other spec`);
       if (!isCanonical(commit.entries))
         throw new ProtocolMessageError("malformed", `commit ${commit.round}: entries unsorted`);
+      for (const [memberId, key] of [
+        [who, signer] as const,
+        ...commit.entries.map((e) => [e.memberId, e.publicKey] as const),
+      ])
+        if (equalBytes(this.admission.members.get(memberId)?.publicKey ?? new Uint8Array(), key))
+          this.currentKeyInLedger.add(memberId);
       this.lastRound = commit.round;
       this.lastHash = sha256(data);
       if (commit.checkpoint) this.lastCheckpointReferenced = commit.checkpoint.round;
+      const voucher = this.checkpointVoucher;
+      if (voucher && voucher.round === commit.round)
+        voucher.accepted = equalBytes(
+          commit.checkpoint?.digest ?? new Uint8Array(),
+          voucher.digest,
+        );
       if (commit.round > this.appliedRound) this.commits.set(commit.round, commit);
       this.pump();
     } catch (error) {
       this.drop(error);
     }
+  }
+
+  /**
+   * Whether an update of round may be taken: its member is admitted with this key, or an accepted
+   * commit of that round names exactly this member and key (an update the federation agreed on,
+   * e.g. of a member that has since rejoined with a new key; apply still checks its digest).
+   */
+  private admitUpdate(round: number, memberId: string, key: Uint8Array): RejectReason | undefined {
+    const refused = this.admission.check(memberId, key);
+    if (refused !== "unknown-key") return refused;
+    const named = this.commits
+      .get(round)
+      ?.entries.some((e) => e.memberId === memberId && equalBytes(e.publicKey, key));
+    return named ? undefined : refused;
+  }
+
+  /**
+   * Whether a historical commit may carry another key than its coordinator's registered one: a
+   * member that left (deregistered) and rejoined with a new key signed its earlier rounds with
+   * its earlier key. Only history read at start, and only before the registered key appears in
+   * the ledger; the workers live at the time checked those commits, and later ones hash them.
+   */
+  private earlierKey(memberId: string, seq: number): boolean {
+    return seq <= this.historySeq && !this.currentKeyInLedger.has(memberId);
   }
 
   // --- updates -------------------------------------------------------------------------------
@@ -515,7 +601,7 @@ export class FederationWorker {
       round,
       maxUpdateBytes: this.settings.maxUpdateBytes,
       maxRoundBytes: this.settings.maxRoundBytes,
-      admit: (memberId, key) => this.admission.check(memberId, key),
+      admit: (memberId, key) => this.admitUpdate(round, memberId, key),
       reject: (reason, detail) => this.count(reason, detail),
       ...(this.options.model.validate
         ? { validate: (payload: Uint8Array) => this.options.model.validate?.(payload) }

@@ -156,6 +156,28 @@ export class Testbed {
     return path.join(this.clusterDir(this.cluster(cluster).name), "kubeconfig");
   }
 
+  /**
+   * Path of a kubeconfig of a cluster for `user` in `groups`: RBAC alone decides what it may do,
+   * so a test can run a program with exactly the permissions it is meant to have.
+   */
+  async userKubeconfigPath(cluster: string, user: string, groups: string[] = []): Promise<string> {
+    const state = this.cluster(cluster);
+    const dir = this.clusterDir(state.name);
+    const pkiDir = path.join(dir, "pki");
+    const pki = await ensureClusterPki(pkiDir);
+    const stem = `user-${user.replace(/[^a-z0-9-]/gi, "-")}`;
+    const client = await ensureClientCertificate(pki, pkiDir, stem, { user, groups });
+    const file = path.join(dir, `${stem}.kubeconfig`);
+    await writeKubeconfig(file, {
+      cluster: state.name,
+      server: `https://127.0.0.1:${state.apiserverPort}`,
+      caCert: pki.ca.cert,
+      client,
+      user,
+    });
+    return file;
+  }
+
   /** A client configuration for a cluster, as its administrator. */
   kubeConfig(cluster: string): KubeConfig {
     const config = new KubeConfig();

@@ -94,7 +94,7 @@ async function main(): Promise<void> {
     name: `fedtrain-operator ${identity}`,
     log,
   });
-  const membership = new FederationClient(nats, config, core, metrics);
+  const membership = new FederationClient(nats, config);
   const enqueueOwner = (object: V1Job | V1ConfigMap) => {
     const key = TrainingFederationReconciler.ownerKey(object);
     if (key) queue.add(key);

@@ -5,7 +5,10 @@
 // The run completes with agreeing global-model hashes and a verified ledger.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
+import { connectNats, federationNames } from "../../core/protocol/index.js";
 import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
 import {
   explain,
@@ -66,19 +69,39 @@ test("a member leaves mid-run and rejoins from the latest checkpoint", async (t)
   });
   const contributedBeforeLeaving = cedarSeenBy(before)?.roundsContributed ?? 0;
 
-  // cedar leaves: kubectl delete waits for the finalizer, which deregisters the member.
-  await bed.delete(cedar, namespace, name);
+  // cedar leaves: kubectl delete waits for the finalizer, which stops the trainers and runs the
+  // leave Job that deregisters the member (within the operator's 3-minute leave deadline).
+  await bed.delete(cedar, namespace, name, 240_000);
   const atLeave = (await bed.view(alpine, namespace, name)).status;
   const leftAt = atLeave?.round ?? 0;
   const contributedAtLeave =
     atLeave?.members?.find((m) => m.id === cedar)?.roundsContributed ?? contributedBeforeLeaving;
-  assert.equal(
+  // Garbage collection runs after the owner is gone, asynchronously.
+  const children = async () =>
     (await bed.kubectl(cedar, "get", "jobs,configmaps,secrets", "-n", namespace, "-o", "name"))
       .split("\n")
-      .filter((line) => line.includes(name)).length,
-    0,
-    "cedar's Job, ConfigMap and key Secret are garbage-collected",
-  );
+      .filter((line) => line.includes(name));
+  await bed
+    .waitFor(
+      "cedar's children garbage-collected",
+      async () => ((await children()).length === 0 ? true : undefined),
+      60_000,
+    )
+    .catch(async () => {
+      assert.deepEqual(
+        await children(),
+        [],
+        "cedar's Jobs (trainers and leave), ConfigMap and key Secret are garbage-collected",
+      );
+    });
+  // The leave Job deregistered cedar: its member record is gone from NATS.
+  const nc = await connectNats(bed.natsUrl, "churn-test");
+  try {
+    const records = await new Kvm(jetstream(nc)).open(federationNames(federationId).membersBucket);
+    assert.notEqual((await records.get(cedar))?.operation, "PUT", "cedar's record is deregistered");
+  } finally {
+    await nc.close();
+  }
   // alpine and birch carry on: two more rounds commit without cedar, who is no longer active.
   await until("two rounds committed by alpine and birch after cedar left", (views) => {
     const a = views[0]!;

@@ -1,21 +1,30 @@
 // The operator's federation side against a real control plane and a real nats-server: the status
 // shows the federation as NATS sees it (the member registered with the key the operator created,
 // a worker contributing rounds), a steady federation causes no status writes, a NATS outage
-// blocks nothing, and deleting the TrainingFederation deregisters the member.
+// blocks nothing, and deleting the TrainingFederation deregisters the member. The operator runs
+// as a user with exactly the chart's default ClusterRole, which reads no Secret: the member leaves
+// through the leave Job, which has the member key mounted.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import crypto from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import {
+  AuthorizationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
+  RbacAuthorizationV1Api,
   setHeaderOptions,
+  type V1PolicyRule,
 } from "@kubernetes/client-node";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { parseAllDocuments } from "yaml";
 import { group, plural, type TrainingFederation, version } from "../../core/api/index.js";
 import {
   connectNats,
@@ -39,6 +48,7 @@ import { repoRoot, startTestbed } from "./support.js";
 const namespace = "members";
 const federationId = "operator-federation";
 const memberId = "alpine";
+const operatorUser = "fedtrain-operator";
 let testbed: Testbed;
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -62,6 +72,43 @@ class StillModel implements ReplicaModel {
   restore() {}
 }
 
+/** The rules of the chart's default (all-namespaces) ClusterRole, as `helm template` renders them. */
+async function chartClusterRoleRules(): Promise<V1PolicyRule[]> {
+  const home = await mkdtemp(path.join(os.tmpdir(), "fedtrain-helm-"));
+  const env = {
+    ...process.env,
+    HELM_CACHE_HOME: path.join(home, "cache"),
+    HELM_CONFIG_HOME: path.join(home, "config"),
+    HELM_DATA_HOME: path.join(home, "data"),
+  };
+  const chart = path.join(repoRoot, "charts", "fedtrain");
+  const { stdout } = await promisify(execFile)(testbed.binaries.helm, ["template", "ft", chart], {
+    env,
+    maxBuffer: 16 << 20,
+  }).finally(() => rm(home, { recursive: true, force: true }));
+  const role = parseAllDocuments(stdout)
+    .map((d) => d.toJS() as { kind?: string; rules?: V1PolicyRule[] } | null)
+    .find((m) => m?.kind === "ClusterRole" && m.rules?.some((r) => r.resources?.includes("jobs")));
+  assert.ok(role?.rules, "the chart renders the operator's ClusterRole");
+  return role.rules;
+}
+
+/** A kubeconfig for a user bound to the chart's default ClusterRole, and nothing else. */
+async function operatorKubeconfig(cluster: string): Promise<string> {
+  const rbac = testbed.kubeConfig(cluster).makeApiClient(RbacAuthorizationV1Api);
+  await rbac.createClusterRole({
+    body: { metadata: { name: operatorUser }, rules: await chartClusterRoleRules() },
+  });
+  await rbac.createClusterRoleBinding({
+    body: {
+      metadata: { name: operatorUser },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: operatorUser },
+      subjects: [{ apiGroup: "rbac.authorization.k8s.io", kind: "User", name: operatorUser }],
+    },
+  });
+  return testbed.userKubeconfigPath(cluster, operatorUser);
+}
+
 before(async () => {
   [testbed, nats] = await Promise.all([
     startTestbed({ clusters: 1, nodes: 1, gpusPerNode: 1 }),
@@ -79,7 +126,7 @@ before(async () => {
   );
   await core.createNamespace({ body: { metadata: { name: namespace } } });
   operator = await OperatorProcess.start(
-    testbed.kubeconfigPath(cluster),
+    await operatorKubeconfig(cluster),
     [
       `--cluster-id=${memberId}`,
       `--nats-url=${nats.url}`,
@@ -206,10 +253,23 @@ describe("operator and the federation on NATS", () => {
     );
   });
 
-  test("deleting the TrainingFederation deregisters the member", async () => {
+  test("deleting the TrainingFederation deregisters the member, without the operator reading a Secret", async () => {
+    const review = await testbed
+      .kubeConfig(testbed.clusters[0] ?? "")
+      .makeApiClient(AuthorizationV1Api)
+      .createSubjectAccessReview({
+        body: {
+          spec: {
+            user: operatorUser,
+            resourceAttributes: { verb: "get", resource: "secrets", namespace },
+          },
+        },
+      });
+    assert.equal(review.status?.allowed, false, "the operator may not read Secrets");
     const members = await new Kvm(jetstream(nc)).open(federationNames(federationId).membersBucket);
     assert.equal((await members.get(memberId))?.operation, "PUT");
-    await federations.deleteAndWait("alpha", 30_000);
+    // The trainers stop, then the leave Job runs: its pod is a process the node agent starts.
+    await federations.deleteAndWait("alpha", 120_000);
     const entry = await members.get(memberId);
     assert.ok(entry?.operation !== "PUT", "the member record is deleted");
     assert.equal(

@@ -348,6 +348,95 @@ describe("federation protocol over a real nats-server", () => {
     );
   });
 
+  test("Open: a member that left rejoins with a new key; its old key's history stays valid", async () => {
+    const spec: ProtocolSpec = {
+      id: "rekey",
+      sync: { quorum: { minMembers: 1 }, roundDeadlineSeconds: 1.5, checkpointEveryRounds: 2 },
+      membership: { policy: "Open", members: [], organiserKeys: [] },
+    };
+    const start = async (memberId: string, workerId: string, keys: KeyPair) => {
+      const model = new ToyModel();
+      const nc = await connectNats(server.url, `${memberId}-${workerId}`);
+      connections.push(nc);
+      const worker = await FederationWorker.start({
+        nc,
+        spec,
+        specHash,
+        memberId,
+        workerId,
+        privateKey: keys.privateKey,
+        model,
+        settings: fast,
+      });
+      workers.push(worker);
+      return { worker, nc, model };
+    };
+    // The leaver starts first and so holds the coordinator lease: its old key signs the commits
+    // and the checkpoint of round 2, and its update is in round 3.
+    const oldKeys = generateKeyPair();
+    const leaver = await start("beta", "w0", oldKeys);
+    const alpha = await start("alpha", "w0", members[0]!.keys);
+    for (let round = 1; round <= 3; round++)
+      assertAgree(
+        await Promise.all(
+          [alpha, leaver].map((x) => x.worker.contribute(pseudoGradient(round, x.worker.memberId))),
+        ),
+        round,
+        2,
+      );
+    assert.ok(leaver.worker.isCoordinator, "the leaving member coordinated the rounds so far");
+
+    // As in Kubernetes: the trainers stop, then the leave Job deregisters the member.
+    await leaver.worker.stop();
+    const federation = { federationId: "rekey", memberId: "beta" };
+    assert.equal(
+      await deregisterMember(leaver.nc, { ...federation, privateKey: oldKeys.privateKey }),
+      "deregistered",
+    );
+
+    const newKeys = generateKeyPair();
+    const rejoined = await start("beta", "w0", newKeys);
+    // The checkpoint of round 2 is signed by a key nobody holds now, but commit 3 vouches for it;
+    // round 3 replays with the update of beta's old key, which commit 3 names.
+    assert.deepEqual(rejoined.model.applied, [3], "restored round 2, replayed round 3");
+    assert.equal(rejoined.worker.applied.modelHash, alpha.worker.applied.modelHash);
+    assertAgree(
+      await Promise.all(
+        [alpha, rejoined].map((x) => x.worker.contribute(pseudoGradient(4, x.worker.memberId))),
+      ),
+      4,
+      2,
+    );
+    const results = await Promise.all(
+      [alpha, rejoined].map((x) => x.worker.contribute(pseudoGradient(5, x.worker.memberId))),
+    );
+    assertAgree(results, 5, 2);
+    assert.ok(
+      results[0]!.commit.entries.some(
+        (e) => e.memberId === "beta" && toBase64(e.publicKey) === toBase64(newKeys.publicKey),
+      ),
+      "the new key contributed",
+    );
+    // A worker that starts now reads history signed with beta's old key and joins.
+    const late = await start("alpha", "w1", members[0]!.keys);
+    assert.equal(late.worker.applied.round, 5);
+    assert.equal(late.worker.applied.modelHash, results[0]!.modelHash);
+    const view = await readFederationView(alpha.nc, spec, specHash);
+    assert.equal(
+      view.members.find((m) => m.memberId === "beta")?.publicKey,
+      toBase64(newKeys.publicKey),
+    );
+    const report = await verifyFederationLedger(alpha.nc, "rekey", { spec });
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.rounds, 5);
+    // The old key cannot take the member id back while the new record stands.
+    await assert.rejects(
+      registerMember(leaver.nc, { ...federation, specHash, privateKey: oldKeys.privateKey }),
+      AdmissionError,
+    );
+    for (const x of [alpha, rejoined, late]) await x.worker.stop();
+  });
+
   test("organiser pause holds every round until resume; forged control is dropped", async () => {
     const spec = specFor("pause", members, organiser);
     const [a, b] = [await startWorker(spec, 0), await startWorker(spec, 1)];

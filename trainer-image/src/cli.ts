@@ -1,5 +1,5 @@
-// The trainer's command line: `run` (the default, as the operator starts it with only --config)
-// and `export`. Parsing is pure (argv and environment in, a command out) so it is unit-tested.
+// The trainer's command line: `run` (the default, as the operator starts it with only --config),
+// `leave` and `export`. Parsing is pure (argv and environment in, a command out) so it is unit-tested.
 import { parseArgs } from "node:util";
 import type { BackendChoice } from "./backend.js";
 import type { ExportFormat } from "./export.js";
@@ -43,8 +43,15 @@ export interface ExportCommand {
   format: ExportFormat;
 }
 
+/** `leave`: deregister the config's member from its federation with the member key. */
+export interface LeaveCommand {
+  command: "leave";
+  config: string;
+  logLevel: string;
+}
+
 /** What the command line asks for. */
-export type Command = RunCommand | ExportCommand | { command: "help" };
+export type Command = RunCommand | LeaveCommand | ExportCommand | { command: "help" };
 
 /** A command line the trainer cannot run. */
 export class UsageError extends Error {
@@ -59,6 +66,7 @@ const EXCHANGES: readonly ExchangeMode[] = ["auto", "local", "nats"];
 export function usage(): string {
   return `Usage:
   fedtrain-trainer [run] --config FILE [options]
+  fedtrain-trainer leave --config FILE [--log-level LEVEL]
   fedtrain-trainer export --checkpoint FILE --out DIR [--format tfjs|safetensors|both]
 
 run options:
@@ -74,12 +82,17 @@ run options:
   --fresh                ignore existing checkpoints and start from the initial weights
   --log-level LEVEL      pino level: trace, debug, info, warn, error (default info)
 
+leave: deregisters the config's member from its federation on NATS, signing with the member
+  key (what the operator runs when a TrainingFederation is deleted); a federation or member
+  record that does not exist is nothing to do.
+
 export options:
   --checkpoint FILE      a checkpoint written by run
   --out DIR              output folder
   --format F             tfjs (model.json + weights.bin), safetensors (model.safetensors) or both (default)
 
-Exit codes: 0 done or stopped cleanly, 1 runtime failure, 2 configuration or usage error.`;
+Exit codes: 0 done or stopped cleanly, 1 runtime failure (leave: NATS unreachable), 2 configuration
+or usage error.`;
 }
 
 /** Parses the trainer's arguments (without node and the script) and environment. */
@@ -103,8 +116,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     }
     return { command: "export", checkpoint: values.checkpoint, out: values.out, format };
   }
+  if (subcommand === "leave") {
+    if (!values.config) throw new UsageError("leave needs --config FILE (the TrainerConfig)");
+    return { command: "leave", config: values.config, logLevel: values["log-level"] ?? "info" };
+  }
   if (subcommand !== "run") {
-    throw new UsageError(`unknown command ${subcommand}: use run or export`);
+    throw new UsageError(`unknown command ${subcommand}: use run, leave or export`);
   }
   if (!values.config) throw new UsageError("run needs --config FILE (the TrainerConfig)");
   const workers = count("--workers", values.workers ?? "1", 1);

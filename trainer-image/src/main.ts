@@ -4,7 +4,8 @@
 // The exchange is local (workers 0..N-1 of this process) or nats (this one worker joins the
 // federation over core/protocol, and leaves it gracefully when it stops): see cli.ts's
 // ExchangeMode and resolveExchange below.
-// `export` writes a checkpoint's global model as tfjs and safetensors files.
+// `leave` deregisters the member from its federation (leave.ts), `export` writes a checkpoint's
+// global model as tfjs and safetensors files.
 // Exit codes: 0 the run's last round is done, 1 runtime failure, 2 configuration or usage error
 // (the operator's Job does not retry it), 128 + the signal's number (143 for SIGTERM, 130 for
 // SIGINT) when a signal stopped it cleanly before the last round: a Job must not count a trainer
@@ -17,9 +18,10 @@ import { AdmissionError, connectNats, displayUrls } from "../../core/protocol/in
 import { isValidId } from "../../core/protocol/wire.js";
 import { BackendUnavailableError, initBackend } from "./backend.js";
 import { CheckpointError, readCheckpoint } from "./checkpoint.js";
-import { parseCommand, type RunCommand, UsageError, usage } from "./cli.js";
+import { type LeaveCommand, parseCommand, type RunCommand, UsageError, usage } from "./cli.js";
 import { type ExchangeTransport, LocalExchange } from "./exchange.js";
 import { exportCheckpoint } from "./export.js";
+import { leaveFederation } from "./leave.js";
 import { serveTrainerEndpoints, TrainerMetrics } from "./metrics.js";
 import { NatsExchange, specHashBytes } from "./nats-exchange.js";
 import { TrainerRuntime, workerId } from "./runtime.js";
@@ -54,6 +56,8 @@ const redact = [
 
 // Stop well inside the pod's 60 s termination grace period, even if a step or a write hangs.
 const STOP_DEADLINE_MS = 50_000;
+// Leaving is a few NATS requests; one that waits longer is a NATS problem, for the Job's retry.
+const LEAVE_TIMEOUT_MS = 30_000;
 
 async function main(): Promise<number> {
   let command: ReturnType<typeof parseCommand>;
@@ -86,8 +90,43 @@ async function main(): Promise<number> {
         }
         throw error;
       }
+    case "leave":
+      return leave(command);
     case "run":
       return run(command);
+  }
+}
+
+async function leave(command: LeaveCommand): Promise<number> {
+  let config: TrainerConfig;
+  try {
+    config = await loadTrainerConfig(command.config);
+  } catch (error) {
+    if (!(error instanceof TrainerConfigError)) throw error;
+    console.error(`fedtrain-trainer leave: configuration error: ${error.message}`);
+    return CONFIG_ERROR_EXIT_CODE;
+  }
+  const log = pino({
+    level: command.logLevel,
+    base: {
+      component: "fedtrain-trainer",
+      command: "leave",
+      federation: config.federation.id,
+      member: config.member.id,
+      pod: process.env.POD_NAME,
+    },
+    redact,
+  });
+  try {
+    await leaveFederation(config, { timeoutMs: LEAVE_TIMEOUT_MS, log });
+    return 0;
+  } catch (error) {
+    if (error instanceof TrainerConfigError) {
+      log.error({ err: error }, "configuration error");
+      return CONFIG_ERROR_EXIT_CODE;
+    }
+    log.error({ err: error }, "could not deregister the member");
+    return 1;
   }
 }
 

@@ -271,8 +271,17 @@ describe("command line", () => {
     });
   });
 
+  it("parses leave, as the operator's leave Job runs it", () => {
+    assert.deepEqual(parseCommand(["leave", "--config=/etc/fedtrain/config/trainer.json"], env), {
+      command: "leave",
+      config: "/etc/fedtrain/config/trainer.json",
+      logLevel: "info",
+    });
+  });
+
   const wrong: [string[], NodeJS.ProcessEnv, RegExp][] = [
     [[], {}, /run needs --config/],
+    [["leave"], {}, /leave needs --config/],
     [["--config", "c", "--workers", "0"], {}, /--workers "0" must be an integer ≥ 1/],
     [["--config", "c", "--workers", "2", "--worker-index", "1"], {}, /exclude each other/],
     [["--config", "c"], { JOB_COMPLETION_INDEX: "x" }, /JOB_COMPLETION_INDEX "x"/],
@@ -280,7 +289,7 @@ describe("command line", () => {
     [["--config", "c", "--exchange", "grpc"], {}, /--exchange grpc: use one of auto, local, nats/],
     [["--config", "c", "--exchange", "nats", "--workers", "2"], {}, /one worker per process/],
     [["--config", "c", "--colour"], {}, /Unknown option '--colour'/],
-    [["train", "--config", "c"], {}, /unknown command train/],
+    [["train", "--config", "c"], {}, /unknown command train: use run, leave or export/],
     [["export", "--checkpoint", "c", "--out", "o", "--format", "onnx"], {}, /--format onnx/],
   ];
   for (const [argv, environment, message] of wrong) {

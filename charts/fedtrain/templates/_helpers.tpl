@@ -35,8 +35,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 What the operator may do to TrainingFederations and their children, in a ClusterRole or in a Role
 per watched namespace (README, "RBAC the operator needs"). Secrets: create; in a watched
-namespace also get, so that a deleted member is deregistered with its own key. Never a
-cluster-wide read of Secrets. Called with (dict "root" $ "namespaced" true|false).
+namespace also get, to read back the public key of a restored key Secret. Never a cluster-wide
+read of Secrets: a deleted member leaves through a Job that mounts its key. Called with (dict "root" $ "namespaced" true|false).
 */}}
 {{- define "fedtrain.reconcileRules" -}}
 - apiGroups: [fedtrain.dev]

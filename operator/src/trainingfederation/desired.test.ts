@@ -9,6 +9,7 @@ import {
   childNames,
   desiredConfigMap,
   desiredJob,
+  desiredLeaveJob,
   semanticErrors,
   templateHashAnnotation,
 } from "./desired.js";
@@ -50,6 +51,7 @@ describe("desired children", () => {
       configMap: "m-trainer-config",
       job: "m-trainers",
       keySecret: "m-member-key",
+      leaveJob: "m-leave",
     });
     const long = childNames("x".repeat(80));
     for (const name of Object.values(long)) assert.ok(name.length <= 63, name);
@@ -91,6 +93,54 @@ describe("desired children", () => {
     assert.equal(mounts["nats-credentials"], "/etc/fedtrain/nats");
     const env = Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value]));
     assert.equal(env.FEDTRAIN_METRICS_ADDRESS, "$(POD_IP):9090");
+  });
+
+  test("the leave Job runs `leave` like a trainer runs, without GPUs, and goes with its owner", () => {
+    const tf = member((s) => {
+      s.contribution.image = "registry.example/trainer:1";
+      s.contribution.serviceAccountName = "trainers";
+      s.contribution.nodeSelector = { pool: "gpu" };
+      s.contribution.dataVolumeClaim = "corpus";
+      s.transport = {
+        natsUrls: ["tls://n:4222"],
+        credentialsSecretRef: { name: "creds" },
+        tlsSecretRef: { name: "tls" },
+      };
+    });
+    const leave = desiredLeaveJob(tf, settings);
+    const trainers = desiredJob(tf, settings, "h");
+    assert.equal(leave.metadata?.name, "m-leave");
+    assert.equal(leave.metadata?.ownerReferences?.[0]?.uid, "uid-1");
+    assert.equal(leave.metadata?.labels?.["fedtrain.dev/instance"], "m");
+    assert.equal(leave.metadata?.labels?.["app.kubernetes.io/managed-by"], "fedtrain-operator");
+    assert.ok((leave.spec?.backoffLimit ?? 0) > 0, "retries a NATS hiccup");
+    assert.ok(leave.spec?.activeDeadlineSeconds, "bounded");
+    const pod = leave.spec?.template.spec;
+    const container = pod?.containers[0];
+    assert.deepEqual(container?.args, ["leave", "--config=/etc/fedtrain/config/trainer.json"]);
+    assert.equal(container?.image, "registry.example/trainer:1");
+    assert.equal(container?.resources, undefined, "no GPU");
+    assert.equal(container?.readinessProbe, undefined);
+    const trainerPod = trainers.spec?.template.spec;
+    const trainer = trainerPod?.containers[0];
+    assert.equal(pod?.serviceAccountName, "trainers");
+    assert.deepEqual(pod?.nodeSelector, trainerPod?.nodeSelector);
+    assert.deepEqual(pod?.securityContext, trainerPod?.securityContext);
+    assert.equal(pod?.automountServiceAccountToken, false);
+    assert.deepEqual(container?.securityContext, trainer?.securityContext);
+    // The trainers' config, key and NATS files at the same paths; not their training data.
+    assert.deepEqual(
+      container?.volumeMounts,
+      trainer?.volumeMounts?.filter((m) => m.name !== "data"),
+    );
+    assert.deepEqual(
+      pod?.volumes,
+      trainerPod?.volumes?.filter((v) => v.name !== "data"),
+    );
+    assert.deepEqual(
+      pod?.volumes?.find((v) => v.name === "member-key")?.secret?.secretName,
+      "m-member-key",
+    );
   });
 
   test("no GPUs means no GPU request", () => {

@@ -46,6 +46,11 @@ const trainerGraceSeconds = 60;
 const backoffLimitPerIndex = 6;
 // Exit code with which the trainer reports a configuration it cannot run: retrying cannot help.
 const configErrorExitCode = 2;
+// The leave Job retries a NATS hiccup once (after the Job controller's 10 s back-off): a NATS that
+// refuses twice is down, and deleting a member should not wait minutes for it.
+const leaveBackoffLimit = 1;
+// One leave attempt is a connection and a few requests (the trainer gives up on NATS after 30 s).
+const leaveActiveDeadlineSeconds = 150;
 
 /** The operator settings that shape children. */
 export type ChildSettings = Pick<
@@ -63,6 +68,8 @@ export interface ChildNames {
   configMap: string;
   job: string;
   keySecret: string;
+  /** The Job that deregisters the member when the TrainingFederation is deleted. */
+  leaveJob: string;
 }
 
 /** Child names: the object's name with a suffix, shortened with a hash to fit 63 characters. */
@@ -73,7 +80,12 @@ export function childNames(name: string): ChildNames {
     const hash = createHash("sha256").update(name).digest("hex").slice(0, 8);
     return `${name.slice(0, 63 - suffix.length - 10)}-${hash}-${suffix}`;
   };
-  return { configMap: fit("trainer-config"), job: fit("trainers"), keySecret: fit("member-key") };
+  return {
+    configMap: fit("trainer-config"),
+    job: fit("trainers"),
+    keySecret: fit("member-key"),
+    leaveJob: fit("leave"),
+  };
 }
 
 /** The member id: spec.contribution.memberId, else the operator's cluster id. */
@@ -274,15 +286,25 @@ export function desiredConfigMap(
   });
 }
 
-/** The Indexed Job running this member's trainer workers. */
-export function desiredJob(
-  tf: TrainingFederation,
-  settings: ChildSettings,
-  configHash: string,
-): V1Job {
-  const name = tf.metadata?.name ?? "";
-  const names = childNames(name);
-  const memberId = memberIdOf(tf, settings) ?? "";
+/** What every pod running the trainer image shares: its files, identity and confinement. */
+interface TrainerPodBase {
+  volumes: V1Volume[];
+  mounts: V1VolumeMount[];
+  /** Pod spec fields: service account, scheduling, pod security context. */
+  spec: Record<string, unknown>;
+  /** The container's security context. */
+  securityContext: Record<string, unknown>;
+  image: string | undefined;
+  imagePullPolicy: string | undefined;
+}
+
+/**
+ * The config, the member key, scratch space and the NATS credentials and TLS files, mounted
+ * where the TrainerConfig names them; the member's service account and scheduling; the
+ * non-root, read-only confinement. Trainers and the leave Job run the same way.
+ */
+function trainerPodBase(tf: TrainingFederation, settings: ChildSettings): TrainerPodBase {
+  const names = childNames(tf.metadata?.name ?? "");
   const { contribution } = tf.spec;
   const credentials = credentialsSecretOf(tf, settings);
   const tls = tlsSecretOf(tf, settings);
@@ -311,6 +333,51 @@ export function desiredJob(
     volumes.push({ name: "nats-tls", secret: { secretName: tls, defaultMode: 0o440 } });
     mounts.push({ name: "nats-tls", mountPath: trainerPaths.natsTlsDir, readOnly: true });
   }
+  return {
+    volumes,
+    mounts,
+    spec: {
+      restartPolicy: "Never",
+      automountServiceAccountToken: false,
+      ...(contribution.serviceAccountName
+        ? { serviceAccountName: contribution.serviceAccountName }
+        : {}),
+      ...(contribution.priorityClassName
+        ? { priorityClassName: contribution.priorityClassName }
+        : {}),
+      ...(contribution.nodeSelector ? { nodeSelector: contribution.nodeSelector } : {}),
+      ...(contribution.tolerations ? { tolerations: contribution.tolerations } : {}),
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: trainerUser,
+        runAsGroup: trainerUser,
+        fsGroup: trainerUser,
+        seccompProfile: { type: "RuntimeDefault" },
+      },
+    },
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ["ALL"] },
+    },
+    image: contribution.image ?? settings.trainerImage,
+    imagePullPolicy: contribution.imagePullPolicy,
+  };
+}
+
+/** The Indexed Job running this member's trainer workers. */
+export function desiredJob(
+  tf: TrainingFederation,
+  settings: ChildSettings,
+  configHash: string,
+): V1Job {
+  const name = tf.metadata?.name ?? "";
+  const names = childNames(name);
+  const memberId = memberIdOf(tf, settings) ?? "";
+  const { contribution } = tf.spec;
+  const base = trainerPodBase(tf, settings);
+  const { volumes, mounts } = base;
   if (contribution.dataVolumeClaim) {
     volumes.push({
       name: "data",
@@ -337,31 +404,13 @@ export function desiredJob(
       annotations: { "fedtrain.dev/config-hash": configHash },
     },
     spec: {
-      restartPolicy: "Never",
-      automountServiceAccountToken: false,
-      ...(contribution.serviceAccountName
-        ? { serviceAccountName: contribution.serviceAccountName }
-        : {}),
-      ...(contribution.priorityClassName
-        ? { priorityClassName: contribution.priorityClassName }
-        : {}),
-      ...(contribution.nodeSelector ? { nodeSelector: contribution.nodeSelector } : {}),
-      ...(contribution.tolerations ? { tolerations: contribution.tolerations } : {}),
+      ...base.spec,
       terminationGracePeriodSeconds: trainerGraceSeconds,
-      securityContext: {
-        runAsNonRoot: true,
-        runAsUser: trainerUser,
-        runAsGroup: trainerUser,
-        fsGroup: trainerUser,
-        seccompProfile: { type: "RuntimeDefault" },
-      },
       containers: [
         {
           name: "trainer",
-          image: contribution.image ?? settings.trainerImage,
-          ...(contribution.imagePullPolicy
-            ? { imagePullPolicy: contribution.imagePullPolicy }
-            : {}),
+          image: base.image,
+          ...(base.imagePullPolicy ? { imagePullPolicy: base.imagePullPolicy } : {}),
           args: [`--config=${trainerPaths.config}`],
           env,
           ports: [{ name: "metrics", containerPort: trainerMetricsPort }],
@@ -383,12 +432,7 @@ export function desiredJob(
             ...(Object.keys(limits).length ? { limits } : {}),
             ...(Object.keys(requests).length ? { requests } : {}),
           },
-          securityContext: {
-            allowPrivilegeEscalation: false,
-            readOnlyRootFilesystem: true,
-            runAsNonRoot: true,
-            capabilities: { drop: ["ALL"] },
-          },
+          securityContext: base.securityContext,
           volumeMounts: mounts,
         },
       ],
@@ -429,6 +473,61 @@ export function desiredJob(
         ],
       },
       template,
+    },
+  } as V1Job);
+}
+
+/**
+ * The Job that deregisters the member when its TrainingFederation is deleted: the trainer image's
+ * `leave` command with the trainers' config, member key and NATS files, so that the operator
+ * itself never reads the key Secret. It needs no GPU and no probes; it is owned by the
+ * TrainingFederation like every child, so it goes with it.
+ */
+export function desiredLeaveJob(tf: TrainingFederation, settings: ChildSettings): V1Job {
+  const names = childNames(tf.metadata?.name ?? "");
+  const base = trainerPodBase(tf, settings);
+  const podLabels = {
+    ...labels(tf, memberIdOf(tf, settings) ?? ""),
+    "app.kubernetes.io/name": "fedtrain-leave",
+  };
+  return stamped<V1Job>({
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name: names.leaveJob,
+      namespace: tf.metadata?.namespace,
+      labels: podLabels,
+      ownerReferences: [ownerReference(tf)],
+    },
+    spec: {
+      backoffLimit: leaveBackoffLimit,
+      activeDeadlineSeconds: leaveActiveDeadlineSeconds,
+      podFailurePolicy: {
+        rules: [
+          {
+            action: "FailJob",
+            onExitCodes: { containerName: "leave", operator: "In", values: [configErrorExitCode] },
+          },
+        ],
+      },
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          ...base.spec,
+          containers: [
+            {
+              name: "leave",
+              image: base.image,
+              ...(base.imagePullPolicy ? { imagePullPolicy: base.imagePullPolicy } : {}),
+              args: ["leave", `--config=${trainerPaths.config}`],
+              env: [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],
+              securityContext: base.securityContext,
+              volumeMounts: base.mounts,
+            },
+          ],
+          volumes: base.volumes,
+        },
+      },
     },
   } as V1Job);
 }

@@ -32,6 +32,7 @@ import {
   contentHash,
   desiredConfigMap,
   desiredJob,
+  desiredLeaveJob,
   fieldManager,
   finalizer,
   instanceLabel,
@@ -41,9 +42,10 @@ import {
 } from "./desired.js";
 import { federationPollMs } from "./federation.js";
 import type { FederationObservation } from "./federation-status.js";
+import { leaveStep } from "./leave.js";
 import { nextStatus, statusChanged, statusPatch } from "./status.js";
 
-/** The member's federation on NATS: read for status, left on deletion. */
+/** The member's federation on NATS, read for status (leaving is the leave Job's). */
 export interface FederationMembership {
   /** Whether the federation can be read at all (NATS URLs are known). */
   configured(tf: TrainingFederation): boolean;
@@ -53,11 +55,6 @@ export interface FederationMembership {
     federationSpecHash: string,
     log: Logger,
   ): Promise<FederationObservation>;
-  /**
-   * Deregisters the member; must be idempotent, succeed for a member that never joined, and
-   * return (not throw, not hang) when it cannot.
-   */
-  leave(tf: TrainingFederation, memberId: string, log: Logger): Promise<void>;
 }
 
 /** A TrainingFederation as the Kubernetes client sees it. */
@@ -105,10 +102,7 @@ export class TrainingFederationReconciler {
     const [namespace = "", name = ""] = key.split("/");
     let tf = this.caches.federations.get(namespace, name);
     if (!tf) return undefined; // Deleted; its children are garbage-collected by owner reference.
-    if (tf.metadata?.deletionTimestamp) {
-      await this.finalize(tf, log);
-      return undefined;
-    }
+    if (tf.metadata?.deletionTimestamp) return this.finalize(tf, log);
     if (!tf.metadata?.finalizers?.includes(finalizer)) {
       // Carry on with the object as patched, rather than wait for its watch event.
       tf = await this.patchFinalizers(tf, [...(tf.metadata?.finalizers ?? []), finalizer]);
@@ -183,17 +177,80 @@ export class TrainingFederationReconciler {
     return polled ? { requeueAfterMs: federationPollMs } : undefined;
   }
 
-  /** Lets the member leave, then removes the finalizer (children go by garbage collection). */
-  private async finalize(tf: TrainingFederationObject, log: Logger): Promise<void> {
+  /**
+   * One step of letting a deleted member leave (leave.ts): stop its trainers, run the leave Job,
+   * then remove the finalizer (children go by garbage collection, the leave Job with them).
+   */
+  private async finalize(
+    tf: TrainingFederationObject,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
     const finalizers = tf.metadata?.finalizers ?? [];
-    if (!finalizers.includes(finalizer)) return;
+    if (!finalizers.includes(finalizer)) return undefined;
+    const namespace = tf.metadata?.namespace ?? "";
+    const names = childNames(tf.metadata?.name ?? "");
     const memberId = memberIdOf(tf, this.settings);
-    if (memberId) await this.membership.leave(tf, memberId, log);
-    await this.patchFinalizers(
-      tf,
-      finalizers.filter((f) => f !== finalizer),
-    );
-    log.info({ memberId }, "member left the federation; finalizer removed");
+    const configMap = this.caches.configMaps.get(namespace, names.configMap);
+    const publicKey = publicKeyOf(configMap) ?? tf.status?.publicKey;
+    const step = leaveStep({
+      memberId,
+      natsConfigured: this.membership.configured(tf),
+      publicKey,
+      trainerJob: this.caches.jobs.get(namespace, names.job),
+      leaveJob: ownedBy(tf, this.caches.jobs.get(namespace, names.leaveJob)),
+      deletionRequestedAt: new Date(tf.metadata?.deletionTimestamp ?? Date.now()),
+      now: new Date(),
+    });
+    switch (step.action) {
+      case "stop-trainers": {
+        const job = this.caches.jobs.get(namespace, names.job);
+        // Foreground: the Job stays until its pods are gone, so its disappearance says the
+        // trainers have stopped.
+        if (job) await this.deleteJob(job, log, "Foreground");
+        return { requeueAfterMs: 1_000 };
+      }
+      case "start-leave-job": {
+        // The leave Job reads the trainers' config; it is back if it had gone (an invalid spec).
+        if (publicKey) {
+          const desired = desiredConfigMap(tf, this.settings, publicKey);
+          if (!sameApplied(configMap, desired)) await this.applyConfigMap(desired, log);
+        }
+        await this.createLeaveJob(desiredLeaveJob(tf, this.settings), log);
+        return { requeueAfterMs: 1_000 };
+      }
+      case "wait":
+        log.debug({ memberId }, step.reason);
+        return { requeueAfterMs: step.requeueAfterMs };
+      case "remove-finalizer":
+        await this.patchFinalizers(
+          tf,
+          finalizers.filter((f) => f !== finalizer),
+        );
+        this.metrics.deregistrations.inc({ result: step.result });
+        if (step.result === "failed")
+          log.warn(
+            { memberId, reason: step.reason },
+            "could not deregister the member from the federation; removed the finalizer anyway (its record stays until an organiser removes it or the member rejoins with the same key)",
+          );
+        else
+          log.info(
+            { memberId, reason: step.reason },
+            "member left the federation; finalizer removed",
+          );
+        return undefined;
+    }
+  }
+
+  private async createLeaveJob(job: V1Job, log: Logger): Promise<void> {
+    const { name = "", namespace = "" } = job.metadata ?? {};
+    try {
+      await this.batch.createNamespacedJob({ namespace, body: job });
+      this.metrics.apiWrites.inc({ verb: "create", resource: "jobs" });
+      log.info({ job: name }, "created the leave Job: the member leaves the federation");
+    } catch (error) {
+      // Created already (the cache had not caught up): the next step sees it.
+      if (!isConflict(error)) throw error;
+    }
   }
 
   /**
@@ -313,14 +370,18 @@ export class TrainingFederationReconciler {
     return applied;
   }
 
-  private async deleteJob(job: V1Job, log: Logger): Promise<void> {
+  private async deleteJob(
+    job: V1Job,
+    log: Logger,
+    propagationPolicy: "Background" | "Foreground" = "Background",
+  ): Promise<void> {
     const { name = "", namespace = "", uid } = job.metadata ?? {};
     try {
       await this.batch.deleteNamespacedJob({
         name,
         namespace,
-        propagationPolicy: "Background",
-        body: { preconditions: { uid }, propagationPolicy: "Background" },
+        propagationPolicy,
+        body: { preconditions: { uid }, propagationPolicy },
       });
       this.metrics.apiWrites.inc({ verb: "delete", resource: "jobs" });
       log.info({ job: name }, "deleted trainer Job");
@@ -348,6 +409,18 @@ function sameApplied(
 ): boolean {
   const want = desired.metadata?.annotations?.[appliedHashAnnotation];
   return observed?.metadata?.annotations?.[appliedHashAnnotation] === want;
+}
+
+/**
+ * The child if it belongs to this very object: a leave Job of an earlier object of the same name
+ * (not yet garbage-collected) says nothing about this one.
+ */
+function ownedBy<T extends KubernetesObject>(
+  tf: TrainingFederationObject,
+  child: T | undefined,
+): T | undefined {
+  const uid = tf.metadata?.uid;
+  return child?.metadata?.ownerReferences?.some((r) => r.uid === uid) ? child : undefined;
 }
 
 function publicKeyOf(configMap: V1ConfigMap | undefined): string | undefined {

@@ -2,11 +2,23 @@
 // testbed.local/stand-in-trainer): it checks what the operator wired into the pod — the rendered
 // configuration, the member key, the worker index — serves the trainer's probe endpoints on the
 // pod's address, and exits 0 on SIGTERM. The real trainer is exercised end to end elsewhere.
+// `leave` (the operator's leave Job) runs the real trainer's leave, which needs no TensorFlow.js.
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { leaveFederation } from "../../../trainer-image/src/leave.js";
+import { loadTrainerConfig } from "../../../trainer-image/src/trainer-config.js";
 
-const { values } = parseArgs({ options: { config: { type: "string" } } });
+const { values, positionals } = parseArgs({
+  options: { config: { type: "string" } },
+  allowPositionals: true,
+});
+if (positionals[0] === "leave") {
+  const log = pino({ base: { component: "stand-in-trainer", command: "leave" } });
+  await leaveFederation(await loadTrainerConfig(values.config ?? ""), { timeoutMs: 30_000, log });
+  process.exit(0);
+}
 const config = JSON.parse(readFileSync(values.config ?? "", "utf8"));
 const privateKey = readFileSync(config.member.privateKeyFile, "utf8");
 if (!privateKey.includes("BEGIN PRIVATE KEY") || config.member.publicKey.length !== 44) {

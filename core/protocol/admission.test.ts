@@ -1,0 +1,124 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Admission } from "./admission.js";
+import { generateKeyPair, sha256, toBase64 } from "./identity.js";
+import { verifyLedger } from "./ledger.js";
+import type { Commit, CommitEntry } from "./types.js";
+import { encodeCommit } from "./wire.js";
+
+const specHash = new Uint8Array(32).fill(7);
+const open = {
+  membership: { policy: "Open" as const, members: [], organiserKeys: [] },
+};
+const record = (memberId: string) => ({ memberId, specHash, registeredAtMs: 1 });
+
+describe("admission of a member that leaves and rejoins with a new key", () => {
+  const oldKey = generateKeyPair().publicKey;
+  const newKey = generateKeyPair().publicKey;
+
+  test("Open: the first key seen keeps the member id while its record stands", () => {
+    const admission = new Admission(open, specHash);
+    assert.equal(admission.observe(record("cedar"), oldKey), true);
+    assert.equal(admission.observe(record("cedar"), newKey), false);
+    assert.equal(admission.check("cedar", newKey), "unknown-key");
+  });
+
+  test("Open: after its record was deregistered, the member id is admitted with a new key", () => {
+    const admission = new Admission(open, specHash);
+    admission.observe(record("cedar"), oldKey);
+    admission.forget("cedar");
+    assert.equal(admission.observe(record("cedar"), newKey), true);
+    assert.equal(admission.check("cedar", newKey), undefined);
+    assert.equal(admission.check("cedar", oldKey), "unknown-key");
+  });
+
+  test("Allowlist: a new key is refused until the organiser lists it", () => {
+    const listed = (key: Uint8Array) =>
+      new Admission(
+        {
+          membership: {
+            policy: "Allowlist",
+            members: [{ id: "cedar", publicKey: toBase64(key) }],
+            organiserKeys: [],
+          },
+        },
+        specHash,
+      );
+    const before = listed(oldKey);
+    before.observe(record("cedar"), oldKey);
+    before.forget("cedar");
+    assert.equal(before.observe(record("cedar"), newKey), false);
+    assert.equal(listed(newKey).observe(record("cedar"), newKey), true);
+  });
+});
+
+describe("ledger verification across a member's key change", () => {
+  const alpine = generateKeyPair();
+  const cedarOld = generateKeyPair();
+  const cedarNew = generateKeyPair();
+  const entry = (memberId: string, publicKey: Uint8Array): CommitEntry => ({
+    memberId,
+    workerId: "w0",
+    publicKey,
+    digest: new Uint8Array(32),
+    size: 1,
+  });
+
+  /** A chain of commits, one per round, each with these entries and signed by its coordinator. */
+  function chain(rounds: [signer: typeof alpine, coordinator: string, entries: CommitEntry[]][]) {
+    let prevHash: Uint8Array = new Uint8Array(32);
+    return rounds.map(([signer, memberId, entries], i) => {
+      const commit: Commit = {
+        round: i + 1,
+        attempt: 0,
+        prevHash,
+        specHash,
+        coordinator: { memberId, workerId: "w0" },
+        closedBy: "all-in",
+        activeMembers: entries.length,
+        committedAtMs: 1_000 + i,
+        entries,
+        checkpoint: undefined,
+      };
+      const data = encodeCommit(commit, signer.privateKey);
+      prevHash = sha256(data);
+      return { sequence: i + 1, data };
+    });
+  }
+
+  const memberKeys = new Map([
+    ["alpine", alpine.publicKey],
+    ["cedar", cedarNew.publicKey],
+  ]);
+
+  test("earlier rounds signed and contributed with the member's earlier key are intact", async () => {
+    const records = chain([
+      [cedarOld, "cedar", [entry("alpine", alpine.publicKey), entry("cedar", cedarOld.publicKey)]],
+      [alpine, "alpine", [entry("alpine", alpine.publicKey)]],
+      [alpine, "alpine", [entry("alpine", alpine.publicKey), entry("cedar", cedarNew.publicKey)]],
+      [cedarNew, "cedar", [entry("alpine", alpine.publicKey), entry("cedar", cedarNew.publicKey)]],
+    ]);
+    const report = await verifyLedger(records, { memberKeys });
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.rounds, 4);
+  });
+
+  test("another key after the registered key took over is refused", async () => {
+    const records = chain([
+      [alpine, "alpine", [entry("cedar", cedarNew.publicKey)]],
+      [alpine, "alpine", [entry("cedar", cedarOld.publicKey)]],
+    ]);
+    const report = await verifyLedger(records, { memberKeys });
+    assert.equal(report.problems[0]?.round, 2);
+    assert.match(report.problems[0]?.reason ?? "", /cedar.w0 carries an unknown key/);
+  });
+
+  test("a coordinator signing with another key after its registered key signed is refused", async () => {
+    const records = chain([
+      [cedarNew, "cedar", [entry("cedar", cedarNew.publicKey)]],
+      [cedarOld, "cedar", [entry("alpine", alpine.publicKey)]],
+    ]);
+    const report = await verifyLedger(records, { memberKeys });
+    assert.match(report.problems[0]?.reason ?? "", /not member cedar's registered key/);
+  });
+});
