@@ -205,14 +205,23 @@ export class Testbed {
     const dir = this.clusterDir(cluster.name);
     await mkdir(path.join(dir, "logs"), { recursive: true });
     const args = await this.clusterArgs(cluster, component.component);
-    this.log(`[testbed] ${cluster.name}: starting ${component.component}`);
-    cluster.pids[component.component] = startDaemon({
-      command,
-      args,
-      logFile: path.join(dir, "logs", `${component.component}.log`),
-    });
-    await this.save();
-    if (component.component === "apiserver") await this.waitApiserverReady(cluster);
+    const logFile = path.join(dir, "logs", `${component.component}.log`);
+    // A kube-apiserver that exits while it starts (etcd slow to answer on a loaded machine, its
+    // port briefly held by a connection) is started again, as the kubelet restarts a static pod.
+    for (let attempt = 1; ; attempt++) {
+      this.log(`[testbed] ${cluster.name}: starting ${component.component}`);
+      cluster.pids[component.component] = startDaemon({ command, args, logFile });
+      await this.save();
+      if (component.component !== "apiserver") return;
+      if ((await this.waitApiserverReady(cluster)) === "ready") return;
+      const tail = (await readFile(logFile, "utf8").catch(() => "")).trimEnd().split("\n");
+      if (attempt === 3) {
+        throw new Error(
+          `kube-apiserver of ${cluster.name} exited ${attempt} times while starting; last lines of ${logFile}:\n${tail.slice(-10).join("\n")}`,
+        );
+      }
+      this.log(`[testbed] ${cluster.name}: kube-apiserver exited while starting: ${tail.at(-1)}`);
+    }
   }
 
   /** Stops one component (SIGTERM, then SIGKILL after graceMs). */
@@ -450,7 +459,8 @@ export class Testbed {
     }
   }
 
-  private async waitApiserverReady(cluster: ClusterState): Promise<void> {
+  /** Waits until the API server answers /readyz, or says that its process exited. */
+  private async waitApiserverReady(cluster: ClusterState): Promise<"ready" | "exited"> {
     const pkiDir = path.join(this.clusterDir(cluster.name), "pki");
     const [ca, cert, key] = await Promise.all([
       readFile(path.join(pkiDir, "ca.crt")),
@@ -458,16 +468,12 @@ export class Testbed {
       readFile(path.join(pkiDir, "admin.key")),
     ]);
     const command = this.commandOf("apiserver");
-    await waitFor(
+    return waitFor(
       `the API server of ${cluster.name} to be ready`,
       async () => {
-        if (!(await isRunning(cluster.pids.apiserver, command))) {
-          throw new Error(
-            `kube-apiserver exited: see ${path.join(this.clusterDir(cluster.name), "logs", "apiserver.log")}`,
-          );
-        }
+        if (!(await isRunning(cluster.pids.apiserver, command))) return "exited" as const;
         const status = await httpsStatus(cluster.apiserverPort, "/readyz", { ca, cert, key });
-        return status === 200 ? true : undefined;
+        return status === 200 ? ("ready" as const) : undefined;
       },
       apiserverReadyTimeoutMs,
       250,
