@@ -8,7 +8,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { after, before, test } from "node:test";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
 import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
-import { condition, explain, memberManifest, members, startFederationBed } from "./support.js";
+import { condition, memberManifest, members, startFederationBed, waitForViews } from "./support.js";
 
 const [alpine, birch, cedar] = members as [string, string, string];
 // Enough rounds that the honest members are still training while the refusal is checked.
@@ -34,25 +34,6 @@ async function manifest(member: string, id: string): Promise<TrainingFederation>
   return tf;
 }
 
-/** Fails the test with every member's status and logs when `check` does not hold in time. */
-async function waitUntil<T>(
-  t: { diagnostic: (s: string) => void },
-  what: string,
-  namespace: string,
-  check: (views: MemberView[]) => T | undefined,
-): Promise<T> {
-  try {
-    return await bed.waitFor(
-      what,
-      async () => check(await bed.views(namespace, namespace)),
-      8 * 60_000,
-    );
-  } catch (error) {
-    t.diagnostic(await explain(bed, namespace, namespace));
-    throw error;
-  }
-}
-
 function randomPublicKey(): string {
   const der = generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" });
   return der.subarray(-32).toString("base64");
@@ -66,10 +47,10 @@ test("a member whose spec.federation differs is refused and the others train on"
     if (member === cedar) tf.spec.federation.training.seed = 8;
     await bed.apply(member, tf);
   }
-  const views = await waitUntil(
+  const views = await waitForViews(
+    bed,
     t,
     "cedar refused while alpine and birch commit rounds",
-    id,
     (v) => {
       const [a, b, c] = v as [MemberView, MemberView, MemberView];
       const seenByAlpine = a.status?.members?.find((m) => m.id === cedar);
@@ -80,6 +61,8 @@ test("a member whose spec.federation differs is refused and the others train on"
         (b.status?.round ?? 0) >= roundsToSee;
       return ok ? v : undefined;
     },
+    id,
+    id,
   );
   const [a, , c] = views as [MemberView, MemberView, MemberView];
   assert.match(a.status?.members?.find((m) => m.id === cedar)?.reason ?? "", /spec hash/);
@@ -103,10 +86,16 @@ test("under the Allowlist policy a member with an unlisted key is refused", asyn
     tf.spec.contribution.replicas = 0;
     await bed.apply(member, tf);
   }
-  const keys = await waitUntil(t, "every member's public key in status", id, (views) =>
-    views.every((v) => v.status?.publicKey)
-      ? new Map(views.map((v) => [v.member, v.status?.publicKey ?? ""]))
-      : undefined,
+  const keys = await waitForViews(
+    bed,
+    t,
+    "every member's public key in status",
+    (views) =>
+      views.every((v) => v.status?.publicKey)
+        ? new Map(views.map((v) => [v.member, v.status?.publicKey ?? ""]))
+        : undefined,
+    id,
+    id,
   );
   // The organiser lists alpine and birch by their keys, and cedar by a key that is not cedar's
   // (a stale or mistyped entry, or an impostor using the id).
@@ -121,14 +110,21 @@ test("under the Allowlist policy a member with an unlisted key is refused", asyn
     await bed.apply(member, tf);
   }
   // cedar's operator sees its own key is not the listed one: it runs no trainer and says why.
-  const views = await waitUntil(t, "cedar refused while alpine and birch commit", id, (v) => {
-    const [a, b, c] = v as [MemberView, MemberView, MemberView];
-    const ok =
-      condition(c, "Ready")?.status === "False" &&
-      (a.status?.round ?? 0) >= roundsToSee &&
-      (b.status?.round ?? 0) >= roundsToSee;
-    return ok ? v : undefined;
-  });
+  const views = await waitForViews(
+    bed,
+    t,
+    "cedar refused while alpine and birch commit",
+    (v) => {
+      const [a, b, c] = v as [MemberView, MemberView, MemberView];
+      const ok =
+        condition(c, "Ready")?.status === "False" &&
+        (a.status?.round ?? 0) >= roundsToSee &&
+        (b.status?.round ?? 0) >= roundsToSee;
+      return ok ? v : undefined;
+    },
+    id,
+    id,
+  );
   const [a, , c] = views as [MemberView, MemberView, MemberView];
   const ready = condition(c, "Ready");
   assert.match(ready?.message ?? "", /public key/);

@@ -11,7 +11,6 @@ import type { TrainingFederation } from "../../core/api/types.generated.js";
 import { connectNats, federationNames } from "../../core/protocol/index.js";
 import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
 import {
-  explain,
   federationId,
   hashDisagreements,
   lastLoggedRound,
@@ -20,6 +19,7 @@ import {
   name,
   namespace,
   startFederationBed,
+  waitForViews,
 } from "./support.js";
 
 const [alpine, birch, cedar] = members as [string, string, string];
@@ -47,18 +47,8 @@ async function manifest(member: string): Promise<TrainingFederation> {
 const cedarSeenBy = (v: MemberView | undefined) => v?.status?.members?.find((m) => m.id === cedar);
 
 test("a member leaves mid-run and rejoins from the latest checkpoint", async (t) => {
-  const until = async <T>(what: string, check: (views: MemberView[]) => T | undefined) => {
-    try {
-      return await bed.waitFor(
-        what,
-        async () => check(await bed.views(namespace, name)),
-        8 * 60_000,
-      );
-    } catch (error) {
-      t.diagnostic(await explain(bed));
-      throw error;
-    }
-  };
+  const until = <T>(what: string, check: (views: MemberView[]) => T | undefined) =>
+    waitForViews(bed, t, what, check);
   for (const member of members) await bed.apply(member, await manifest(member));
 
   const before = await until("round 3 committed with cedar contributing", (views) => {

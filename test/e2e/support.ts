@@ -60,6 +60,30 @@ export function condition(view: MemberView, type: string) {
   return view.status?.conditions?.find((c) => c.type === type);
 }
 
+/**
+ * Polls every member's view of the TrainingFederation `objectNamespace/objectName` until `check`
+ * returns a value; on a timeout the test's diagnostics get every member's status and logs.
+ */
+export async function waitForViews<T>(
+  bed: FederationBed,
+  t: { diagnostic: (message: string) => void },
+  what: string,
+  check: (views: MemberView[]) => T | undefined,
+  objectNamespace = namespace,
+  objectName = name,
+): Promise<T> {
+  try {
+    return await bed.waitFor(
+      what,
+      async () => check(await bed.views(objectNamespace, objectName)),
+      8 * 60_000,
+    );
+  } catch (error) {
+    t.diagnostic(await explain(bed, objectNamespace, objectName));
+    throw error;
+  }
+}
+
 /** A summary of every member's status and the tail of its pods' logs, for a failed scenario. */
 export async function explain(
   bed: FederationBed,
