@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { describe, test } from "node:test";
 import { Admission } from "./admission.js";
+import { PayloadHasher, payloadDigest } from "./digest.js";
 import type { RejectReason } from "./errors.js";
 import { generateKeyPair, sha256, toBase64 } from "./identity.js";
-import { RoundInbox } from "./inbox.js";
+import { PayloadPool, RoundInbox } from "./inbox.js";
 import { encodeChunkHeader, encodeManifest, encodeStored } from "./wire.js";
 
 const alpha = generateKeyPair();
@@ -30,6 +31,7 @@ function inbox(
     maxUpdateBytes?: number;
     maxRoundBytes?: number;
     validate?: (payload: Uint8Array) => void;
+    allocate?: (size: number) => Uint8Array;
   } = {},
 ) {
   const drops: RejectReason[] = [];
@@ -43,13 +45,14 @@ function inbox(
     reject: (reason) => drops.push(reason),
     onGap: () => gaps.push(1),
     ...(options.validate ? { validate: options.validate } : {}),
+    ...(options.allocate ? { allocate: options.allocate } : {}),
   });
   return { box, drops, gaps };
 }
 
 function stored(payload: Uint8Array, worker = "w0", signer = alpha.privateKey): Uint8Array {
   return encodeStored(
-    { round: 3, memberId: "alpha", workerId: worker, digest: sha256(payload) },
+    { round: 3, memberId: "alpha", workerId: worker, digest: payloadDigest(payload) },
     signer,
   );
 }
@@ -65,7 +68,7 @@ function messages(payload: Uint8Array, chunkSize: number, worker = "w0", round =
         memberId: "alpha",
         workerId: worker,
         size: payload.length,
-        digest: sha256(payload),
+        digest: payloadDigest(payload),
         chunkSize,
         chunkCount,
       },
@@ -90,7 +93,7 @@ describe("RoundInbox", () => {
     assert.deepEqual(drops, []);
     const update = box.complete.get("alpha.w0");
     assert.deepEqual(update?.payload, payload);
-    assert.ok(box.find("alpha", "w0", sha256(payload)));
+    assert.ok(box.find("alpha", "w0", payloadDigest(payload)));
   });
 
   test("accepts chunks in any order and the manifest's copies from other shards", () => {
@@ -150,7 +153,7 @@ describe("RoundInbox", () => {
         memberId: "alpha",
         workerId: "w0",
         size: 1,
-        digest: sha256(new Uint8Array(1)),
+        digest: payloadDigest(new Uint8Array(1)),
         chunkSize: 1,
         chunkCount: 1,
       },
@@ -232,7 +235,7 @@ describe("RoundInbox, live and from the update streams", () => {
     const bad = new Uint8Array(9000).fill(0xff);
     for (const m of [...messages(bad, 3000), stored(bad)]) box.handle(subject(), m, "live");
     assert.deepEqual(drops, ["malformed"]);
-    assert.ok(box.find("alpha", "w0", sha256(bad)), "kept, in case a commit names it");
+    assert.ok(box.find("alpha", "w0", payloadDigest(bad)), "kept, in case a commit names it");
     assert.equal(box.isUnusable("alpha", "w0"), true);
     assert.equal(box.committable().size, 0);
   });
@@ -289,3 +292,79 @@ function setIndex(chunk: Uint8Array, index: number): Uint8Array {
   new DataView(out.buffer).setUint32(4, index);
   return out;
 }
+
+describe("payload digest", () => {
+  // Published BLAKE3 test values: the empty input, and "abc".
+  test("is BLAKE3-256", () => {
+    assert.equal(
+      Buffer.from(payloadDigest(new Uint8Array(0))).toString("hex"),
+      "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+    );
+    assert.equal(
+      Buffer.from(payloadDigest(new TextEncoder().encode("abc"))).toString("hex"),
+      "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85",
+    );
+  });
+
+  test("fed in chunks equals the digest of the whole", () => {
+    const payload = new Uint8Array(crypto.randomBytes(300_001));
+    const hasher = new PayloadHasher();
+    for (let at = 0; at < payload.length; at += 65_536)
+      hasher.update(payload.subarray(at, at + 65_536));
+    assert.deepEqual(hasher.digest(), payloadDigest(payload));
+    assert.notDeepEqual(payloadDigest(payload), sha256(payload));
+  });
+});
+
+describe("PayloadPool", () => {
+  test("hands an applied round's buffers to the next round's downloads, stale bytes overwritten", () => {
+    const pool = new PayloadPool(1 << 22);
+    const first = inbox({ allocate: (size) => pool.take(size) });
+    const one = new Uint8Array(crypto.randomBytes(10_000));
+    for (const m of messages(one, 3000)) first.box.handle(subject(), m);
+    const buffer = first.box.complete.get("alpha.w0")!.payload;
+    pool.recycle(first.box.downloadedPayloads());
+    assert.equal(pool.bytes, 10_000);
+
+    const second = inbox({ allocate: (size) => pool.take(size) });
+    const two = new Uint8Array(crypto.randomBytes(10_000));
+    for (const m of messages(two, 3000)) second.box.handle(subject(), m);
+    const update = second.box.complete.get("alpha.w0")!;
+    assert.equal(update.payload.buffer, buffer.buffer, "the recycled buffer was reused");
+    assert.deepEqual(update.payload, two);
+    assert.deepEqual(second.drops, []);
+    assert.equal(pool.bytes, 0);
+  });
+
+  test("keeps only the last recycled round, within its byte limit, and never a view", () => {
+    const pool = new PayloadPool(25);
+    pool.recycle([new Uint8Array(10), new Uint8Array(10)]);
+    assert.equal(pool.bytes, 20);
+    pool.recycle([new Uint8Array(8), new Uint8Array(10), new Uint8Array(10), new Uint8Array(10)]);
+    assert.equal(pool.bytes, 18, "the earlier round's buffers are let go; the limit holds");
+    pool.recycle([new Uint8Array(64).subarray(0, 10)]);
+    assert.equal(pool.bytes, 0);
+    const fresh = pool.take(10);
+    assert.equal(fresh.length, 10);
+    assert.equal(fresh.buffer.byteLength, 10);
+  });
+
+  test("never lends out the caller's own update", () => {
+    const { box } = inbox();
+    const payload = new Uint8Array(100);
+    box.addLocal(
+      {
+        round: 3,
+        memberId: "alpha",
+        workerId: "w0",
+        size: 100,
+        digest: payloadDigest(payload),
+        chunkSize: 100,
+        chunkCount: 1,
+      },
+      alpha.publicKey,
+      payload,
+    );
+    assert.deepEqual(box.downloadedPayloads(), []);
+  });
+});

@@ -6,7 +6,7 @@
 // update and counts the reason; nothing here throws. Memory is bounded: a payload buffer is
 // allocated only for a manifest that passed its signature and admission checks, at most
 // maxUpdateBytes each and maxRoundBytes in all.
-import { createHash, type Hash } from "node:crypto";
+import { PayloadHasher } from "./digest.js";
 import type { RejectReason } from "./errors.js";
 import { ProtocolMessageError } from "./errors.js";
 import { equalBytes, toHex } from "./identity.js";
@@ -31,6 +31,11 @@ export interface InboxOptions {
   /** Throws when the model could not use a payload (ReplicaModel.validate). */
   validate?(payload: Uint8Array): void;
   /**
+   * Where payload buffers come from (a PayloadPool that recycles the buffers of applied rounds);
+   * a fresh buffer each time when absent. Every byte is overwritten before anyone reads it.
+   */
+  allocate?(size: number): Uint8Array;
+  /**
    * A live message shows that the live path missed one before it (a chunk or stored notice
    * without its manifest, a stored notice before all chunks): the round must be read from the
    * update streams.
@@ -48,8 +53,8 @@ interface PendingUpdate {
   /** One byte per chunk: 1 once received. */
   received: Uint8Array;
   count: number;
-  /** SHA-256 of the chunks received in order so far: hashing keeps up with the arrivals. */
-  hash: Hash;
+  /** The digest of the chunks received in order so far: hashing keeps up with the arrivals. */
+  hash: PayloadHasher;
   hashedChunks: number;
 }
 
@@ -152,10 +157,10 @@ export class RoundInbox {
     const partial: PendingUpdate = {
       manifest,
       signer,
-      payload: uninitialised(manifest.size),
+      payload: this.options.allocate?.(manifest.size) ?? uninitialised(manifest.size),
       received: new Uint8Array(manifest.chunkCount),
       count: 0,
-      hash: createHash("sha256"),
+      hash: new PayloadHasher(),
       hashedChunks: 0,
     };
     if (manifest.chunkCount === 0) this.finish(key, partial);
@@ -245,7 +250,7 @@ export class RoundInbox {
 
   private finish(key: string, partial: PendingUpdate): void {
     this.partial.delete(key);
-    if (!equalBytes(new Uint8Array(partial.hash.digest()), partial.manifest.digest)) {
+    if (!equalBytes(partial.hash.digest(), partial.manifest.digest)) {
       this.abandon(key, partial);
       throw new ProtocolMessageError("digest-mismatch", `payload of ${key} fails its digest`);
     }
@@ -299,6 +304,7 @@ export class RoundInbox {
 
   /** Whether this worker's own update was added locally (its echo from the stream is skipped). */
   isLocal = false;
+  private localKey: string | undefined;
 
   /** Marks this worker's own update stored, once the update streams acknowledged every chunk. */
   markStored(memberId: string, workerId: string): void {
@@ -312,10 +318,20 @@ export class RoundInbox {
     if (this.decided.has(key)) return false;
     this.decided.set(key, "accepted");
     this.isLocal = true;
+    this.localKey = key;
     this.bufferedBytes += payload.length;
     this.complete.set(key, { manifest, signer, payload });
     this.notify();
     return true;
+  }
+
+  /**
+   * The payload buffers this inbox downloaded (its own update's, the caller's, excluded), to be
+   * recycled once nothing reads them any more: after the round was applied.
+   */
+  downloadedPayloads(): Uint8Array[] {
+    const own = this.isLocal ? this.localKey : undefined;
+    return [...this.complete].filter(([key]) => key !== own).map(([, u]) => u.payload);
   }
 
   /** Debug summary. */
@@ -335,6 +351,54 @@ function hashInOrder(partial: PendingUpdate): void {
     const start = partial.hashedChunks * manifest.chunkSize;
     hash.update(payload.subarray(start, Math.min(manifest.size, start + manifest.chunkSize)));
     partial.hashedChunks++;
+  }
+}
+
+/**
+ * Payload buffers of the last applied round, kept for the next rounds' downloads: a federation's
+ * updates have about the same size round after round, and allocating tens of MB per update each
+ * round costs page faults and, above all, full garbage collections (V8 collects when external
+ * memory grows). A buffer is taken only by a payload of exactly its size; buffers not taken by the
+ * time the next round is recycled are let go, so the pool holds at most one round's downloads
+ * (and never more than `maxBytes`).
+ */
+export class PayloadPool {
+  private free = new Map<number, Uint8Array[]>();
+  private held = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** Bytes held for reuse. */
+  get bytes(): number {
+    return this.held;
+  }
+
+  /** A buffer of `size` bytes with arbitrary contents. */
+  take(size: number): Uint8Array {
+    const list = this.free.get(size);
+    const buffer = list?.pop();
+    if (!buffer) return uninitialised(size);
+    if (list!.length === 0) this.free.delete(size);
+    this.held -= size;
+    return buffer;
+  }
+
+  /**
+   * Replaces the held buffers with these (an applied round's downloads); the caller must not
+   * read or write them afterwards.
+   */
+  recycle(buffers: Iterable<Uint8Array>): void {
+    this.free = new Map();
+    this.held = 0;
+    for (const buffer of buffers) {
+      // Only whole buffers, as take() hands out: never a view into something larger.
+      if (buffer.byteOffset !== 0 || buffer.byteLength !== buffer.buffer.byteLength) continue;
+      if (this.held + buffer.byteLength > this.maxBytes) continue;
+      const list = this.free.get(buffer.byteLength) ?? [];
+      list.push(buffer);
+      this.free.set(buffer.byteLength, list);
+      this.held += buffer.byteLength;
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // Public entry point of the federation protocol over NATS JetStream, shared by the trainer and
 // the operator. The specification is docs/protocol.md.
 export { Admission } from "./admission.js";
+export { PayloadHasher, payloadDigest } from "./digest.js";
 export {
   AdmissionError,
   FederationNotFoundError,

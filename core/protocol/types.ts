@@ -58,7 +58,7 @@ export interface UpdateManifest {
   memberId: string;
   workerId: string;
   size: number;
-  /** SHA-256 of the whole payload. */
+  /** BLAKE3-256 of the whole payload (payloadDigest). */
   digest: Uint8Array;
   chunkSize: number;
   chunkCount: number;
@@ -156,7 +156,11 @@ export interface CommittedUpdate extends CommitEntry {
  * concurrently; the same commits in the same order must give bit-identical state everywhere.
  */
 export interface ReplicaModel {
-  /** Applies round `commit.round`'s updates, given in the commit's canonical order. */
+  /**
+   * Applies round `commit.round`'s updates, given in the commit's canonical order. The payloads
+   * are lent: once apply has returned (or its promise resolved) the protocol reuses their buffers
+   * for later rounds' downloads, so apply must copy whatever it keeps.
+   */
   apply(commit: Commit, updates: readonly CommittedUpdate[]): void | Promise<void>;
   /** SHA-256 (32 bytes) of the model state after the last apply. */
   hash(): Uint8Array | Promise<Uint8Array>;

@@ -5,9 +5,16 @@ import { type ConsumerMessages, DeliverPolicy } from "@nats-io/jetstream";
 import type { KvEntry } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator, Status, Subscription } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
+import { payloadDigest } from "./digest.js";
 import { AdmissionError, ProtocolMessageError, type RejectReason } from "./errors.js";
 import { equalBytes, keyPairFromPrivate, sha256, toHex } from "./identity.js";
-import { type MessageSource, type ReceivedUpdate, RoundInbox, workerKey } from "./inbox.js";
+import {
+  type MessageSource,
+  PayloadPool,
+  type ReceivedUpdate,
+  RoundInbox,
+  workerKey,
+} from "./inbox.js";
 import {
   type FederationResources,
   isWrongLastSequence,
@@ -165,6 +172,8 @@ export class FederationWorker {
   private roundsContributed = 0;
   private loss: number | undefined;
   private readonly inboxes = new Map<number, RoundReceiver>();
+  private readonly payloads: PayloadPool;
+  private chunkSlots: Uint8Array[] | undefined;
   /**
    * Rounds from this one on are received live (core NATS) from their start; earlier rounds may
    * have been published before the live subscription was (re)established, so they are read from
@@ -208,6 +217,7 @@ export class FederationWorker {
     this.settings = { ...defaultSettings, ...options.settings };
     this.publicKey = keyPairFromPrivate(options.privateKey).publicKey;
     this.admission = new Admission(options.spec, options.specHash);
+    this.payloads = new PayloadPool(this.settings.maxRoundBytes);
     this.log = options.log ?? (() => {});
   }
 
@@ -607,6 +617,7 @@ export class FederationWorker {
         ? { validate: (payload: Uint8Array) => this.options.model.validate?.(payload) }
         : {}),
       onGap: () => this.readFromStore(round),
+      allocate: (size) => this.payloads.take(size),
     });
     // A newly complete or newly stored update may close the round.
     inbox.onComplete(() =>
@@ -749,7 +760,7 @@ export class FederationWorker {
       memberId: this.memberId,
       workerId: this.workerId,
       size: payload.length,
-      digest: sha256(payload),
+      digest: payloadDigest(payload),
       chunkSize,
       chunkCount,
     };
@@ -769,11 +780,12 @@ export class FederationWorker {
       ),
     );
     // A window of publishes in flight keeps the pipe full without unbounded buffering. Each
-    // slot's message buffer is reused once its publish (and any retry of it) has resolved.
+    // slot's message buffer is reused once its publish (and any retry of it) has resolved, and
+    // the slots serve the next round's publish too (unless two publishes overlap).
     const window = 8;
-    const slots = Array.from(
-      { length: Math.min(window, chunkCount) },
-      () => new Uint8Array(CHUNK_HEADER_BYTES + chunkSize),
+    const slots = this.takeChunkSlots(
+      Math.min(window, chunkCount),
+      CHUNK_HEADER_BYTES + Math.min(chunkSize, payload.length),
     );
     const inFlight: Promise<unknown>[] = [];
     for (let i = 0; i < chunkCount; i++) {
@@ -786,6 +798,7 @@ export class FederationWorker {
       if (inFlight.length >= window) await inFlight.shift();
     }
     await Promise.all(inFlight);
+    this.chunkSlots = slots;
     // Every chunk is acknowledged, so stored: only now may a commit name this update.
     await publishDurable(
       js,
@@ -800,6 +813,14 @@ export class FederationWorker {
     inbox.markStored(this.memberId, this.workerId);
     this.counters.updatesSent++;
     this.counters.bytesSent += payload.length;
+  }
+
+  /** Chunk message buffers: the previous publish's, when they fit and no publish holds them. */
+  private takeChunkSlots(count: number, bytes: number): Uint8Array[] {
+    const slots = this.chunkSlots;
+    this.chunkSlots = undefined;
+    if (slots && slots.length >= count && slots[0]!.length >= bytes) return slots;
+    return Array.from({ length: count }, () => new Uint8Array(bytes));
   }
 
   /** The configured chunk size, or one that fits the connected server's max_payload. */
@@ -891,7 +912,11 @@ export class FederationWorker {
       this.counters.roundsApplied++;
       if (commit.entries.some((e) => e.memberId === this.memberId && e.workerId === this.workerId))
         this.roundsContributed++;
+      // Nothing reads this round's payloads any more (apply has returned): the next rounds'
+      // downloads reuse their buffers.
+      const downloaded = inbox.downloadedPayloads();
       this.stopReceiving(round);
+      this.payloads.recycle(downloaded);
       this.commits.delete(round - 64);
       if (this.leaseRevision !== undefined)
         await this.checkpointIfDue(round).catch((error) =>

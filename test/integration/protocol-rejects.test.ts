@@ -19,6 +19,7 @@ import {
   openFederation,
   ProtocolMessageError,
   type ProtocolSpec,
+  payloadDigest,
   type RejectReason,
   type ReplicaModel,
   readFederationView,
@@ -164,7 +165,7 @@ describe("hostile messages over a real nats-server", () => {
           memberId,
           workerId: "evil",
           size: payload.length,
-          digest: sha256(payload),
+          digest: payloadDigest(payload),
           chunkSize: settings.chunkBytes,
           chunkCount: Math.ceil(payload.length / settings.chunkBytes),
           ...overrides,
@@ -301,7 +302,7 @@ describe("hostile messages over a real nats-server", () => {
       memberId: "gamma",
       workerId: "w0",
       size: payload.length,
-      digest: sha256(payload),
+      digest: payloadDigest(payload),
     };
     const subject = names.updateSubject(0, 2, "gamma", "w0");
     for (const message of [
