@@ -7,7 +7,7 @@ import { Blake3Hasher, blake3 } from "@napi-rs/blake-hash";
 
 /** BLAKE3-256 of a whole update payload (the manifest's `digest`). */
 export function payloadDigest(payload: Uint8Array): Uint8Array {
-  return new Uint8Array(blake3(payload));
+  return new Uint8Array(blake3(asBuffer(payload)));
 }
 
 /** BLAKE3-256 over bytes fed in order, for a payload that arrives in chunks. */
@@ -15,7 +15,7 @@ export class PayloadHasher {
   private readonly hasher = new Blake3Hasher();
 
   update(bytes: Uint8Array): this {
-    this.hasher.update(bytes);
+    this.hasher.update(asBuffer(bytes));
     return this;
   }
 
@@ -23,4 +23,9 @@ export class PayloadHasher {
   digest(): Uint8Array {
     return new Uint8Array(this.hasher.digestBuffer());
   }
+}
+
+/** The same bytes as a Buffer (a view, no copy), as the binding's signatures ask for. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
