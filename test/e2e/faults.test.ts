@@ -28,9 +28,9 @@ import {
   startFederationBed,
 } from "./support.js";
 
-// Long enough that every fault, the 30 s outage and the killed trainer's rejoin fall inside the
-// run (rounds took 3-9 s on a busy 2-core machine); few inner steps keep the rounds short.
-const schedule = { rounds: 30, innerSteps: 10 };
+// Long enough that every fault and the killed trainer's rejoin fall inside the run (rounds took
+// 1.4-9 s on a 2-core machine, from idle to busy); few inner steps keep the rounds short.
+const schedule = { rounds: 40, innerSteps: 10 };
 // Rounds the federation commits between two faults: each fault meets a run that is training.
 const roundsBetweenFaults = 2;
 // A checkpoint every other round: the killed trainer's replacement restores a recent one.
@@ -221,7 +221,10 @@ test("faults: trainer, operator leader, nats-server and API server fail mid-run;
   await bed.testbed.start(apiserver);
   const afterOutage = lastLoggedRound(await bed.views(namespace, name));
   t.diagnostic(`round ${afterOutage}: started ${outageMember}'s API server again`);
-  assertMidRun(afterOutage, "API server outage");
+  // Trainers need no API server: the federation, cedar's trainer included, kept committing
+  // rounds while it was down. (A fast machine may even finish the run within the outage; the
+  // operator's healing shows below, when every member's status reaches Completed.)
+  assert.ok(afterOutage > round, `no round was committed during the API server outage`);
 
   // The standby operator took the Lease (the killed leader never released it).
   const newLeader = await waitForViews(
