@@ -43,7 +43,7 @@ import {
   specHashBytes,
 } from "../../operator/src/trainingfederation/federation.js";
 import { condition, FederationObjects } from "./federation-objects.js";
-import { repoRoot, startTestbed } from "./support.js";
+import { repoRoot, startTestbed, testLogFile } from "./support.js";
 
 const namespace = "members";
 const federationId = "operator-federation";
@@ -57,7 +57,7 @@ let objects: CustomObjectsApi;
 let federations: FederationObjects;
 let operator: OperatorProcess;
 let worker: FederationWorker | undefined;
-const logFile = path.join(os.tmpdir(), `fedtrain-operator-federation-test-${process.pid}.log`);
+const logFile = testLogFile("operator-federation-test");
 
 /** A replica that never changes: enough for rounds to commit and hashes to agree. */
 class StillModel implements ReplicaModel {

@@ -2,7 +2,6 @@
 // agents): children and status, elastic scaling, suspend, invalid input, deletion, restarts,
 // leader election and an API server restart.
 import assert from "node:assert/strict";
-import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
@@ -12,7 +11,7 @@ import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
 import { waitFor } from "../../e2e/testbed/process.js";
 import type { Testbed } from "../../e2e/testbed/testbed.js";
 import { condition, FederationObjects } from "./federation-objects.js";
-import { repoRoot, startTestbed } from "./support.js";
+import { repoRoot, startTestbed, testLogFile } from "./support.js";
 
 const namespace = "members";
 let testbed: Testbed;
@@ -22,7 +21,7 @@ let batch: BatchV1Api;
 let objects: CustomObjectsApi;
 let federations: FederationObjects;
 let operator: OperatorProcess;
-const logFile = path.join(os.tmpdir(), `fedtrain-operator-test-${process.pid}.log`);
+const logFile = testLogFile("operator-test");
 
 function operatorFlags(): string[] {
   return [
