@@ -19,7 +19,7 @@ import {
   simulateDataParallel,
   simulateDiLoCo,
 } from "../trainer-image/src/simulate.js";
-import { niceStep, Raster, type Rgb } from "./lib/raster.js";
+import { drawAxes, drawLegendEntry, Raster, type Rgb } from "./lib/raster.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -312,29 +312,18 @@ function plotPng(results: RunResult[]): Uint8Array {
   const plotH = height - top - bottom;
   const px = (logBytes: number) => left + ((logBytes - xMin) / (xMax - xMin)) * plotW;
   const py = (loss: number) => top + ((yMax - Math.min(loss, yMax)) / (yMax - yMin)) * plotH;
-  const grey: Rgb = [220, 220, 220];
-  const black: Rgb = [0, 0, 0];
-  for (let e = xMin; e <= xMax; e++) {
-    image.line(px(e), top, px(e), top + plotH, grey);
-    const label = `1E${e}`;
-    image.text(px(e) - Raster.textWidth(label) / 2, top + plotH + 10, label, black);
-  }
-  const yStep = niceStep((yMax - yMin) / 6);
-  for (let y = Math.ceil(yMin / yStep) * yStep; y <= yMax; y += yStep) {
-    image.line(left, py(y), left + plotW, py(y), grey);
-    const label = y.toFixed(yStep < 0.1 ? 2 : 1);
-    image.text(left - 10 - Raster.textWidth(label), py(y) - 7, label, black);
-  }
-  image.line(left, top, left, top + plotH, black, 2);
-  image.line(left, top + plotH, left + plotW, top + plotH, black, 2);
-  image.text(left, 8, "DILOCO: EVAL LOSS VS BYTES SENT PER WORKER (LOG X)", black, 2);
-  image.text(
-    left + plotW / 2 - Raster.textWidth("BYTES SENT PER WORKER") / 2,
-    height - 40,
-    "BYTES SENT PER WORKER",
-    black,
-  );
-  image.text(10, top - 26, "EVAL LOSS", black);
+  const area = { left, top, width: plotW, height: plotH };
+  const xTicks: [number, string][] = [];
+  for (let e = xMin; e <= xMax; e++) xTicks.push([px(e), `1E${e}`]);
+  drawAxes(image, area, {
+    xTicks,
+    yMin,
+    yMax,
+    py,
+    title: "DILOCO: EVAL LOSS VS BYTES SENT PER WORKER (LOG X)",
+    xName: "BYTES SENT PER WORKER",
+    yName: "EVAL LOSS",
+  });
   results.forEach((r, i) => {
     const color = PALETTE[i % PALETTE.length]!;
     const curve = r.curve.filter((p) => p.bytesPerWorker > 0);
@@ -353,9 +342,7 @@ function plotPng(results: RunResult[]): Uint8Array {
     }
     const last = curve[curve.length - 1];
     if (last) image.disc(px(Math.log10(last.bytesPerWorker)), py(last.evalLoss), 6, color);
-    const ly = top + 10 + i * 28;
-    image.disc(width - right + 30, ly + 6, 6, color);
-    image.text(width - right + 45, ly, r.method.replace("data-parallel", "DP"), black, 2);
+    drawLegendEntry(image, area, i, r.method.replace("data-parallel", "DP"), color);
   });
   return image.png();
 }

@@ -1,5 +1,5 @@
 // A dependency-free PNG line plot of the demo's loss per round.
-import { niceStep, Raster, type Rgb } from "../../bench/lib/raster.js";
+import { drawAxes, drawLegendEntry, Raster, type Rgb } from "../../bench/lib/raster.js";
 
 export interface LossPoint {
   round: number;
@@ -39,25 +39,19 @@ export function plotLossPng(title: string, curves: LossCurve[]): Uint8Array {
   const plotH = height - top - bottom;
   const px = (round: number) => left + ((round - xMin) / (xMax - xMin)) * plotW;
   const py = (loss: number) => top + ((yMax - loss) / (yMax - yMin)) * plotH;
-  const grey: Rgb = [220, 220, 220];
-  const black: Rgb = [0, 0, 0];
+  const area = { left, top, width: plotW, height: plotH };
+  const xTicks: [number, string][] = [];
   const xStep = Math.max(1, Math.ceil((xMax - xMin) / 12));
-  for (let x = xMin; x <= xMax; x += xStep) {
-    image.line(px(x), top, px(x), top + plotH, grey);
-    const label = String(x);
-    image.text(px(x) - Raster.textWidth(label) / 2, top + plotH + 10, label, black);
-  }
-  const yStep = niceStep((yMax - yMin) / 6);
-  for (let y = Math.ceil(yMin / yStep) * yStep; y <= yMax; y += yStep) {
-    image.line(left, py(y), left + plotW, py(y), grey);
-    const label = y.toFixed(yStep < 0.1 ? 2 : 1);
-    image.text(left - 10 - Raster.textWidth(label), py(y) - 7, label, black);
-  }
-  image.line(left, top, left, top + plotH, black, 2);
-  image.line(left, top + plotH, left + plotW, top + plotH, black, 2);
-  image.text(left, 8, title.toUpperCase(), black, 2);
-  image.text(left + plotW / 2 - Raster.textWidth("ROUND") / 2, height - 40, "ROUND", black);
-  image.text(10, top - 26, "LOSS", black);
+  for (let x = xMin; x <= xMax; x += xStep) xTicks.push([px(x), String(x)]);
+  drawAxes(image, area, {
+    xTicks,
+    yMin,
+    yMax,
+    py,
+    title: title.toUpperCase(),
+    xName: "ROUND",
+    yName: "LOSS",
+  });
   curves.forEach((curve, i) => {
     const color = PALETTE[i % PALETTE.length]!;
     const finite = curve.points.filter((p) => Number.isFinite(p.loss));
@@ -67,9 +61,7 @@ export function plotLossPng(title: string, curves: LossCurve[]): Uint8Array {
       image.line(px(a.round), py(a.loss), px(b.round), py(b.loss), color, 2);
     }
     for (const p of finite) image.disc(px(p.round), py(p.loss), 4, color);
-    const ly = top + 10 + i * 28;
-    image.disc(width - right + 30, ly + 6, 6, color);
-    image.text(width - right + 45, ly, curve.label.toUpperCase(), black, 2);
+    drawLegendEntry(image, area, i, curve.label.toUpperCase(), color);
   });
   return image.png();
 }
