@@ -3,7 +3,7 @@ import crypto from "node:crypto";
 import { describe, test } from "node:test";
 import { ProtocolMessageError } from "./errors.js";
 import { generateKeyPair, sha256 } from "./identity.js";
-import type { Commit } from "./types.js";
+import type { Commit, WorkerHeartbeat } from "./types.js";
 import * as wire from "./wire.js";
 
 const keys = generateKeyPair();
@@ -25,173 +25,83 @@ const commit: Commit = {
   checkpoint: { round: 6, digest, size: 99, objectName: "round-6" },
 };
 
+/** A message of one kind: value encoded and signed, with the decoder that must give it back. */
+function sample<T>(
+  name: string,
+  encode: (value: T, privateKey: Uint8Array) => Uint8Array,
+  decode: (bytes: Uint8Array) => wire.Signed<T>,
+  value: T,
+) {
+  return { name, bytes: encode(value, keys.privateKey), decode, value };
+}
+
+const heartbeat: WorkerHeartbeat = {
+  memberId: "alpha",
+  workerId: "w0",
+  specHash: digest,
+  state: "active",
+  appliedRound: 4,
+  modelHash: digest,
+  loss: 0.25,
+  roundsContributed: 3,
+  sentAtMs: 6,
+  boundedUpdates: [],
+};
+
 /** Every message kind, encoded, with its decoder and the value it must decode to. */
 const samples = [
-  {
-    name: "member",
-    bytes: wire.encodeMember(
-      { memberId: "alpha", specHash: digest, registeredAtMs: 5 },
-      keys.privateKey,
-    ),
-    decode: wire.decodeMember,
-    value: { memberId: "alpha", specHash: digest, registeredAtMs: 5 },
-  },
-  {
-    name: "heartbeat",
-    bytes: wire.encodeHeartbeat(
-      {
-        memberId: "alpha",
-        workerId: "w0",
-        specHash: digest,
-        state: "active",
-        appliedRound: 4,
-        modelHash: digest,
-        loss: 0.25,
-        roundsContributed: 3,
-        sentAtMs: 6,
-        boundedUpdates: [],
-      },
-      keys.privateKey,
-    ),
-    decode: wire.decodeHeartbeat,
-    value: {
-      memberId: "alpha",
-      workerId: "w0",
-      specHash: digest,
-      state: "active",
-      appliedRound: 4,
-      modelHash: digest,
-      loss: 0.25,
-      roundsContributed: 3,
-      sentAtMs: 6,
-      boundedUpdates: [],
-    },
-  },
-  {
-    name: "heartbeat with bounded-update counts",
-    bytes: wire.encodeHeartbeat(
-      {
-        memberId: "alpha",
-        workerId: "w0",
-        specHash: digest,
-        state: "leaving",
-        appliedRound: 4,
-        modelHash: digest,
-        loss: undefined,
-        roundsContributed: 3,
-        sentAtMs: 6,
-        boundedUpdates: [
-          { memberId: "alpha", clipped: 0, dropped: 2 },
-          { memberId: "mallory", clipped: 4, dropped: 1 },
-        ],
-      },
-      keys.privateKey,
-    ),
-    decode: wire.decodeHeartbeat,
-    value: {
-      memberId: "alpha",
-      workerId: "w0",
-      specHash: digest,
-      state: "leaving",
-      appliedRound: 4,
-      modelHash: digest,
-      loss: undefined,
-      roundsContributed: 3,
-      sentAtMs: 6,
-      boundedUpdates: [
-        { memberId: "alpha", clipped: 0, dropped: 2 },
-        { memberId: "mallory", clipped: 4, dropped: 1 },
-      ],
-    },
-  },
-  {
-    name: "manifest",
-    bytes: wire.encodeManifest(
-      {
-        round: 3,
-        memberId: "alpha",
-        workerId: "w0",
-        size: 10,
-        digest,
-        chunkSize: 4,
-        chunkCount: 3,
-      },
-      keys.privateKey,
-    ),
-    decode: wire.decodeManifest,
-    value: {
-      round: 3,
-      memberId: "alpha",
-      workerId: "w0",
-      size: 10,
-      digest,
-      chunkSize: 4,
-      chunkCount: 3,
-    },
-  },
-  {
-    name: "commit",
-    bytes: wire.encodeCommit(commit, keys.privateKey),
-    decode: wire.decodeCommit,
-    value: commit,
-  },
-  {
-    name: "checkpoint",
-    bytes: wire.encodeCheckpoint(commit.checkpoint!, keys.privateKey),
-    decode: wire.decodeCheckpoint,
-    value: commit.checkpoint,
-  },
-  {
-    name: "control",
-    bytes: wire.encodeControl(
-      { action: "pause", sequence: 2, issuedAtMs: 3, reason: "maintenance" },
-      keys.privateKey,
-    ),
-    decode: wire.decodeControl,
-    value: { action: "pause", sequence: 2, issuedAtMs: 3, reason: "maintenance" },
-  },
-  {
-    name: "round status",
-    bytes: wire.encodeRoundStatus(
-      {
-        round: 2,
-        attempt: 1,
-        phase: "retrying",
-        reason: "quorum",
-        coordinator: { memberId: "alpha", workerId: "w0" },
-        updatedAtMs: 4,
-      },
-      keys.privateKey,
-    ),
-    decode: wire.decodeRoundStatus,
-    value: {
-      round: 2,
-      attempt: 1,
-      phase: "retrying",
-      reason: "quorum",
-      coordinator: { memberId: "alpha", workerId: "w0" },
-      updatedAtMs: 4,
-    },
-  },
-  {
-    name: "lease",
-    bytes: wire.encodeLease(
-      { memberId: "alpha", workerId: "w0", acquiredAtMs: 1 },
-      keys.privateKey,
-    ),
-    decode: wire.decodeLease,
-    value: { memberId: "alpha", workerId: "w0", acquiredAtMs: 1 },
-  },
-  {
-    name: "update stored",
-    bytes: wire.encodeStored(
-      { round: 3, memberId: "alpha", workerId: "w0", digest },
-      keys.privateKey,
-    ),
-    decode: wire.decodeStored,
-    value: { round: 3, memberId: "alpha", workerId: "w0", digest },
-  },
-] as const;
+  sample("member", wire.encodeMember, wire.decodeMember, {
+    memberId: "alpha",
+    specHash: digest,
+    registeredAtMs: 5,
+  }),
+  sample("heartbeat", wire.encodeHeartbeat, wire.decodeHeartbeat, heartbeat),
+  sample("heartbeat with bounded-update counts", wire.encodeHeartbeat, wire.decodeHeartbeat, {
+    ...heartbeat,
+    state: "leaving",
+    loss: undefined,
+    boundedUpdates: [
+      { memberId: "alpha", clipped: 0, dropped: 2 },
+      { memberId: "mallory", clipped: 4, dropped: 1 },
+    ],
+  }),
+  sample("manifest", wire.encodeManifest, wire.decodeManifest, {
+    round: 3,
+    memberId: "alpha",
+    workerId: "w0",
+    size: 10,
+    digest,
+    chunkSize: 4,
+    chunkCount: 3,
+  }),
+  sample("commit", wire.encodeCommit, wire.decodeCommit, commit),
+  sample("checkpoint", wire.encodeCheckpoint, wire.decodeCheckpoint, commit.checkpoint!),
+  sample("control", wire.encodeControl, wire.decodeControl, {
+    action: "pause",
+    sequence: 2,
+    issuedAtMs: 3,
+    reason: "maintenance",
+  }),
+  sample("round status", wire.encodeRoundStatus, wire.decodeRoundStatus, {
+    round: 2,
+    attempt: 1,
+    phase: "retrying",
+    reason: "quorum",
+    coordinator: { memberId: "alpha", workerId: "w0" },
+    updatedAtMs: 4,
+  }),
+  sample("lease", wire.encodeLease, wire.decodeLease, {
+    memberId: "alpha",
+    workerId: "w0",
+    acquiredAtMs: 1,
+  }),
+  sample("update stored", wire.encodeStored, wire.decodeStored, {
+    round: 3,
+    memberId: "alpha",
+    workerId: "w0",
+    digest,
+  }),
+];
 
 const commitSample = samples.find((s) => s.name === "commit")!;
 
@@ -205,7 +115,7 @@ describe("wire format", () => {
   }
 
   test("the header layout is magic, version, kind, body length; then key and signature", () => {
-    const bytes = samples[0].bytes;
+    const bytes = samples[0]!.bytes;
     const view = new DataView(bytes.buffer, bytes.byteOffset);
     assert.equal(view.getUint16(0), 0x4654);
     assert.equal(view.getUint8(2), wire.WIRE_VERSION);
@@ -270,7 +180,7 @@ describe("wire format", () => {
   });
 
   test("rejects a message of another kind", () => {
-    assert.throws(() => wire.decodeCommit(samples[0].bytes), ProtocolMessageError);
+    assert.throws(() => wire.decodeCommit(samples[0]!.bytes), ProtocolMessageError);
   });
 
   test("chunks carry their index", () => {
