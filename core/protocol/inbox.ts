@@ -330,8 +330,7 @@ export class RoundInbox {
    * recycled once nothing reads them any more: after the round was applied.
    */
   downloadedPayloads(): Uint8Array[] {
-    const own = this.isLocal ? this.localKey : undefined;
-    return [...this.complete].filter(([key]) => key !== own).map(([, u]) => u.payload);
+    return [...this.complete].filter(([key]) => key !== this.localKey).map(([, u]) => u.payload);
   }
 
   /** Debug summary. */
