@@ -174,6 +174,7 @@ export class FederationWorker {
   private readonly inboxes = new Map<number, RoundReceiver>();
   private readonly payloads: PayloadPool;
   private chunkSlots: Uint8Array[] | undefined;
+  private heartbeatWrite: Promise<void> = Promise.resolve();
   /**
    * Rounds from this one on are received live (core NATS) from their start; earlier rounds may
    * have been published before the live subscription was (re)established, so they are read from
@@ -949,23 +950,35 @@ export class FederationWorker {
 
   // --- heartbeat and lease -------------------------------------------------------------------
 
-  private async heartbeat(state: "active" | "leaving" = "active"): Promise<void> {
-    const record = encodeHeartbeat(
-      {
-        memberId: this.memberId,
-        workerId: this.workerId,
-        specHash: this.options.specHash,
-        state,
-        appliedRound: this.appliedRound,
-        modelHash: this.modelHash,
-        loss: this.loss,
-        roundsContributed: this.roundsContributed,
-        sentAtMs: Date.now(),
-        boundedUpdates: this.options.boundedUpdates?.() ?? [],
-      },
-      this.options.privateKey,
-    );
-    await this.resources.workers.put(workerKey(this.memberId, this.workerId), record);
+  /**
+   * Writes this worker's record. Writes run one after the other, and once the worker is stopping
+   * only the leaving record is written: an active heartbeat still in flight (from the timer or
+   * after an apply) would otherwise land after stop() deleted the record and bring it back.
+   */
+  private heartbeat(state: "active" | "leaving" = "active"): Promise<void> {
+    const write = this.heartbeatWrite
+      .catch(() => {})
+      .then(async () => {
+        if (this.stopping && state === "active") return;
+        const record = encodeHeartbeat(
+          {
+            memberId: this.memberId,
+            workerId: this.workerId,
+            specHash: this.options.specHash,
+            state,
+            appliedRound: this.appliedRound,
+            modelHash: this.modelHash,
+            loss: this.loss,
+            roundsContributed: this.roundsContributed,
+            sentAtMs: Date.now(),
+            boundedUpdates: this.options.boundedUpdates?.() ?? [],
+          },
+          this.options.privateKey,
+        );
+        await this.resources.workers.put(workerKey(this.memberId, this.workerId), record);
+      });
+    this.heartbeatWrite = write;
+    return write;
   }
 
   private leaseValue(): Uint8Array {

@@ -305,6 +305,43 @@ describe("federation protocol over a real nats-server", () => {
     for (const x of all) await x.worker.stop();
   });
 
+  test("a worker stopped while it applies a round leaves no heartbeat behind", async () => {
+    const spec = specFor("stop-mid-apply", members, organiser);
+    // gamma's replica holds round 1's apply until it is released.
+    const slow = new ToyModel();
+    const apply = slow.apply.bind(slow);
+    let entered: () => void = () => {};
+    const applying = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    slow.apply = async (commit, updates) => {
+      entered();
+      await released;
+      apply(commit, updates);
+    };
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2, "w0", slow),
+    ];
+    const gamma = all[2]!;
+    const rounds = everyone(all, 1);
+    await applying;
+    await gamma.worker.stop();
+    // The apply finishes after the worker left: no heartbeat may bring its record back.
+    release();
+    await assert.rejects(rounds, AdmissionError);
+    await new Promise((resolve) => setTimeout(resolve, 5 * fast.heartbeatIntervalMs));
+    const view = await readFederationView(all[0]!.nc, spec, specHash);
+    const gammaView = view.members.find((m) => m.memberId === "gamma");
+    assert.deepEqual(gammaView?.workers ?? [], [], "gamma's record came back after it left");
+    for (const x of all.slice(0, 2)) await x.worker.stop();
+  });
+
   test("the operator registers and deregisters its member; a taken id is refused", async () => {
     const spec = specFor("operator", members, organiser);
     const nc = await connectNats(server.url, "operator");
