@@ -152,6 +152,20 @@ describe("federationStatus", () => {
     );
   });
 
+  test("bounded-update counts stay in the status once the workers that counted them left", () => {
+    const counted = view({
+      members: [memberView({ memberId: "mallory", publicKey: otherKey, updatesDropped: 3 })],
+    });
+    const before = federationStatus(member(), self, seen(counted)).fields?.members;
+    const gone = view({ members: [memberView({ memberId: "mallory", publicKey: otherKey })] });
+    const after = federationStatus({ ...member(), status: { members: before } }, self, seen(gone))
+      .fields?.members;
+    assert.deepEqual(
+      after?.map((m) => [m.id, m.updatesClipped, m.updatesDropped]),
+      [["mallory", 0, 3]],
+    );
+  });
+
   const joined: [string, TrainingFederation, FederationView, string, string, RegExp][] = [
     [
       "not registered",

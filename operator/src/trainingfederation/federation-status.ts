@@ -65,7 +65,10 @@ function sameInstantWithin(a: string | undefined, b: string | undefined, ms: num
   return Math.abs(Date.parse(a) - Date.parse(b)) <= ms;
 }
 
-/** The members list; lastHeartbeat kept from `previous` while within heartbeatResolutionMs. */
+/**
+ * The members list; lastHeartbeat kept from `previous` while within heartbeatResolutionMs, and the
+ * bounded-update counts never below `previous`.
+ */
 export function memberStatuses(
   view: FederationView,
   previous: readonly MemberStatus[] | undefined,
@@ -84,8 +87,10 @@ export function memberStatuses(
       state,
       trainers: member.workers.filter((w) => w.state === "Active").length,
       roundsContributed: member.roundsContributed,
-      updatesClipped: member.updatesClipped,
-      updatesDropped: member.updatesDropped,
+      // Counted only in live workers' heartbeats: the highest count seen stays in the status
+      // once the workers have left (a finished run's poisoner stays visible).
+      updatesClipped: Math.max(member.updatesClipped, before?.updatesClipped ?? 0),
+      updatesDropped: Math.max(member.updatesDropped, before?.updatesDropped ?? 0),
     };
     if (reason) out.reason = reason;
     if (lastHeartbeat) out.lastHeartbeat = lastHeartbeat;
