@@ -32,6 +32,17 @@ export const trainingFederationSchema = {
           "message": "federation.data.text.path reads from a mounted volume: set contribution.dataVolumeClaim to the PersistentVolumeClaim that holds the data",
           "fieldPath": ".contribution",
           "reason": "FieldValueRequired"
+        },
+        {
+          "rule": "!has(self.contribution.localData) || has(self.contribution.dataVolumeClaim)",
+          "message": "contribution.localData reads from a mounted volume: set contribution.dataVolumeClaim to the PersistentVolumeClaim that holds the data",
+          "fieldPath": ".contribution",
+          "reason": "FieldValueRequired"
+        },
+        {
+          "rule": "!has(self.contribution.localData) || !has(self.federation.data.synthetic) || self.federation.data.synthetic.preset != 'GaussianClusters'",
+          "message": "contribution.localData is text: it cannot stand in for GaussianClusters (classification) data",
+          "fieldPath": ".contribution.localData"
         }
       ],
       "properties": {
@@ -199,11 +210,11 @@ export const trainingFederationSchema = {
             },
             "data": {
               "type": "object",
-              "description": "Where the training data comes from: exactly one of synthetic (built in, deterministic from training.seed, no download) or text.",
+              "description": "Where the training data comes from: exactly one of synthetic (built in, deterministic from training.seed, no download), corpus (real text shipped with the trainer, no download) or text (a URL or a file on a volume). Each worker trains on its own disjoint shard of it (see sharding), or on its member's own data (contribution.localData); the evaluation set is always this data's held-out part, the same for every member.",
               "x-kubernetes-validations": [
                 {
-                  "rule": "has(self.synthetic) != has(self.text)",
-                  "message": "set exactly one of data.synthetic and data.text"
+                  "rule": "(has(self.synthetic) ? 1 : 0) + (has(self.corpus) ? 1 : 0) + (has(self.text) ? 1 : 0) == 1",
+                  "message": "set exactly one of data.synthetic, data.corpus and data.text"
                 }
               ],
               "properties": {
@@ -263,6 +274,31 @@ export const trainingFederationSchema = {
                       "minimum": 1,
                       "maximum": 1000000,
                       "default": 99
+                    }
+                  }
+                },
+                "corpus": {
+                  "type": "object",
+                  "description": "A built-in corpus of real text that ships with the trainer (no download at run time), with a fixed held-out split.",
+                  "required": [
+                    "preset"
+                  ],
+                  "properties": {
+                    "preset": {
+                      "type": "string",
+                      "description": "BrownCorpus: the Brown corpus of edited American English (500 samples, about 1M words, 1961), part-of-speech tags stripped to plain text; every 20th sample in file order (ca20, ca40, cb14, ...: 25 samples, 5 %) is held out for evaluation.",
+                      "enum": [
+                        "BrownCorpus"
+                      ]
+                    },
+                    "encoding": {
+                      "type": "string",
+                      "description": "Character (one token per character; the vocabulary is the corpus's distinct characters) or Byte (one token per UTF-8 byte, 256 tokens).",
+                      "enum": [
+                        "Character",
+                        "Byte"
+                      ],
+                      "default": "Character"
                     }
                   }
                 },
@@ -332,7 +368,7 @@ export const trainingFederationSchema = {
                   "properties": {
                     "strategy": {
                       "type": "string",
-                      "description": "IID (every worker sees the same distribution) or NonIID (each worker's label or task mix is drawn from a Dirichlet distribution).",
+                      "description": "How the examples are dealt to the federation's workers, which are named by the previous round's commit (every member computes the same deal): IID (every worker sees the same distribution) or NonIID (each worker's label or task mix is drawn from a Dirichlet distribution).",
                       "enum": [
                         "IID",
                         "NonIID"
@@ -409,6 +445,23 @@ export const trainingFederationSchema = {
                       "minimum": 0,
                       "maximum": 100000000,
                       "default": 0
+                    },
+                    "schedule": {
+                      "type": "string",
+                      "description": "Learning-rate decay after warm-up over the run's rounds × innerSteps inner steps: Cosine (half a cosine, as in DiLoCo), Linear, or Constant.",
+                      "enum": [
+                        "Cosine",
+                        "Linear",
+                        "Constant"
+                      ],
+                      "default": "Cosine"
+                    },
+                    "finalLearningRateRatio": {
+                      "type": "number",
+                      "description": "The learning rate at the end of the decay, as a fraction of the peak.",
+                      "minimum": 0,
+                      "maximum": 1,
+                      "default": 0.1
                     },
                     "beta1": {
                       "type": "number",
@@ -950,8 +1003,51 @@ export const trainingFederationSchema = {
             },
             "dataVolumeClaim": {
               "type": "string",
-              "description": "A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path.",
+              "description": "A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path and localData.path.",
               "maxLength": 253
+            },
+            "localData": {
+              "type": "object",
+              "description": "This member's own training data, read from the volume that dataVolumeClaim mounts at /data: its workers train on it (split among them) instead of on a shard of federation.data, whose held-out part stays the shared evaluation set. It never leaves the cluster: only compressed pseudo-gradients do. Needs text data in the federation's vocabulary (characters outside it are skipped and counted).",
+              "required": [
+                "format",
+                "path"
+              ],
+              "x-kubernetes-validations": [
+                {
+                  "rule": "!has(self.field) || self.format == 'JSONL'",
+                  "message": "contribution.localData.field only applies to the JSONL format",
+                  "fieldPath": ".field"
+                }
+              ],
+              "properties": {
+                "format": {
+                  "type": "string",
+                  "description": "Text (one document) or JSONL (one JSON object per line).",
+                  "enum": [
+                    "Text",
+                    "JSONL"
+                  ]
+                },
+                "path": {
+                  "type": "string",
+                  "description": "A path relative to /data, the mount point of dataVolumeClaim.",
+                  "minLength": 1,
+                  "maxLength": 1024,
+                  "x-kubernetes-validations": [
+                    {
+                      "rule": "!self.startsWith('/') && !self.contains('..')",
+                      "message": "contribution.localData.path must be relative to /data and may not contain '..'"
+                    }
+                  ]
+                },
+                "field": {
+                  "type": "string",
+                  "description": "The JSONL field that holds the text (default \"text\").",
+                  "minLength": 1,
+                  "maxLength": 256
+                }
+              }
             }
           }
         },

@@ -101,10 +101,11 @@ export interface CharTransformerSettings {
   feedForwardMultiplier: number;
 }
 /**
- * Where the training data comes from: exactly one of synthetic (built in, deterministic from training.seed, no download) or text.
+ * Where the training data comes from: exactly one of synthetic (built in, deterministic from training.seed, no download), corpus (real text shipped with the trainer, no download) or text (a URL or a file on a volume). Each worker trains on its own disjoint shard of it (see sharding), or on its member's own data (contribution.localData); the evaluation set is always this data's held-out part, the same for every member.
  */
 export interface DataSpec {
   synthetic?: SyntheticData;
+  corpus?: Corpus;
   text?: TextData;
   sharding: Sharding;
 }
@@ -142,6 +143,19 @@ export interface SyntheticData {
   maxOperand: number;
 }
 /**
+ * A built-in corpus of real text that ships with the trainer (no download at run time), with a fixed held-out split.
+ */
+export interface Corpus {
+  /**
+   * BrownCorpus: the Brown corpus of edited American English (500 samples, about 1M words, 1961), part-of-speech tags stripped to plain text; every 20th sample in file order (ca20, ca40, cb14, ...: 25 samples, 5 %) is held out for evaluation.
+   */
+  preset: "BrownCorpus";
+  /**
+   * Character (one token per character; the vocabulary is the corpus's distinct characters) or Byte (one token per UTF-8 byte, 256 tokens).
+   */
+  encoding: "Character" | "Byte";
+}
+/**
  * Text or JSONL training data, read from a URL or from a file on the volume that contribution.dataVolumeClaim mounts at /data.
  */
 export interface TextData {
@@ -171,7 +185,7 @@ export interface TextData {
  */
 export interface Sharding {
   /**
-   * IID (every worker sees the same distribution) or NonIID (each worker's label or task mix is drawn from a Dirichlet distribution).
+   * How the examples are dealt to the federation's workers, which are named by the previous round's commit (every member computes the same deal): IID (every worker sees the same distribution) or NonIID (each worker's label or task mix is drawn from a Dirichlet distribution).
    */
   strategy: "IID" | "NonIID";
   /**
@@ -218,6 +232,14 @@ export interface InnerOptimizer {
    * Inner steps of linear learning-rate warm-up at the start of the run.
    */
   warmupSteps: number;
+  /**
+   * Learning-rate decay after warm-up over the run's rounds × innerSteps inner steps: Cosine (half a cosine, as in DiLoCo), Linear, or Constant.
+   */
+  schedule: "Cosine" | "Linear" | "Constant";
+  /**
+   * The learning rate at the end of the decay, as a fraction of the peak.
+   */
+  finalLearningRateRatio: number;
   /**
    * Exponential decay of the first moment.
    */
@@ -447,9 +469,10 @@ export interface ContributionSpec {
    */
   serviceAccountName?: string;
   /**
-   * A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path.
+   * A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path and localData.path.
    */
   dataVolumeClaim?: string;
+  localData?: LocalData;
 }
 /**
  * CPU and memory requests and limits of each trainer (GPUs come from gpusPerReplica).
@@ -492,6 +515,23 @@ export interface Toleration {
    * How long a NoExecute taint is tolerated before eviction.
    */
   tolerationSeconds?: number;
+}
+/**
+ * This member's own training data, read from the volume that dataVolumeClaim mounts at /data: its workers train on it (split among them) instead of on a shard of federation.data, whose held-out part stays the shared evaluation set. It never leaves the cluster: only compressed pseudo-gradients do. Needs text data in the federation's vocabulary (characters outside it are skipped and counted).
+ */
+export interface LocalData {
+  /**
+   * Text (one document) or JSONL (one JSON object per line).
+   */
+  format: "Text" | "JSONL";
+  /**
+   * A path relative to /data, the mount point of dataVolumeClaim.
+   */
+  path: string;
+  /**
+   * The JSONL field that holds the text (default "text").
+   */
+  field?: string;
 }
 /**
  * The local part: how this cluster reaches the federation's NATS. Defaults to the operator's configured connection.

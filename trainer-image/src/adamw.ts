@@ -1,8 +1,12 @@
-// The inner optimiser: AdamW (decoupled weight decay, Loshchilov & Hutter) with linear warm-up,
-// run on the accelerator for the H inner steps of every round.
+// The inner optimiser: AdamW (decoupled weight decay, Loshchilov & Hutter) with linear warm-up and
+// a cosine or linear decay over the run, run on the accelerator for the H inner steps of every
+// round.
 import * as tf from "@tensorflow/tfjs";
 import type { Batch } from "./data.js";
 import type { Model } from "./model.js";
+
+/** How the learning rate decays after warm-up. */
+export type LearningRateSchedule = "cosine" | "linear" | "constant";
 
 /** AdamW settings, as in the federation spec's training.innerOptimizer. */
 export interface AdamWConfig {
@@ -13,6 +17,29 @@ export interface AdamWConfig {
   beta2: number;
   /** Added to the second-moment root; default 1e-8. */
   epsilon?: number;
+  /** Decay after warm-up; default constant. */
+  schedule?: LearningRateSchedule;
+  /** Steps of the whole run, over which the schedule decays (needed unless constant). */
+  totalSteps?: number;
+  /** The learning rate at the end of the decay, as a fraction of the peak; default 0.1. */
+  finalLearningRateRatio?: number;
+}
+
+/**
+ * The learning rate of step `step` (0-based): linear warm-up to the peak over `warmupSteps`,
+ * then the schedule's decay to `finalLearningRateRatio` × peak at `totalSteps`, flat after.
+ */
+export function learningRateAt(config: AdamWConfig, step: number): number {
+  const { learningRate, warmupSteps } = config;
+  if (step < warmupSteps) return (learningRate * (step + 1)) / warmupSteps;
+  const schedule = config.schedule ?? "constant";
+  if (schedule === "constant") return learningRate;
+  const total = config.totalSteps ?? 0;
+  const final = config.finalLearningRateRatio ?? 0.1;
+  const span = total - warmupSteps;
+  const progress = span > 0 ? Math.min(1, (step - warmupSteps) / span) : 1;
+  const fraction = schedule === "cosine" ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
+  return learningRate * (final + (1 - final) * fraction);
 }
 
 /** AdamW state for one model: first and second moments per variable, and the step count. */
@@ -30,16 +57,26 @@ export class AdamW {
     if (!(config.beta1 >= 0 && config.beta1 < 1 && config.beta2 >= 0 && config.beta2 < 1)) {
       throw new RangeError("AdamW betas must be in [0, 1)");
     }
+    const schedule = config.schedule ?? "constant";
+    if (
+      schedule !== "constant" &&
+      !(Number.isInteger(config.totalSteps) && config.totalSteps! >= 1)
+    ) {
+      throw new RangeError(
+        `a ${schedule} learning-rate schedule needs totalSteps, the run's steps`,
+      );
+    }
+    const final = config.finalLearningRateRatio ?? 0.1;
+    if (!(final >= 0 && final <= 1)) {
+      throw new RangeError(`finalLearningRateRatio ${final} must be in [0, 1]`);
+    }
     this.firstMoments = model.variables.map((v) => tf.variable(tf.zerosLike(v), false));
     this.secondMoments = model.variables.map((v) => tf.variable(tf.zerosLike(v), false));
   }
 
-  /** Learning rate of the next step: linear warm-up to the peak, then constant. */
+  /** Learning rate of the next step (see {@link learningRateAt}). */
   currentLearningRate(): number {
-    const { learningRate, warmupSteps } = this.config;
-    return warmupSteps > 0
-      ? learningRate * Math.min(1, (this.stepCount + 1) / warmupSteps)
-      : learningRate;
+    return learningRateAt(this.config, this.stepCount);
   }
 
   /**

@@ -11,6 +11,8 @@ import { readTextData, shardText } from "./text-data.js";
 /** Top-k values sharing one magnitude scale; the codec's recommended group. */
 const TOPK_GROUP_SIZE = 256;
 
+const SCHEDULES = { Cosine: "cosine", Linear: "linear", Constant: "constant" } as const;
+
 /** DiLoCo settings from `spec.training` and `spec.sync`. */
 export function dilocoConfig(spec: FederationSpec): DiLoCoConfig {
   const training = spec.training;
@@ -24,6 +26,9 @@ export function dilocoConfig(spec: FederationSpec): DiLoCoConfig {
       warmupSteps: inner.warmupSteps,
       beta1: inner.beta1,
       beta2: inner.beta2,
+      schedule: SCHEDULES[inner.schedule ?? "Cosine"],
+      totalSteps: training.rounds * training.innerSteps,
+      finalLearningRateRatio: inner.finalLearningRateRatio ?? 0.1,
     },
     outer: { ...training.outerOptimizer },
     codec: codecParams(spec),

@@ -218,27 +218,37 @@ export type Batch =
   | { kind: "classification"; features: Float32Array; labels: Int32Array; size: number }
   | { kind: "text"; inputs: Int32Array; targets: Int32Array; size: number; length: number };
 
-/** Draws a worker's training batches in a fixed order from the seed and the worker index. */
+/**
+ * Draws a worker's training batches in a fixed order from the seed and the worker's stream. A
+ * DiLoCo worker starts every round with {@link startRound}, which makes the round's batches a
+ * function of (seed, stream, round) alone: a worker resumed at a round boundary draws exactly the
+ * batches an uninterrupted one would, with no sampler state to save.
+ */
 export class BatchSampler {
-  private readonly random: Random;
+  private random: Random;
 
   constructor(
     private readonly data: ClassificationSet | TextCorpus,
     readonly batchSize: number,
-    seed: number,
-    workerIndex: number,
+    private readonly seed: number,
+    private readonly stream: number,
     /** Window length of text batches (the model's context length). */
     private readonly contextLength = 0,
   ) {
-    this.random = new Random(seed, "batches", workerIndex);
+    this.random = new Random(seed, "batches", stream);
     if (data.kind === "classification" && data.count === 0) {
-      throw new RangeError(`worker ${workerIndex} has no training examples`);
+      throw new RangeError(`the worker of batch stream ${stream} has no training examples`);
     }
     if (data.kind === "text" && data.tokens.length < contextLength + 2) {
       throw new RangeError(
-        `worker ${workerIndex} has ${data.tokens.length} characters of text, fewer than the context length + 2`,
+        `the worker of batch stream ${stream} has ${data.tokens.length} characters of text, fewer than the context length + 2`,
       );
     }
+  }
+
+  /** Restarts the batch stream at the first batch of DiLoCo round `round`. */
+  startRound(round: number): void {
+    this.random = new Random(this.seed, "batches", this.stream, "round", round);
   }
 
   /** The next batch. */

@@ -209,6 +209,7 @@ export class DiLoCoWorker {
       bytes: number;
     } | null = null;
     for (let round = options.firstRound ?? 0; round < this.config.rounds; round++) {
+      this.sampler.startRound(round);
       const trainLoss = await this.innerSteps(options);
       if (trainLoss === null) return "stopped";
       const local = await this.model.readParameters();

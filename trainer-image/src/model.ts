@@ -39,7 +39,7 @@ export interface ParameterSpec {
   size: number;
   /** Offset in the flat parameter vector. */
   offset: number;
-  /** Whether AdamW's weight decay applies (matrices yes; biases, gains, no). */
+  /** Whether AdamW's weight decay applies (weight matrices yes; embeddings, biases, gains no). */
   decay: boolean;
   init: Init;
 }
@@ -71,8 +71,10 @@ export function parameterLayout(definition: ModelDefinition): ParameterSpec[] {
   const d = definition.modelWidth;
   const ff = d * definition.feedForwardMultiplier;
   const residualStd = 1 / Math.sqrt(2 * definition.layers);
-  add("embedding/tokens", [definition.vocabularySize, d], true, { kind: "uniform", std: 0.02 });
-  add("embedding/positions", [definition.contextLength, d], true, { kind: "uniform", std: 0.02 });
+  // No weight decay on embeddings (nor on gains and biases), as in GPT-style training: decay
+  // pulls rarely seen tokens' rows to zero.
+  add("embedding/tokens", [definition.vocabularySize, d], false, { kind: "uniform", std: 0.02 });
+  add("embedding/positions", [definition.contextLength, d], false, { kind: "uniform", std: 0.02 });
   for (let l = 0; l < definition.layers; l++) {
     add(`block${l}/ln1/gain`, [d], false, { kind: "ones" });
     add(`block${l}/ln1/bias`, [d], false, { kind: "zeros" });
