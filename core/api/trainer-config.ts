@@ -1,7 +1,7 @@
 // The trainer's configuration file: what the operator renders into a ConfigMap for every member,
 // and what a workstation user writes by hand to join without Kubernetes. Paths are where the
 // operator mounts things in a trainer pod.
-import type { FederationSpec } from "./types.generated.js";
+import type { FederationSpec, LocalData } from "./types.generated.js";
 
 /** Where the operator mounts the trainer's files. */
 export const trainerPaths = {
@@ -14,7 +14,7 @@ export const trainerPaths = {
   natsCredentialsDir: "/etc/fedtrain/nats",
   /** NATS TLS files (`ca.crt`, `tls.crt`, `tls.key`), when the member has them. */
   natsTlsDir: "/etc/fedtrain/nats-tls",
-  /** The data volume, for federation.data.text.path. */
+  /** The data volume, for federation.data.text.path and contribution.localData.path. */
   dataDir: "/data",
   /** Scratch space (the root file system is read-only). */
   scratchDir: "/tmp",
@@ -49,8 +49,14 @@ export interface TrainerConfig {
   };
   /** Compute backend to use (Auto picks the best that loads). */
   backend: "Auto" | "CUDA" | "WebGPU" | "CPU";
-  /** Where federation.data.text.path is resolved. */
+  /** Where federation.data.text.path and localData.path are resolved. */
   dataDir: string;
+  /**
+   * This member's own training data (spec.contribution.localData), a path under dataDir: its
+   * workers train on it, split among them, instead of on shards of federation.data. Absent: they
+   * train on their shards.
+   */
+  localData?: LocalData;
   /**
    * Fault-injection drills for testing a federation's robustness; never for production. Absent
    * normally. The operator renders them from the TrainingFederation's `fedtrain.dev/drill-*`

@@ -147,7 +147,7 @@ export interface SyntheticData {
  */
 export interface Corpus {
   /**
-   * BrownCorpus: the Brown corpus of edited American English (500 samples, about 1M words, 1961), part-of-speech tags stripped to plain text; every 20th sample in file order (ca20, ca40, cb14, ...: 25 samples, 5 %) is held out for evaluation.
+   * BrownCorpus: the Brown corpus of edited American English (500 samples, about 1M words, 1961), part-of-speech tags stripped to plain text; every 20th sample in file order (ca20, ca40, cb16, ...: 25 samples, 5 %) is held out for evaluation.
    */
   preset: "BrownCorpus";
   /**

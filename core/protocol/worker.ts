@@ -37,6 +37,7 @@ import type {
   ReplicaModel,
   RoundResult,
   WorkerHeartbeat,
+  WorkerRef,
 } from "./types.js";
 import {
   CHUNK_HEADER_BYTES,
@@ -100,6 +101,8 @@ const maxChunkBytes = 1024 * 1024;
 // Room in a message for the chunk header and the JetStream publish headers (message id).
 const chunkHeadroom = 4096;
 const leaseKey = "coordinator";
+/** How many of the latest commits' worker lists a worker keeps (a trainer asks for recent ones). */
+const ROSTER_ROUNDS = 64;
 
 function emptyCounters(): ProtocolCounters {
   return {
@@ -165,6 +168,8 @@ export class FederationWorker {
   // The commit that vouches for a restored checkpoint whose signer is no current member.
   private checkpointVoucher: { round: number; digest: Uint8Array; accepted: boolean } | undefined;
   private readonly commits = new Map<number, Commit>();
+  // The workers each of the last ROSTER_ROUNDS accepted commits included, for committedWorkers().
+  private readonly rosters = new Map<number, WorkerRef[]>();
 
   private appliedRound = 0;
   private modelHash: Uint8Array = zeroHash;
@@ -573,6 +578,11 @@ export class FederationWorker {
           voucher.digest,
         );
       if (commit.round > this.appliedRound) this.commits.set(commit.round, commit);
+      this.rosters.set(
+        commit.round,
+        commit.entries.map(({ memberId, workerId }) => ({ memberId, workerId })),
+      );
+      this.rosters.delete(commit.round - ROSTER_ROUNDS);
       this.pump();
     } catch (error) {
       this.drop(error);
@@ -1019,6 +1029,23 @@ export class FederationWorker {
     this.log(`[${this.workerId}] hands the coordinator lease on: it is behind the ledger`);
     if (revision !== undefined)
       await this.resources.lease.delete(leaseKey, { previousSeq: revision }).catch(() => {});
+  }
+
+  /**
+   * The workers whose updates the accepted commit of `round` included, in commit order; undefined
+   * before that commit, or ROSTER_ROUNDS rounds after it. Every worker that follows the ledger
+   * gets the same list (the trainer deals each round's data among them).
+   */
+  committedWorkers(round: number): WorkerRef[] | undefined {
+    return this.rosters.get(round)?.map((worker) => ({ ...worker }));
+  }
+
+  /**
+   * The workers live now: heartbeating within the worker TTL, active, admitted and under this
+   * spec; this worker among them once its own heartbeat has come back through the bucket.
+   */
+  activeWorkers(): WorkerRef[] {
+    return this.liveWorkers().map(({ memberId, workerId }) => ({ memberId, workerId }));
   }
 
   /** True while this worker holds the coordinator lease. */

@@ -149,7 +149,6 @@ describe("a poisoning drill against a norm bound", () => {
       {
         config,
         workerIndices: [0],
-        workerCount: 1,
         checkpointDir: join(directory, spec.id, id),
         resume: false,
       },

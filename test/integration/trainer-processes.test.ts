@@ -4,14 +4,10 @@
 // parameters, and the run's hash-chained ledger verifies. A member stopped by SIGTERM leaves at
 // once and, restarted, rejoins from the federation's checkpoint and ledger with the same model.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   canonicalFederation,
@@ -26,77 +22,11 @@ import {
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
 import { type Checkpoint, readCheckpoint } from "../../trainer-image/src/checkpoint.js";
 import { specHashBytes } from "../../trainer-image/src/nats-exchange.js";
+import { createMembers, type Member, TrainerProcess } from "./trainer-process.js";
 
-const MAIN = fileURLToPath(new URL("../../trainer-image/src/main.js", import.meta.url));
 const ROUNDS = 4;
 // Three cold tfjs processes and four rounds on a loaded 2-core machine take well under this.
 const RUN_TIMEOUT_MS = 90_000;
-
-type LogLine = Record<string, unknown> & { msg?: string };
-
-interface Member {
-  id: string;
-  publicKey: string;
-  keyFile: string;
-}
-
-/** A trainer child process with its JSON log lines. */
-class TrainerProcess {
-  readonly child: ChildProcess;
-  readonly lines: LogLine[] = [];
-  stderr = "";
-  readonly exited: Promise<number | null>;
-  private readonly waiters: {
-    test: (line: LogLine) => boolean;
-    resolve: (line: LogLine) => void;
-  }[] = [];
-
-  constructor(args: string[]) {
-    const env: NodeJS.ProcessEnv = { ...process.env, FEDTRAIN_METRICS_ADDRESS: "127.0.0.1:0" };
-    delete env.JOB_COMPLETION_INDEX;
-    this.child = spawn(process.execPath, [MAIN, ...args], { env, stdio: "pipe" });
-    this.child.stderr!.on("data", (chunk) => {
-      this.stderr += chunk;
-    });
-    createInterface({ input: this.child.stdout! }).on("line", (text) => {
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        line = { msg: text };
-      }
-      this.lines.push(line);
-      for (const waiter of this.waiters.filter((w) => w.test(line))) {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        waiter.resolve(line);
-      }
-    });
-    this.exited = new Promise((resolve) => this.child.once("exit", (code) => resolve(code)));
-  }
-
-  /** Resolves with the first log line (already seen or to come) that passes `test`. */
-  waitFor(test: (line: LogLine) => boolean): Promise<LogLine> {
-    const seen = this.lines.find(test);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ test, resolve });
-      this.child.once("exit", (code) =>
-        reject(new Error(`exited ${code} before the awaited line:\n${this.tail()}`)),
-      );
-    });
-  }
-
-  line(msg: string): LogLine | undefined {
-    return this.lines.find((line) => line.msg === msg);
-  }
-
-  tail(): string {
-    return `${this.lines
-      .slice(-15)
-      .map((l) => JSON.stringify(l))
-      .join("\n")}\n${this.stderr.slice(-2000)}`;
-  }
-}
 
 /** A run's shape: its federation id, rounds, quorum and checkpoint interval. */
 interface RunShape {
@@ -143,18 +73,12 @@ describe("trainer processes federated over NATS", () => {
   let server: NatsServer;
   let directory: string;
   let nc: NatsConnection | undefined;
-  const members: Member[] = [];
+  let members: Member[] = [];
 
   before(async () => {
     server = await startNatsServer();
     directory = await mkdtemp(join(tmpdir(), "fedtrain-trainer-processes-"));
-    for (const id of ["alpha", "beta", "gamma"]) {
-      const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-      const keyFile = join(directory, `${id}.pem`);
-      await writeFile(keyFile, privateKey.export({ format: "pem", type: "pkcs8" }));
-      const raw = publicKey.export({ format: "der", type: "spki" }).subarray(-32);
-      members.push({ id, publicKey: raw.toString("base64"), keyFile });
-    }
+    members = await createMembers(directory, ["alpha", "beta", "gamma"]);
   });
 
   /** Writes each member's TrainerConfig for a run; returns the files, in member order. */

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
-import { type AdamWConfig, learningRateAt } from "./adamw.js";
+import { before, describe, it } from "node:test";
+import { AdamW, type AdamWConfig, learningRateAt } from "./adamw.js";
+import { initBackend } from "./backend.js";
+import type { Batch } from "./data.js";
+import { parameterHash } from "./diloco.js";
+import { initialParameters, Model, type ModelDefinition } from "./model.js";
 
 const base: AdamWConfig = {
   learningRate: 1,
@@ -31,4 +35,82 @@ describe("learningRateAt", () => {
       assert.ok(Math.abs(learningRateAt({ ...base, ...override }, step) - expected) < 1e-12);
     });
   }
+});
+
+describe("AdamW state", () => {
+  const definition: ModelDefinition = {
+    kind: "mlp",
+    inputs: 3,
+    classes: 2,
+    hiddenLayers: [4],
+    activation: "Tanh",
+  };
+  const config: AdamWConfig = { ...base, learningRate: 0.05, weightDecay: 0.1, warmupSteps: 2 };
+  const batch = (step: number): Batch => ({
+    kind: "classification",
+    size: 4,
+    features: Float32Array.from({ length: 12 }, (_, i) => Math.sin(step + i)),
+    labels: Int32Array.of(0, 1, step % 2, 1),
+  });
+
+  before(async () => {
+    await initBackend("JS", { log: () => {} });
+  });
+
+  /** A model and its optimiser after `steps` steps from the seed's weights. */
+  async function trained(steps: number): Promise<{ model: Model; optimizer: AdamW }> {
+    const model = new Model(definition, initialParameters(definition, 3));
+    const optimizer = new AdamW(model, { ...config, schedule: "cosine" });
+    for (let step = 0; step < steps; step++) await optimizer.step(batch(step), false);
+    return { model, optimizer };
+  }
+
+  it("reads its state back and continues bit for bit in another optimiser", async () => {
+    const original = await trained(3);
+    const state = await original.optimizer.readState();
+    assert.equal(state.stepCount, 3);
+    assert.equal(state.firstMoment.length, original.model.size);
+    assert.ok(state.secondMoment.every((v) => v >= 0));
+    assert.ok(state.firstMoment.some((v) => v !== 0));
+
+    const model = new Model(definition, await original.model.readParameters());
+    const copy = new AdamW(model, { ...config, schedule: "cosine" });
+    copy.writeState(state);
+    assert.deepEqual(await copy.readState(), state);
+    for (let step = 3; step < 6; step++) {
+      await original.optimizer.step(batch(step), false);
+      await copy.step(batch(step), false);
+    }
+    assert.equal(
+      parameterHash(await model.readParameters()),
+      parameterHash(await original.model.readParameters()),
+    );
+    for (const each of [original.optimizer, original.model, copy, model]) each.dispose();
+  });
+
+  it("keeps a snapshot as it was while the optimiser steps on", async () => {
+    const { model, optimizer } = await trained(2);
+    const before = await optimizer.readState();
+    const snapshot = optimizer.snapshot();
+    await optimizer.step(batch(2), false);
+    const after = await optimizer.readState();
+    assert.notDeepEqual(after.firstMoment, before.firstMoment);
+    const clone = snapshot.clone();
+    snapshot.dispose();
+    assert.deepEqual(await clone.read(), before);
+    clone.dispose();
+    optimizer.dispose();
+    model.dispose();
+  });
+
+  it("refuses a state of another model size or step count, unchanged", async () => {
+    const { model, optimizer } = await trained(1);
+    const state = await optimizer.readState();
+    const short = { ...state, secondMoment: state.secondMoment.subarray(1) };
+    assert.throws(() => optimizer.writeState(short), /second moment of \d+ values for a model of/);
+    assert.throws(() => optimizer.writeState({ ...state, stepCount: -1 }), /step count -1/);
+    assert.deepEqual(await optimizer.readState(), state);
+    optimizer.dispose();
+    model.dispose();
+  });
 });

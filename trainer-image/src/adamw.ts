@@ -3,7 +3,7 @@
 // round.
 import * as tf from "@tensorflow/tfjs";
 import type { Batch } from "./data.js";
-import type { Model } from "./model.js";
+import { type Model, type ParameterSpec, parameterCount } from "./model.js";
 
 /** How the learning rate decays after warm-up. */
 export type LearningRateSchedule = "cosine" | "linear" | "constant";
@@ -40,6 +40,66 @@ export function learningRateAt(config: AdamWConfig, step: number): number {
   const progress = span > 0 ? Math.min(1, (step - warmupSteps) / span) : 1;
   const fraction = schedule === "cosine" ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
   return learningRate * (final + (1 - final) * fraction);
+}
+
+/**
+ * AdamW's state on the host, as a checkpoint holds it: each moment as one flat vector in the
+ * model's parameter layout order (the order of Model.readParameters), and the steps taken.
+ */
+export interface AdamWState {
+  firstMoment: Float32Array;
+  secondMoment: Float32Array;
+  stepCount: number;
+}
+
+/**
+ * An AdamW state frozen on the accelerator, without a read-back to the host: it holds the moment
+ * tensors of that moment (references on most backends, which the optimiser's next step does not
+ * write into since it assigns new tensors to its variables; a device-side copy on WASM). The cost
+ * is one more set of moments in device memory.
+ */
+export class AdamWSnapshot {
+  constructor(
+    private readonly layout: readonly ParameterSpec[],
+    private readonly firstMoments: readonly tf.Tensor[],
+    private readonly secondMoments: readonly tf.Tensor[],
+    readonly stepCount: number,
+  ) {}
+
+  /** Another hold on the same state, disposed on its own. */
+  clone(): AdamWSnapshot {
+    return new AdamWSnapshot(
+      this.layout,
+      this.firstMoments.map((moment) => tf.clone(moment)),
+      this.secondMoments.map((moment) => tf.clone(moment)),
+      this.stepCount,
+    );
+  }
+
+  /** Reads the snapshot back to the host (asynchronous: WebGPU has no synchronous read-back). */
+  async read(): Promise<AdamWState> {
+    return {
+      firstMoment: await flatten(this.layout, this.firstMoments),
+      secondMoment: await flatten(this.layout, this.secondMoments),
+      stepCount: this.stepCount,
+    };
+  }
+
+  dispose(): void {
+    for (const moment of [...this.firstMoments, ...this.secondMoments]) moment.dispose();
+  }
+}
+
+async function flatten(
+  layout: readonly ParameterSpec[],
+  tensors: readonly tf.Tensor[],
+): Promise<Float32Array> {
+  const flat = new Float32Array(parameterCount(layout));
+  const values = await Promise.all(tensors.map((tensor) => tensor.data()));
+  layout.forEach((spec, i) => {
+    flat.set(values[i] as Float32Array, spec.offset);
+  });
+  return flat;
 }
 
 /** AdamW state for one model: first and second moments per variable, and the step count. */
@@ -112,6 +172,51 @@ export class AdamW {
     const result = readLoss ? ((await loss.data())[0] ?? Number.NaN) : null;
     loss.dispose();
     return result;
+  }
+
+  /** Freezes the current state on the accelerator (see {@link AdamWSnapshot}). */
+  snapshot(): AdamWSnapshot {
+    return new AdamWSnapshot(
+      this.model.layout,
+      this.firstMoments.map((moment) => tf.clone(moment)),
+      this.secondMoments.map((moment) => tf.clone(moment)),
+      this.stepCount,
+    );
+  }
+
+  /** The current state, read back to the host. */
+  async readState(): Promise<AdamWState> {
+    const snapshot = this.snapshot();
+    try {
+      return await snapshot.read();
+    } finally {
+      snapshot.dispose();
+    }
+  }
+
+  /** Replaces the state with `state` (from {@link readState} of an optimiser of the same model). */
+  writeState(state: AdamWState): void {
+    const size = this.model.size;
+    for (const [name, moment] of [
+      ["first moment", state.firstMoment],
+      ["second moment", state.secondMoment],
+    ] as const) {
+      if (moment.length !== size) {
+        throw new RangeError(`AdamW ${name} of ${moment.length} values for a model of ${size}`);
+      }
+    }
+    if (!(Number.isInteger(state.stepCount) && state.stepCount >= 0)) {
+      throw new RangeError(`AdamW step count ${state.stepCount} must be a non-negative integer`);
+    }
+    tf.tidy(() => {
+      this.model.layout.forEach((spec, i) => {
+        const slice = (flat: Float32Array) =>
+          tf.tensor(flat.subarray(spec.offset, spec.offset + spec.size), spec.shape, "float32");
+        this.firstMoments[i]!.assign(slice(state.firstMoment));
+        this.secondMoments[i]!.assign(slice(state.secondMoment));
+      });
+    });
+    this.stepCount = state.stepCount;
   }
 
   dispose(): void {

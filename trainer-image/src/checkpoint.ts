@@ -1,18 +1,50 @@
-// Local checkpoints of the global model: one safetensors file holding every parameter tensor
+// Local checkpoints: one safetensors file holding every parameter tensor of the global model
 // (`global/<name>`, from the model's parameter layout), the outer optimiser's serialised state
-// (`outer/state`, bytes in core/codec's FORMAT.md layout) and, as metadata, the round, the
-// canonical federation spec and its hash, and the model definition. A checkpoint alone is enough
-// to rebuild the model (`export`) or to resume the run that wrote it.
+// (`outer/state`, bytes in core/codec's FORMAT.md layout), the worker-local state of each of the
+// process's workers at the checkpoint's round (`worker<i>/inner/m`, `worker<i>/inner/v`,
+// `worker<i>/feedback/residual`: flat vectors in the parameter layout's order) and, as metadata,
+// the round, the canonical federation spec and its hash, the model definition and the workers'
+// step counts. A checkpoint alone is enough to rebuild the model (`export`) or to resume the run
+// that wrote it, continuing where it stopped. Version 1 files (no worker-local state) are read
+// too.
+import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { FederationSpec } from "../../core/api/index.js";
 import { canonicalJson } from "../../core/api/index.js";
-import { parameterHash } from "./diloco.js";
+import { parameterHash, type WorkerLocalState } from "./diloco.js";
 import { type ModelDefinition, parameterCount, parameterLayout } from "./model.js";
-import { parseSafetensors, readF32, readU8, writeSafetensors } from "./safetensors.js";
+import {
+  parseSafetensors,
+  readF32,
+  readU8,
+  type SafetensorsTensor,
+  writeSafetensors,
+} from "./safetensors.js";
 
-/** The `format` metadata value of a fedtrain checkpoint. */
-export const CHECKPOINT_FORMAT = "fedtrain-checkpoint/v1";
+/** The `format` metadata value of the fedtrain checkpoints this build writes. */
+export const CHECKPOINT_FORMAT = "fedtrain-checkpoint/v2";
+
+/** The format of version 1 checkpoints, still read: global model and outer optimiser only. */
+export const CHECKPOINT_FORMAT_V1 = "fedtrain-checkpoint/v1";
+
+/** One worker's own state in a checkpoint, as of the checkpoint's round. */
+export interface CheckpointLocalState {
+  /** The worker's index. */
+  worker: number;
+  /** Its state; `state.round` is the checkpoint's `rounds`. */
+  state: WorkerLocalState;
+}
+
+/** How the `local` metadata entry describes one worker's state (its tensors hold the rest). */
+interface LocalStateRecord {
+  worker: number;
+  innerStepCount: number;
+  innerOptimizerSteps: number;
+  errorFeedback: boolean;
+  /** SHA-256 (hex) of the worker's local tensors' bytes, in file order. */
+  sha256: string;
+}
 
 /** What a checkpoint holds. */
 export interface Checkpoint {
@@ -27,6 +59,13 @@ export interface Checkpoint {
   global: Float32Array;
   /** OuterOptimizer.serialize() of the outer optimiser. */
   outerState: Uint8Array;
+  /**
+   * The worker-local state of the process's workers that reached the checkpoint's round, in
+   * worker order; empty in a version 1 file and in an overlap-mode run (which saves none).
+   */
+  local: CheckpointLocalState[];
+  /** The file's format when decoded (CHECKPOINT_FORMAT or CHECKPOINT_FORMAT_V1). */
+  format?: string;
 }
 
 /** A file that is not a usable fedtrain checkpoint. */
@@ -42,42 +81,91 @@ export function encodeCheckpoint(checkpoint: Checkpoint): Uint8Array {
       `${checkpoint.global.length} parameters do not fit the model definition (${parameterCount(layout)})`,
     );
   }
-  return writeSafetensors(
-    [
-      ...layout.map((spec) => ({
-        name: `global/${spec.name}`,
-        dtype: "F32" as const,
-        shape: spec.shape,
-        data: checkpoint.global.subarray(spec.offset, spec.offset + spec.size),
-      })),
-      {
-        name: "outer/state",
-        dtype: "U8",
-        shape: [checkpoint.outerState.length],
-        data: checkpoint.outerState,
-      },
-    ],
+  const n = checkpoint.global.length;
+  const tensors: SafetensorsTensor[] = [
+    ...layout.map((spec) => ({
+      name: `global/${spec.name}`,
+      dtype: "F32" as const,
+      shape: spec.shape,
+      data: checkpoint.global.subarray(spec.offset, spec.offset + spec.size),
+    })),
     {
-      format: CHECKPOINT_FORMAT,
-      federationId: checkpoint.federation.id,
-      federation: canonicalJson(checkpoint.federation),
-      federationSpecHash: checkpoint.federationSpecHash,
-      member: checkpoint.member,
-      worker: String(checkpoint.worker),
-      rounds: String(checkpoint.rounds),
-      definition: canonicalJson(checkpoint.definition),
-      globalHash: parameterHash(checkpoint.global),
+      name: "outer/state",
+      dtype: "U8",
+      shape: [checkpoint.outerState.length],
+      data: checkpoint.outerState,
     },
-  );
+  ];
+  const records: LocalStateRecord[] = [];
+  for (const { worker, state } of checkpoint.local) {
+    if (state.round !== checkpoint.rounds) {
+      throw new CheckpointError(
+        `worker ${worker}'s local state is of round ${state.round}, the checkpoint's is ${checkpoint.rounds}`,
+      );
+    }
+    if (records.some((record) => record.worker === worker)) {
+      throw new CheckpointError(`worker ${worker}'s local state is given twice`);
+    }
+    const vectors = localVectors(worker, state);
+    for (const { name, data } of vectors) {
+      if (data.length !== n) {
+        throw new CheckpointError(`${name} holds ${data.length} values for ${n} parameters`);
+      }
+      tensors.push({ name, dtype: "F32", shape: [n], data });
+    }
+    records.push({
+      worker,
+      innerStepCount: state.innerStepCount,
+      innerOptimizerSteps: state.inner.stepCount,
+      errorFeedback: state.residual !== null,
+      sha256: vectorsHash(vectors.map((vector) => vector.data)),
+    });
+  }
+  return writeSafetensors(tensors, {
+    format: CHECKPOINT_FORMAT,
+    federationId: checkpoint.federation.id,
+    federation: canonicalJson(checkpoint.federation),
+    federationSpecHash: checkpoint.federationSpecHash,
+    member: checkpoint.member,
+    worker: String(checkpoint.worker),
+    rounds: String(checkpoint.rounds),
+    definition: canonicalJson(checkpoint.definition),
+    globalHash: parameterHash(checkpoint.global),
+    local: JSON.stringify(records),
+  });
 }
 
-/** Reads checkpoint bytes back, checking the format and the global model's hash. */
+/** A worker's local tensors: their names and values, in file order. */
+function localVectors(
+  worker: number,
+  state: WorkerLocalState,
+): { name: string; data: Float32Array }[] {
+  const vectors = [
+    { name: `worker${worker}/inner/m`, data: state.inner.firstMoment },
+    { name: `worker${worker}/inner/v`, data: state.inner.secondMoment },
+  ];
+  if (state.residual)
+    vectors.push({ name: `worker${worker}/feedback/residual`, data: state.residual });
+  return vectors;
+}
+
+function vectorsHash(vectors: readonly Float32Array[]): string {
+  const hash = createHash("sha256");
+  for (const v of vectors) hash.update(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+  return hash.digest("hex");
+}
+
+/**
+ * Reads checkpoint bytes back (version 2, or version 1 with no local state), checking the format
+ * and the hashes of the global model and of each worker's local state.
+ */
 export function decodeCheckpoint(bytes: Uint8Array, source = "checkpoint"): Checkpoint {
   const file = parseSafetensors(bytes);
   const meta = file.metadata;
-  if (meta.format !== CHECKPOINT_FORMAT) {
+  const format = meta.format;
+  if (format !== CHECKPOINT_FORMAT && format !== CHECKPOINT_FORMAT_V1) {
     throw new CheckpointError(
-      `${source}: metadata format is ${JSON.stringify(meta.format)}, expected ${CHECKPOINT_FORMAT}`,
+      `${source}: metadata format is ${JSON.stringify(format)}, expected ${CHECKPOINT_FORMAT} (or ${CHECKPOINT_FORMAT_V1})`,
     );
   }
   const field = (name: string): string => {
@@ -92,15 +180,69 @@ export function decodeCheckpoint(bytes: Uint8Array, source = "checkpoint"): Chec
   if (parameterHash(global) !== field("globalHash")) {
     throw new CheckpointError(`${source}: the global parameters do not match their recorded hash`);
   }
+  const rounds = Number(field("rounds"));
+  const local: CheckpointLocalState[] = [];
+  if (format === CHECKPOINT_FORMAT) {
+    const text = field("local");
+    let records: LocalStateRecord[];
+    try {
+      records = JSON.parse(text) as LocalStateRecord[];
+    } catch (error) {
+      throw new CheckpointError(`${source}: metadata local is not JSON`, { cause: error });
+    }
+    if (!Array.isArray(records))
+      throw new CheckpointError(`${source}: metadata local is not a list`);
+    for (const record of records) {
+      const counts = [record?.worker, record?.innerStepCount, record?.innerOptimizerSteps];
+      if (
+        !counts.every((count) => Number.isInteger(count) && count! >= 0) ||
+        typeof record.errorFeedback !== "boolean" ||
+        local.some((each) => each.worker === record.worker)
+      ) {
+        throw new CheckpointError(
+          `${source}: metadata local has an invalid entry ${JSON.stringify(record)}`,
+        );
+      }
+      const vector = (name: string): Float32Array => {
+        const data = readF32(file, name);
+        if (data.length !== global.length) {
+          throw new CheckpointError(
+            `${source}: ${name} holds ${data.length} values for ${global.length} parameters`,
+          );
+        }
+        return data;
+      };
+      const worker = record.worker;
+      const state: WorkerLocalState = {
+        round: rounds,
+        innerStepCount: record.innerStepCount,
+        inner: {
+          firstMoment: vector(`worker${worker}/inner/m`),
+          secondMoment: vector(`worker${worker}/inner/v`),
+          stepCount: record.innerOptimizerSteps,
+        },
+        residual: record.errorFeedback ? vector(`worker${worker}/feedback/residual`) : null,
+      };
+      const vectors = localVectors(worker, state).map((each) => each.data);
+      if (vectorsHash(vectors) !== record.sha256) {
+        throw new CheckpointError(
+          `${source}: worker ${worker}'s local state does not match its recorded hash`,
+        );
+      }
+      local.push({ worker, state });
+    }
+  }
   return {
     federation: JSON.parse(field("federation")) as FederationSpec,
     federationSpecHash: field("federationSpecHash"),
     member: field("member"),
     worker: Number(field("worker")),
-    rounds: Number(field("rounds")),
+    rounds,
     definition,
     global,
     outerState: readU8(file, "outer/state"),
+    local,
+    format,
   };
 }
 

@@ -3,10 +3,24 @@
 // API server (a workstation run from a file).
 import type { FederationSpec } from "../../core/api/index.js";
 import type { AggregationRule, CodecParams, NormBound, TopKBits } from "../../core/codec/index.js";
-import { ARITHMETIC_VOCABULARY, arithmetic, gaussianClusters, type ShardSpec } from "./data.js";
+import { brownCorpusSet, loadBrownCorpus } from "./corpus.js";
+import {
+  ARITHMETIC_VOCABULARY,
+  arithmeticSet,
+  type ClassificationSet,
+  type DataSet,
+  type ExampleSet,
+  gaussianClustersSet,
+  ownedByShard,
+  type ShardedClassification,
+  type ShardedText,
+  type ShardSpec,
+  selectExamples,
+  type TextCorpus,
+} from "./data.js";
 import type { DiLoCoConfig } from "./diloco.js";
 import type { ModelDefinition } from "./model.js";
-import { readTextData, shardText } from "./text-data.js";
+import { readTextExamples, splitTextExamples } from "./text-data.js";
 
 /** Top-k values sharing one magnitude scale; the codec's recommended group. */
 const TOPK_GROUP_SIZE = 256;
@@ -83,45 +97,75 @@ function aggregationRule(spec: FederationSpec): AggregationRule {
 
 /** The training data of one worker, the shared evaluation data, and the model to fit them. */
 export interface WorkerData {
-  data: ReturnType<typeof gaussianClusters> | ReturnType<typeof arithmetic>;
+  data: ShardedClassification | ShardedText;
+  definition: ModelDefinition;
+}
+
+/** The federation's whole data set and the model definition sized to it. */
+export interface FederationData {
+  data: DataSet;
   definition: ModelDefinition;
 }
 
 /**
- * Builds this worker's data and the model definition. Text data is read from its URL or from
- * `dataRoot`; the vocabulary (and so the model's) comes from the data.
+ * Builds the federation's data set (every training example, and the held-out set) and the model
+ * definition. Text data is read from its URL or from `dataRoot`; the vocabulary (and so the
+ * model's) comes from the data.
+ */
+export async function federationData(
+  spec: FederationSpec,
+  dataRoot?: string,
+): Promise<FederationData> {
+  const seed = spec.training.seed;
+  const { synthetic, corpus, text } = spec.data;
+  if ([synthetic, corpus, text].filter((source) => source !== undefined).length > 1) {
+    throw new RangeError("data sets more than one of synthetic, corpus and text: set exactly one");
+  }
+  let data: DataSet;
+  if (synthetic?.preset === "GaussianClusters") {
+    data = gaussianClustersSet(seed, synthetic);
+  } else if (synthetic?.preset === "Arithmetic") {
+    data = arithmeticSet(seed, synthetic);
+  } else if (corpus) {
+    data = brownCorpusSet(await loadBrownCorpus(), corpus.encoding ?? "Character");
+  } else if (text) {
+    data = splitTextExamples(await readTextExamples(text, dataRoot), text.evalFraction);
+  } else {
+    throw new RangeError("data needs synthetic, corpus or text");
+  }
+  return { data, definition: modelDefinition(spec, data) };
+}
+
+/**
+ * Builds one worker's data (its shard among `shard.workerCount` workers of one process, see
+ * ShardSpec) and the model definition.
  */
 export async function workerData(
   spec: FederationSpec,
   shard: Omit<ShardSpec, "strategy" | "concentration">,
   dataRoot?: string,
 ): Promise<WorkerData> {
-  const sharding: ShardSpec = {
+  const { data, definition } = await federationData(spec, dataRoot);
+  const owned = ownedByShard(spec.training.seed, data.train, {
     ...shard,
     strategy: spec.data.sharding.strategy,
     concentration: spec.data.sharding.concentration,
+  });
+  const train = selectExamples(data.train, owned);
+  return {
+    data:
+      train.kind === "classification"
+        ? { train, eval: data.eval as ClassificationSet }
+        : { train, eval: data.eval as TextCorpus },
+    definition,
   };
-  const seed = spec.training.seed;
-  const synthetic = spec.data.synthetic;
-  let data: WorkerData["data"];
-  if (synthetic && spec.data.text) {
-    throw new RangeError("data sets both synthetic and text: set exactly one");
-  }
-  if (synthetic?.preset === "GaussianClusters") {
-    data = gaussianClusters(seed, synthetic, sharding);
-  } else if (synthetic?.preset === "Arithmetic") {
-    data = arithmetic(seed, synthetic, sharding);
-  } else if (spec.data.text) {
-    const text = await readTextData(spec.data.text, dataRoot);
-    data = shardText(text, spec.data.text.evalFraction, sharding);
-  } else {
-    throw new RangeError("data needs synthetic or text");
-  }
-  return { data, definition: modelDefinition(spec, data) };
 }
 
 /** The model definition for the spec's preset, sized to the data. */
-export function modelDefinition(spec: FederationSpec, data: WorkerData["data"]): ModelDefinition {
+export function modelDefinition(
+  spec: FederationSpec,
+  data: { train: ExampleSet | ClassificationSet | TextCorpus },
+): ModelDefinition {
   const model = spec.model;
   if (model.preset === "MLP") {
     if (data.train.kind !== "classification") {
@@ -136,7 +180,9 @@ export function modelDefinition(spec: FederationSpec, data: WorkerData["data"]):
     };
   }
   if (data.train.kind !== "text") {
-    throw new RangeError("the CharTransformer preset needs text data (Arithmetic or text)");
+    throw new RangeError(
+      "the CharTransformer preset needs text data (Arithmetic, BrownCorpus or text)",
+    );
   }
   const settings = model.charTransformer;
   return {

@@ -3,7 +3,10 @@
 // Nesterov step on plain typed arrays (never on the accelerator, so members on different
 // backends hold bit-identical global models), then local ← global. With `overlap` (DiLoCoX's
 // one-step delay) round r+1's inner steps start before round r's commit arrives, and the commit
-// is applied one round late.
+// is applied one round late. At each round boundary the worker keeps its own state (AdamW moments
+// and steps, error-feedback residual) on the accelerator, so that a checkpoint written then or
+// after a stop can hold it (`localState`) and a resumed worker continue from it
+// (`restoreLocalState`); overlap mode has no such boundary and saves none.
 import { createHash } from "node:crypto";
 import {
   type AggregationRule,
@@ -17,7 +20,7 @@ import {
   type OuterOptimizerConfig,
   UpdateEncoder,
 } from "../../core/codec/index.js";
-import { AdamW, type AdamWConfig } from "./adamw.js";
+import { AdamW, type AdamWConfig, type AdamWSnapshot, type AdamWState } from "./adamw.js";
 import type { BatchSampler } from "./data.js";
 import type { Model } from "./model.js";
 
@@ -144,6 +147,30 @@ function nextTurnOfEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * A worker's own state at a round boundary, what the global model and outer optimiser do not
+ * hold: with them, it is everything a worker needs to continue a run as if never stopped (the
+ * round's batches are a function of the seed, the stream and the round; see BatchSampler).
+ */
+export interface WorkerLocalState {
+  /** The round this state starts: the rounds applied to the global model when it was taken. */
+  round: number;
+  /** Inner steps the worker had taken. */
+  innerStepCount: number;
+  /** The inner optimiser's moments and step count (which drives warm-up and decay). */
+  inner: AdamWState;
+  /** The error-feedback residual; null for a worker without error feedback. */
+  residual: Float32Array | null;
+}
+
+/** A local state as of a round boundary, kept on the accelerator until a checkpoint asks. */
+interface BoundarySnapshot {
+  round: number;
+  innerStepCount: number;
+  inner: AdamWSnapshot;
+  residual: Float32Array | null;
+}
+
 /** Options of `DiLoCoWorker.run`. */
 export interface WorkerRunOptions {
   /** When aborted, the worker stops after its current inner step, before publishing. */
@@ -166,6 +193,8 @@ export class DiLoCoWorker {
   bytesSent = 0;
   /** Inner steps this worker has taken so far. */
   innerStepCount = 0;
+  /** The local state at the latest round boundary, what a checkpoint saves. */
+  private boundary: BoundarySnapshot | null = null;
 
   constructor(
     readonly id: string,
@@ -208,7 +237,14 @@ export class DiLoCoWorker {
       trainLoss: number;
       bytes: number;
     } | null = null;
-    for (let round = options.firstRound ?? 0; round < this.config.rounds; round++) {
+    const firstRound = options.firstRound ?? 0;
+    if (this.boundary && this.boundary.round !== firstRound) {
+      throw new RangeError(
+        `the worker holds the local state of round ${this.boundary.round} but runs from round ${firstRound}`,
+      );
+    }
+    this.markBoundary(firstRound);
+    for (let round = firstRound; round < this.config.rounds; round++) {
       this.sampler.startRound(round);
       const trainLoss = await this.innerSteps(options);
       if (trainLoss === null) return "stopped";
@@ -222,7 +258,11 @@ export class DiLoCoWorker {
       this.bytesSent += message.byteLength;
       const commit = this.exchange.exchange(round, message);
       if (!this.config.overlap) {
-        await this.apply(await commit, trainLoss, message.byteLength, onRound);
+        const committed = await commit;
+        // The inner optimiser and the residual are as round + 1 starts with them: a checkpoint
+        // written while the commit is applied (in onRound) or after a later stop holds this.
+        this.markBoundary(round + 1);
+        await this.apply(committed, trainLoss, message.byteLength, onRound);
         this.model.writeParameters(this.global);
         anchor = Float32Array.from(this.global);
         continue;
@@ -241,6 +281,93 @@ export class DiLoCoWorker {
       this.model.writeParameters(this.global);
     }
     return "completed";
+  }
+
+  /**
+   * The local state as of the latest round boundary this worker reached (its round is the rounds
+   * applied to its global model then), read back to the host; null before the first run, and
+   * always in overlap mode. A worker stopped in the middle of a round drops that round, so its
+   * state is the one from the round's start, not the half-round's. In overlap mode there is no
+   * such boundary: the local model carries the pseudo-gradient of a round whose commit is still
+   * in flight, which a checkpoint cannot hold, so a resumed overlap run starts its local state
+   * fresh.
+   */
+  async localState(): Promise<WorkerLocalState | null> {
+    const boundary = this.boundary;
+    if (this.config.overlap || !boundary) return null;
+    // Taken before the read-back, during which the worker may reach its next boundary.
+    const residual = boundary.residual ? Float32Array.from(boundary.residual) : null;
+    const inner = boundary.inner.clone();
+    try {
+      return {
+        round: boundary.round,
+        innerStepCount: boundary.innerStepCount,
+        inner: await inner.read(),
+        residual,
+      };
+    } finally {
+      inner.dispose();
+    }
+  }
+
+  /**
+   * Continues from `state` (from {@link localState}, of a worker with the same config and
+   * model): the next run must start at `state.round`, with the global model and outer optimiser
+   * of that round. Not in overlap mode.
+   */
+  restoreLocalState(state: WorkerLocalState): void {
+    if (this.config.overlap) {
+      throw new RangeError("an overlap-mode worker has no local state to restore");
+    }
+    if ((state.residual === null) !== (this.feedback === null)) {
+      throw new RangeError(
+        this.feedback
+          ? "the local state has no error-feedback residual, but this worker uses error feedback"
+          : "the local state has an error-feedback residual, but this worker sends without error feedback",
+      );
+    }
+    if (!(Number.isInteger(state.innerStepCount) && state.innerStepCount >= 0)) {
+      throw new RangeError(
+        `inner step count ${state.innerStepCount} must be a non-negative integer`,
+      );
+    }
+    // Checked before anything changes, so a state that fails leaves the worker as it was.
+    const { firstMoment, secondMoment, stepCount } = state.inner;
+    if (firstMoment.length !== this.global.length || secondMoment.length !== this.global.length) {
+      throw new RangeError(
+        `the local state's moments hold ${firstMoment.length} and ${secondMoment.length} values for ${this.global.length} parameters`,
+      );
+    }
+    if (!(Number.isInteger(stepCount) && stepCount >= 0)) {
+      throw new RangeError(`AdamW step count ${stepCount} must be a non-negative integer`);
+    }
+    if (state.residual) this.feedback!.importResidual(state.residual);
+    this.optimizer.writeState(state.inner);
+    this.innerStepCount = state.innerStepCount;
+    this.boundary?.inner.dispose();
+    this.boundary = null;
+    this.markBoundary(state.round);
+  }
+
+  /**
+   * Takes the local state as `round` starts: references to the moments on the accelerator and a
+   * copy of the residual (no read-back), replacing the previous boundary's.
+   */
+  private markBoundary(round: number): void {
+    if (this.config.overlap) return;
+    const previous = this.boundary;
+    let residual: Float32Array | null = null;
+    if (this.feedback) {
+      residual = previous?.residual ?? new Float32Array(this.feedback.residual.length);
+      residual.set(this.feedback.residual);
+    }
+    previous?.inner.dispose();
+    this.boundary = {
+      round,
+      innerStepCount: this.innerStepCount,
+      inner: this.optimizer.snapshot(),
+      residual,
+    };
   }
 
   /** What this worker sends for `pseudoGradient`: itself, or its poisoned copy in a drill. */
@@ -292,6 +419,8 @@ export class DiLoCoWorker {
   }
 
   dispose(): void {
+    this.boundary?.inner.dispose();
+    this.boundary = null;
     this.optimizer.dispose();
   }
 }

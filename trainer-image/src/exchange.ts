@@ -2,6 +2,7 @@
 // `ExchangeTransport` as a parameter: `LocalExchange` connects N workers inside this process (the
 // standalone workstation mode); `NatsExchange` (nats-exchange.ts) joins one worker per process to
 // the federation over core/protocol, and adds `join` and `roundApplied`.
+import type { WorkerRef } from "../../core/protocol/index.js";
 import {
   type DiLoCoWorker,
   InProcessExchange,
@@ -24,6 +25,17 @@ export interface ExchangeTransport {
   join?(worker: DiLoCoWorker, local: LocalParameters): Promise<{ firstRound: number }>;
   /** Must be called first thing in the round callback of a transport that has `join`. */
   roundApplied?(report: RoundReport): void;
+  /**
+   * A federated transport's agreed workers of a round: those whose updates the commit of DiLoCo
+   * round `round` included, once this process has seen that commit (undefined before). A
+   * transport without it has a fixed set of workers, the process's own.
+   */
+  committedWorkers?(round: number): WorkerRef[] | undefined;
+  /**
+   * A federated transport's live workers, once at least `minMembers` members are live, or when
+   * `timeoutMs` has passed or `signal` aborted, whichever comes first.
+   */
+  liveWorkers?(minMembers: number, timeoutMs: number, signal?: AbortSignal): Promise<WorkerRef[]>;
   /**
    * Stops exchanging: every pending and later `exchange` call rejects with ExchangeClosedError,
    * and connections are released. Idempotent.

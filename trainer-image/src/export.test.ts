@@ -6,11 +6,14 @@ import { after, before, describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import {
   canonicalFederation,
+  canonicalJson,
   type FederationSpec,
   federationSpecHash,
 } from "../../core/api/index.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
 import {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_FORMAT_V1,
   type Checkpoint,
   CheckpointError,
   decodeCheckpoint,
@@ -20,6 +23,7 @@ import {
   writeCheckpoint,
 } from "./checkpoint.js";
 import type { Batch } from "./data.js";
+import { parameterHash, type WorkerLocalState } from "./diloco.js";
 import { exportCheckpoint } from "./export.js";
 import { initialParameters, Model, type ModelDefinition, parameterLayout } from "./model.js";
 import { parseSafetensors, readF32, writeSafetensors } from "./safetensors.js";
@@ -30,7 +34,11 @@ const federation: FederationSpec = canonicalFederation({
   data: { synthetic: { preset: "GaussianClusters" } },
 } as FederationSpec);
 
-function checkpointOf(definition: ModelDefinition, rounds = 3): Checkpoint {
+function checkpointOf(
+  definition: ModelDefinition,
+  rounds = 3,
+  local: Checkpoint["local"] = [],
+): Checkpoint {
   const global = initialParameters(definition, 11);
   const outer = new OuterOptimizer(global.length);
   outer.step(
@@ -46,7 +54,61 @@ function checkpointOf(definition: ModelDefinition, rounds = 3): Checkpoint {
     definition,
     global,
     outerState: outer.serialize(),
+    local,
   };
+}
+
+/** A worker's local state of `rounds` with values derived from `tag`. */
+function localStateOf(
+  size: number,
+  rounds: number,
+  tag: number,
+  errorFeedback = true,
+): WorkerLocalState {
+  const values = (offset: number) =>
+    Float32Array.from({ length: size }, (_, i) => Math.sin(tag + offset + i));
+  return {
+    round: rounds,
+    innerStepCount: 10 * tag + 7,
+    inner: {
+      firstMoment: values(1),
+      secondMoment: values(2).map(Math.abs),
+      stepCount: 10 * tag + 7,
+    },
+    residual: errorFeedback ? values(3) : null,
+  };
+}
+
+/** The checkpoint as version 1 wrote it: the global model and outer state, no local state. */
+function encodeV1(checkpoint: Checkpoint): Uint8Array {
+  const layout = parameterLayout(checkpoint.definition);
+  return writeSafetensors(
+    [
+      ...layout.map((spec) => ({
+        name: `global/${spec.name}`,
+        dtype: "F32" as const,
+        shape: spec.shape,
+        data: checkpoint.global.subarray(spec.offset, spec.offset + spec.size),
+      })),
+      {
+        name: "outer/state",
+        dtype: "U8" as const,
+        shape: [checkpoint.outerState.length],
+        data: checkpoint.outerState,
+      },
+    ],
+    {
+      format: CHECKPOINT_FORMAT_V1,
+      federationId: checkpoint.federation.id,
+      federation: canonicalJson(checkpoint.federation),
+      federationSpecHash: checkpoint.federationSpecHash,
+      member: checkpoint.member,
+      worker: String(checkpoint.worker),
+      rounds: String(checkpoint.rounds),
+      definition: canonicalJson(checkpoint.definition),
+      globalHash: parameterHash(checkpoint.global),
+    },
+  );
 }
 
 const mlp: ModelDefinition = {
@@ -78,9 +140,59 @@ describe("checkpoints", () => {
   it("round-trips the global model, outer state, round and federation", async () => {
     const checkpoint = checkpointOf(transformer);
     const decoded = decodeCheckpoint(encodeCheckpoint(checkpoint));
-    assert.deepEqual(decoded, checkpoint);
+    assert.deepEqual(decoded, { ...checkpoint, format: CHECKPOINT_FORMAT });
     const restored = OuterOptimizer.deserialize(decoded.outerState, checkpoint.global.length);
     assert.equal(restored.stepCount, 1);
+  });
+
+  it("round-trips each worker's local state, with and without error feedback", () => {
+    const size = initialParameters(mlp, 11).length;
+    const checkpoint = checkpointOf(mlp, 4, [
+      { worker: 0, state: localStateOf(size, 4, 1) },
+      { worker: 2, state: localStateOf(size, 4, 2, false) },
+    ]);
+    const bytes = encodeCheckpoint(checkpoint);
+    const decoded = decodeCheckpoint(bytes);
+    assert.deepEqual(decoded, { ...checkpoint, format: CHECKPOINT_FORMAT });
+    const names = [...parseSafetensors(bytes).entries.keys()].filter((name) =>
+      name.startsWith("worker"),
+    );
+    assert.deepEqual(names, [
+      "worker0/inner/m",
+      "worker0/inner/v",
+      "worker0/feedback/residual",
+      "worker2/inner/m",
+      "worker2/inner/v",
+    ]);
+  });
+
+  it("refuses local state of another round, or twice for one worker", () => {
+    const size = initialParameters(mlp, 11).length;
+    assert.throws(
+      () =>
+        encodeCheckpoint(checkpointOf(mlp, 4, [{ worker: 0, state: localStateOf(size, 3, 1) }])),
+      /local state is of round 3, the checkpoint's is 4/,
+    );
+    const twice = [0, 0].map((worker) => ({ worker, state: localStateOf(size, 4, 1) }));
+    assert.throws(() => encodeCheckpoint(checkpointOf(mlp, 4, twice)), /given twice/);
+  });
+
+  it("rejects a checkpoint whose local state was altered", () => {
+    const size = initialParameters(mlp, 11).length;
+    const bytes = encodeCheckpoint(
+      checkpointOf(mlp, 4, [{ worker: 0, state: localStateOf(size, 4, 1) }]),
+    );
+    const file = parseSafetensors(bytes);
+    const [begin] = file.entries.get("worker0/feedback/residual")!.data_offsets;
+    const at = file.data.byteOffset + begin;
+    bytes[at] = (bytes[at]! + 1) % 256;
+    assert.throws(() => decodeCheckpoint(bytes), /worker 0's local state does not match/);
+  });
+
+  it("reads a version 1 checkpoint, with no local state", () => {
+    const checkpoint = checkpointOf(mlp, 5);
+    const decoded = decodeCheckpoint(encodeV1(checkpoint));
+    assert.deepEqual(decoded, { ...checkpoint, local: [], format: CHECKPOINT_FORMAT_V1 });
   });
 
   it("writes atomically under a sortable name and finds the newest", async () => {
@@ -113,7 +225,13 @@ describe("export", () => {
   });
 
   it("writes safetensors named by the parameter layout, values bit-identical", async () => {
-    const checkpoint = checkpointOf(transformer);
+    // A checkpoint file with worker-local state: only the global model is exported.
+    const size = initialParameters(transformer, 11).length;
+    const checkpoint = decodeCheckpoint(
+      encodeCheckpoint(
+        checkpointOf(transformer, 3, [{ worker: 0, state: localStateOf(size, 3, 1) }]),
+      ),
+    );
     const out = join(directory, "st");
     await exportCheckpoint(checkpoint, out, "safetensors");
     const file = parseSafetensors(new Uint8Array(await readFile(join(out, "model.safetensors"))));

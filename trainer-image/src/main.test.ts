@@ -227,6 +227,15 @@ describe("trainer process", () => {
     const resumed = new Trainer(runArgs(config, checkpoints));
     const loaded = await resumed.waitFor((l) => l.msg === "model and data loaded");
     assert.equal(loaded.firstRound, checkpoint.rounds);
+    // Each worker continues its own AdamW moments and schedule and its error feedback.
+    assert.deepEqual(
+      checkpoint.local.map((each) => each.state.innerStepCount),
+      [0, 1].map(() => checkpoint.rounds * 5),
+    );
+    assert.deepEqual(
+      resumed.lines.filter((l) => l.msg === "worker-local state restored").map((l) => l.worker),
+      [0, 1],
+    );
     await resumed.waitFor((l) => l.msg === "round applied");
     resumed.child.kill("SIGTERM");
     assert.equal(await resumed.exited, 143, resumed.stderr);

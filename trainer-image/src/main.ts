@@ -24,6 +24,7 @@ import { exportCheckpoint } from "./export.js";
 import { leaveFederation } from "./leave.js";
 import { serveTrainerEndpoints, TrainerMetrics } from "./metrics.js";
 import { NatsExchange, specHashBytes } from "./nats-exchange.js";
+import { federationWorkerId } from "./roster.js";
 import { TrainerRuntime, workerId } from "./runtime.js";
 import { SafetensorsError } from "./safetensors.js";
 import {
@@ -254,9 +255,12 @@ async function train(
   let transport: ExchangeTransport;
   if (nats) {
     const index = indices[0]!;
+    // A worker on its member's own data is named so (local-w<index>) for every member to see in
+    // the commits, and to leave it out of the shared data's deal (roster.ts).
+    const federationWorker = federationWorkerId(index, config.localData !== undefined);
     const { natsUrls, credentialsFile, tls } = config.transport;
     try {
-      nc = await connectNats(natsUrls, `${config.member.id}-w${index}`, {
+      nc = await connectNats(natsUrls, `${config.member.id}-${federationWorker}`, {
         ...(credentialsFile ? { credentialsFile } : {}),
         ...(tls ? { tls } : {}),
       });
@@ -270,12 +274,12 @@ async function train(
       spec: config.federation,
       specHash: nats.specHash,
       memberId: config.member.id,
-      workerId: `w${index}`,
+      workerId: federationWorker,
       privateKey: nats.privateKey,
       log: (line) => protocolLog.info(line),
     });
     log.info(
-      { servers: displayUrls(natsUrls), worker: `w${index}` },
+      { servers: displayUrls(natsUrls), worker: federationWorker },
       "joining the federation over NATS",
     );
   } else {
@@ -292,7 +296,6 @@ async function train(
       {
         config,
         workerIndices: indices,
-        workerCount: indices.length,
         checkpointDir: command.checkpointDir,
         resume: !command.fresh,
       },

@@ -20,7 +20,7 @@ export class TrainerMetrics {
   );
   readonly innerStep = this.gauge(
     "fedtrain_trainer_inner_step",
-    "Inner optimiser steps the worker has taken in this run",
+    "Inner optimiser steps the worker has taken, counting those before the checkpoint it resumed",
   );
   readonly samplesPerSecond = this.gauge(
     "fedtrain_trainer_samples_per_second",

@@ -239,8 +239,31 @@ export class Model {
     definition: TransformerDefinition,
     batch: Extract<Batch, { kind: "text" }>,
   ): tf.Scalar {
-    const b = batch.size;
-    const t = batch.length;
+    const logits = this.transformerLogits(definition, batch.inputs, batch.size, batch.length);
+    return crossEntropy(logits, tf.tensor1d(batch.targets, "int32"), definition.vocabularySize);
+  }
+
+  /**
+   * Next-token logits at every position of `size` windows of `length` token ids (row-major),
+   * shape [size·length, vocabulary]; position t sees tokens 0..t of its window. Call inside a
+   * tidy.
+   */
+  nextTokenLogits(inputs: Int32Array, size: number, length: number): tf.Tensor2D {
+    if (this.definition.kind !== "transformer") {
+      throw new TypeError("next-token logits need the CharTransformer");
+    }
+    if (inputs.length !== size * length) {
+      throw new RangeError(`${inputs.length} token ids for ${size} windows of ${length}`);
+    }
+    return this.transformerLogits(this.definition, inputs, size, length);
+  }
+
+  private transformerLogits(
+    definition: TransformerDefinition,
+    inputs: Int32Array,
+    b: number,
+    t: number,
+  ): tf.Tensor2D {
     const d = definition.modelWidth;
     const h = definition.heads;
     const hd = d / h;
@@ -254,7 +277,7 @@ export class Model {
     const take = (): tf.Variable => v[next++]!;
     const tokens = take();
     const positions = take();
-    const ids = tf.tensor1d(batch.inputs, "int32");
+    const ids = tf.tensor1d(inputs, "int32");
     let x = tf.add(
       // A one-hot product instead of gather: gather's gradient (UnsortedSegmentSum) is missing
       // on the WASM backend, and the character vocabulary is small. (WASM's OneHot returns zeros
@@ -296,8 +319,7 @@ export class Model {
     const gf = take();
     const bf = take();
     const final = tf.reshape(layerNorm(x, gf, bf), [b * t, d]) as tf.Tensor2D;
-    const logits = tf.matMul(final, tokens as tf.Tensor2D, false, true);
-    return crossEntropy(logits, tf.tensor1d(batch.targets, "int32"), definition.vocabularySize);
+    return tf.matMul(final, tokens as tf.Tensor2D, false, true);
   }
 
   /** Mean loss over evaluation batches (weighted by batch size), read back to the host. */

@@ -21,6 +21,7 @@ import {
   type CommittedUpdate as ProtocolUpdate,
   type ReplicaModel,
   type WorkerOptions,
+  type WorkerRef,
 } from "../../core/protocol/index.js";
 import type {
   BoundedUpdate,
@@ -36,6 +37,9 @@ import { ExchangeClosedError, type ExchangeTransport, type LocalParameters } fro
 
 /** Options of {@link NatsExchange}: the federation worker's, less the model (the exchange's). */
 export type NatsExchangeOptions = Omit<WorkerOptions, "model" | "boundedUpdates">;
+
+/** How often a worker waiting for the federation's first members looks again. */
+const LIVE_POLL_MS = 100;
 
 /** The exchange and the DiLoCo worker disagree about which round comes next: a wiring bug. */
 export class ExchangeOrderError extends Error {
@@ -215,6 +219,31 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     if (this.diloco && this.diloco.id !== worker)
       throw new RangeError(`the NATS exchange serves worker ${this.diloco.id}, not ${worker}`);
     return this;
+  }
+
+  /** The workers whose updates the commit of DiLoCo round `round` included (valid after join). */
+  committedWorkers(round: number): WorkerRef[] | undefined {
+    return this.federation.committedWorkers(round + 1);
+  }
+
+  /**
+   * The federation's live workers once `minMembers` members are live (this worker's own heartbeat
+   * counts once it is back), or whoever is live when `timeoutMs` has passed, `signal` aborted or
+   * the exchange closed.
+   */
+  async liveWorkers(
+    minMembers: number,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<WorkerRef[]> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const live = this.federation.activeWorkers();
+      const members = new Set(live.map((worker) => worker.memberId)).size;
+      if (members >= minMembers || Date.now() >= until || signal?.aborted || this.closed)
+        return live;
+      await new Promise((resolve) => setTimeout(resolve, LIVE_POLL_MS));
+    }
   }
 
   /**

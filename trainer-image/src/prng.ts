@@ -127,7 +127,7 @@ function rotl(x: number, k: number): number {
 }
 
 /** The splitmix32 / murmur3 finaliser: a bijective 32-bit mix. */
-function mix32(value: number): number {
+export function mix32(value: number): number {
   let z = value >>> 0;
   z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
   z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
@@ -135,7 +135,7 @@ function mix32(value: number): number {
 }
 
 /** FNV-1a of a stream label (numbers are hashed by their decimal form). */
-function hashLabel(label: string | number): number {
+export function hashLabel(label: string | number): number {
   const text = typeof label === "number" ? `#${label}` : label;
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {

@@ -14,6 +14,7 @@ import {
 } from "../../core/api/index.js";
 import { decodeUpdate, encodeUpdate, l2Norm } from "../../core/codec/index.js";
 import { initBackend } from "./backend.js";
+import { latestCheckpoint, readCheckpoint } from "./checkpoint.js";
 import type { DiLoCoWorker, RoundReport, UpdateExchange } from "./diloco.js";
 import type { ExchangeTransport, LocalParameters } from "./exchange.js";
 import { TrainerMetrics } from "./metrics.js";
@@ -84,7 +85,11 @@ describe("TrainerRuntime over a federated transport", () => {
     await rm(directory, { recursive: true, force: true });
   });
 
-  function runtimeWith(transport: ExchangeTransport, workerIndices = [0]): TrainerRuntime {
+  function runtimeWith(
+    transport: ExchangeTransport,
+    workerIndices = [0],
+    lines?: Record<string, unknown>[],
+  ): TrainerRuntime {
     const config = checkTrainerConfig({
       apiVersion: "fedtrain.dev/v1alpha1",
       kind: "TrainerConfig",
@@ -97,14 +102,32 @@ describe("TrainerRuntime over a federated transport", () => {
       {
         config,
         workerIndices,
-        workerCount: workerIndices.length,
         checkpointDir: directory,
         resume: true,
       },
       transport,
       new TrainerMetrics(),
-      pino({ level: "silent" }),
+      lines
+        ? pino(
+            { level: "info" },
+            {
+              write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+            },
+          )
+        : pino({ level: "silent" }),
     );
+  }
+
+  /** Loads a runtime whose join gives `firstRound`, and returns its log lines and worker. */
+  async function joinAt(firstRound: number) {
+    const transport = new FederatedTransport();
+    const lines: Record<string, unknown>[] = [];
+    const runtime = runtimeWith(transport, [0], lines);
+    const loading = runtime.load({ backend: "cpu-js", device: "cpu" });
+    while (!transport.joined) await new Promise((resolve) => setTimeout(resolve, 5));
+    transport.finishJoin(firstRound);
+    await loading;
+    return { runtime, lines, worker: transport.joined };
   }
 
   it("is ready only once joined, starts at the joined round and acknowledges each round", async () => {
@@ -139,6 +162,35 @@ describe("TrainerRuntime over a federated transport", () => {
       // The first test left a checkpoint of round 3 in the folder; resuming it would make the
       // protocol's replay of the federation's commits apply those rounds twice.
       assert.deepEqual(transport.globalAtJoin, firstGlobalAtJoin);
+    } finally {
+      runtime.dispose();
+    }
+  });
+
+  it("restores its own local state from a local checkpoint of the round it joins at", async () => {
+    // The first test's final checkpoint: round 3, with worker 0's state at the end of round 2.
+    const path = await latestCheckpoint(directory, federation.id, 0);
+    const saved = (await readCheckpoint(path!)).local;
+    assert.equal(saved.length, 1);
+    const { runtime, lines, worker } = await joinAt(3);
+    try {
+      assert.ok(lines.some((line) => line.msg === "worker-local state restored"));
+      assert.deepEqual(await worker.localState(), saved[0]!.state);
+    } finally {
+      runtime.dispose();
+    }
+  });
+
+  it("starts its local state fresh when the federation is at another round", async () => {
+    const { runtime, lines, worker } = await joinAt(2);
+    try {
+      const fresh = lines.find((line) => line.msg?.toString().startsWith("worker-local state"));
+      assert.equal(
+        fresh?.msg,
+        "worker-local state starts fresh: the local checkpoint is of another round than the one the worker joined at",
+      );
+      assert.deepEqual([fresh?.rounds, fresh?.firstRound], [3, 2]);
+      assert.equal(worker.innerStepCount, 0);
     } finally {
       runtime.dispose();
     }
@@ -221,7 +273,7 @@ describe("TrainerRuntime drills and bounded updates", () => {
       { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
     );
     const runtime = new TrainerRuntime(
-      { config, workerIndices: [0], workerCount: 1, checkpointDir: directory, resume: false },
+      { config, workerIndices: [0], checkpointDir: directory, resume: false },
       transport,
       metrics,
       log,

@@ -1,27 +1,40 @@
 // One trainer process: loads the data and the model for each of its workers, runs DiLoCo over the
-// exchange transport it is given, reports metrics, and checkpoints the global model (every
-// sync.checkpointEveryRounds rounds, when stopped, and at the end). Stopping (the signal) ends
-// every worker after its current inner step; a round in flight is dropped, never half-applied.
+// exchange transport it is given, reports metrics, and checkpoints the global model with each
+// worker's own state (every sync.checkpointEveryRounds rounds, when stopped, and at the end).
+// Stopping (the signal) ends every worker after its current inner step; a round in flight is
+// dropped, never half-applied, and the checkpoint holds the state as of the last applied round.
 // Over a federated transport (one with `join`, the NATS exchange) the federation's checkpoint and
-// ledger are the state to start from, not the local checkpoints, and the process is ready only
-// once it has joined.
+// ledger are the global state to start from, not the local checkpoints (a local one of the round
+// the worker joins at still gives its worker-local state), and the process is ready only once it
+// has joined.
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
+import type { WorkerRef } from "../../core/protocol/index.js";
 import {
+  CHECKPOINT_FORMAT_V1,
   type Checkpoint,
+  type CheckpointLocalState,
   latestCheckpoint,
   readCheckpoint,
   writeCheckpoint,
 } from "./checkpoint.js";
-import { dilocoConfig, workerData } from "./config.js";
-import { BatchSampler, evaluationBatches } from "./data.js";
+import { dilocoConfig, federationData } from "./config.js";
+import { BatchSampler, type DataSet, type ExampleSet, evaluationBatches } from "./data.js";
 import { DiLoCoWorker, parameterHash, type RoundReport } from "./diloco.js";
 import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
 import type { TrainerMetrics } from "./metrics.js";
 import { initialParameters, Model, type ModelDefinition } from "./model.js";
+import {
+  federationWorkerId,
+  rosterRound,
+  type ShardChange,
+  WorkerShard,
+  workerName,
+} from "./roster.js";
+import { readLocalExamples } from "./text-data.js";
 
 /** Evaluation windows of text data per round: enough for a stable loss, cheap next to training. */
 const MAX_EVAL_WINDOWS = 256;
@@ -32,8 +45,8 @@ export function workerId(member: string, index: number): string {
 }
 
 /**
- * The batch stream of a federated worker: every member trains on the whole data set (sharding
- * across members is not coordinated yet), so the stream is told apart by member and index.
+ * The batch stream of a federated worker, told apart by member and index: a newcomer's shard may
+ * overlap another worker's for its first round, and must not draw the same batches from it.
  */
 function batchStream(member: string, index: number): number {
   return createHash("sha256").update(`${member}/${index}`).digest().readUInt32LE(0);
@@ -47,10 +60,12 @@ function membersWith(report: RoundReport, action: "clipped" | "dropped"): string
 /** How this process runs. */
 export interface RuntimeSettings {
   config: TrainerConfig;
-  /** Indices of the workers this process runs (one in a pod, N in local mode). */
+  /**
+   * Indices of the workers this process runs (one in a pod, N in local mode). Over the local
+   * exchange they are all the workers the data is dealt among; over a federated one, the
+   * federation's workers are (see roster.ts).
+   */
   workerIndices: number[];
-  /** Workers the training data is split across. */
-  workerCount: number;
   checkpointDir: string;
   /** Resume from the newest matching checkpoint in checkpointDir. */
   resume: boolean;
@@ -82,6 +97,8 @@ export class TrainerRuntime {
   private definition: ModelDefinition | null = null;
   private firstRound = 0;
   private loaded = false;
+  /** The workers of a round no commit names: this process's own, or those live at the start. */
+  private startingRoster: WorkerRef[] = [];
 
   constructor(
     private readonly settings: RuntimeSettings,
@@ -97,7 +114,7 @@ export class TrainerRuntime {
 
   /** Loads every worker's data and model, from the newest checkpoint when resuming. */
   async load(backend: { backend: string; device: string }): Promise<void> {
-    const { config, workerIndices, workerCount } = this.settings;
+    const { config, workerIndices } = this.settings;
     const federation = config.federation;
     const diloco = dilocoConfig(federation);
     const poisonScale = config.drill?.poisonScale;
@@ -108,39 +125,48 @@ export class TrainerRuntime {
         "drill: this member's updates are poisoned (scaled before compression); for robustness tests only",
       );
     }
-    const solo = workerIndices.length === 1 && workerCount === 1;
     const federated = this.transport.join !== undefined;
     if (federated && workerIndices.length !== 1)
       throw new RangeError(`the ${this.transport.kind} exchange serves one worker per process`);
-    const loaded = await Promise.all(
-      workerIndices.map((index) =>
-        workerData(
-          federation,
-          // A lone worker trains on all the data whatever its index: a pod's shard of the
-          // federation would need the worker count across members, which nothing agrees on yet.
-          { workerIndex: solo ? 0 : index, workerCount },
-          config.dataDir,
-        ),
-      ),
-    );
-    const first = loaded[0]!;
-    const definition = first.definition;
+    const { data, definition } = await federationData(federation, config.dataDir);
     this.definition = definition;
+    const contextLength = definition.kind === "transformer" ? definition.contextLength : 0;
+    const examples = config.localData ? await this.localExamples(data, contextLength) : data.train;
+    const localData = config.localData !== undefined;
+    this.startingRoster = workerIndices.map((index) => ({
+      memberId: config.member.id,
+      workerId: federationWorkerId(index, localData),
+    }));
     let global = initialParameters(definition, federation.training.seed);
     let outer: OuterOptimizer | null = null;
+    const resumed = this.settings.resume ? await this.resumable(definition) : null;
     // A federated worker replays the federation's commits onto the initial weights (or restores
     // the federation's checkpoint): starting from a local checkpoint would apply rounds twice.
-    const resumed = this.settings.resume && !federated ? await this.resumable(definition) : null;
-    if (resumed) {
-      global = resumed.global;
-      outer = OuterOptimizer.deserialize(resumed.outerState, global.length);
-      this.firstRound = resumed.rounds;
+    if (resumed && !federated) {
+      this.log.info(
+        { checkpoint: resumed.path, rounds: resumed.checkpoint.rounds },
+        "resuming from checkpoint",
+      );
+      global = resumed.checkpoint.global;
+      outer = OuterOptimizer.deserialize(resumed.checkpoint.outerState, global.length);
+      this.firstRound = resumed.checkpoint.rounds;
     }
-    const contextLength = definition.kind === "transformer" ? definition.contextLength : 0;
+    const dealSettings = {
+      seed: federation.training.seed,
+      strategy: federation.data.sharding.strategy,
+      concentration: federation.data.sharding.concentration,
+    };
     workerIndices.forEach((index, i) => {
-      const { data } = loaded[i]!;
+      const label = String(index);
+      const shard = new WorkerShard({
+        examples,
+        settings: dealSettings,
+        self: this.startingRoster[i]!,
+        roster: (round) => this.roster(round, diloco.overlap),
+        onChange: (change) => this.logShard(label, change),
+      });
       const sampler = new BatchSampler(
-        data.train,
+        shard,
         federation.training.batchSize,
         federation.training.seed,
         federated ? batchStream(config.member.id, index) : index,
@@ -160,15 +186,16 @@ export class TrainerRuntime {
         worker.outer.momentumBuffer.set(outer.momentumBuffer);
         worker.outer.stepCount = outer.stepCount;
       }
-      const label = String(index);
-      this.workers.push({
+      const local: LocalWorker = {
         index,
         label,
         worker,
         model,
         rounds: this.firstRound,
         roundStarted: 0,
-      });
+      };
+      this.workers.push(local);
+      if (resumed && !federated) this.restoreLocalState(local, resumed);
       this.metrics.info.set(
         {
           backend: backend.backend,
@@ -184,12 +211,20 @@ export class TrainerRuntime {
       const { firstRound } = await this.transport.join!(local.worker, local.model);
       this.firstRound = firstRound;
       local.rounds = firstRound;
+      if (resumed?.checkpoint.rounds === firstRound) {
+        this.restoreLocalState(local, resumed);
+      } else if (resumed) {
+        this.log.info(
+          { checkpoint: resumed.path, rounds: resumed.checkpoint.rounds, firstRound },
+          "worker-local state starts fresh: the local checkpoint is of another round than the one the worker joined at",
+        );
+      }
     }
     for (const local of this.workers)
       this.metrics.round.set({ worker: local.label }, this.firstRound);
     this.evalModel = new Model(definition, global);
     this.evalBatches = evaluationBatches(
-      first.data.eval,
+      data.eval,
       federation.training.batchSize,
       contextLength,
       MAX_EVAL_WINDOWS,
@@ -198,7 +233,6 @@ export class TrainerRuntime {
     this.log.info(
       {
         workers: workerIndices,
-        workerCount,
         model: definition,
         parameters: global.length,
         firstRound: this.firstRound,
@@ -217,6 +251,7 @@ export class TrainerRuntime {
     const failure = new AbortController();
     const stop = AbortSignal.any([signal, failure.signal]);
     const started = performance.now();
+    await this.awaitStartingRoster(stop);
     const results = await Promise.allSettled(
       this.workers.map(async (local) => {
         local.roundStarted = performance.now();
@@ -262,6 +297,96 @@ export class TrainerRuntime {
       checkpoint: checkpoint.path,
       globalHash: checkpoint.globalHash,
     };
+  }
+
+  /**
+   * Over a federated transport whose first round no commit names, waits (at most one round
+   * deadline) until the quorum's minimum of members is live, and takes the live workers as that
+   * round's. Starting alone would deal this worker all the data for the round.
+   */
+  private async awaitStartingRoster(signal: AbortSignal): Promise<void> {
+    const { federation } = this.settings.config;
+    const source = rosterRound(this.firstRound, federation.sync.overlap ?? false);
+    const liveWorkers = this.transport.liveWorkers?.bind(this.transport);
+    if (!liveWorkers || (source >= 0 && this.transport.committedWorkers?.(source))) return;
+    const minMembers = federation.sync.quorum.minMembers ?? 1;
+    const live = await liveWorkers(minMembers, federation.sync.roundDeadlineSeconds * 1000, signal);
+    const members = new Set(live.map((worker) => worker.memberId)).size;
+    if (members < minMembers)
+      this.log.info(
+        { live: live.map(workerName), minMembers },
+        "dealing the first round's data among the workers live now: fewer members than the quorum needs are live",
+      );
+    this.startingRoster = [...this.startingRoster, ...live];
+  }
+
+  /** The workers of DiLoCo round `round` (roster.ts). */
+  private roster(round: number, overlap: boolean): readonly WorkerRef[] {
+    const source = rosterRound(round, overlap);
+    return (
+      (source >= 0 ? this.transport.committedWorkers?.(source) : undefined) ?? this.startingRoster
+    );
+  }
+
+  /** This member's own data (contribution.localData) in the federation's vocabulary. */
+  private async localExamples(data: DataSet, contextLength: number): Promise<ExampleSet> {
+    const { config } = this.settings;
+    const spec = config.localData!;
+    if (data.train.kind !== "text")
+      throw new RangeError(
+        "contribution.localData is text: it cannot stand in for the federation's classification data (GaussianClusters)",
+      );
+    const { examples, skipped } = await readLocalExamples(
+      spec,
+      data.train.vocabulary,
+      config.dataDir,
+    );
+    if (examples.tokens.length < contextLength + 2)
+      throw new RangeError(
+        `contribution.localData: ${spec.path} has ${examples.tokens.length} characters in the federation's vocabulary, fewer than the context length + 2 (${contextLength + 2})`,
+      );
+    this.log.info(
+      {
+        path: spec.path,
+        format: spec.format,
+        examples: examples.bounds.length - 1,
+        characters: examples.tokens.length,
+        skippedCharacters: skipped,
+      },
+      skipped > 0
+        ? "training on this member's own data; characters outside the federation's vocabulary skipped"
+        : "training on this member's own data",
+    );
+    return examples;
+  }
+
+  /**
+   * Logs a worker's new shard: its workers and size, a digest of its examples, and at debug level
+   * the examples themselves (base64 of a bitmap, bit e of byte e >> 3 for example e).
+   */
+  private logShard(worker: string, change: ShardChange): void {
+    const owned = new Uint8Array(
+      change.owned.buffer,
+      change.owned.byteOffset,
+      change.owned.byteLength,
+    );
+    const fields = {
+      worker,
+      round: change.round,
+      workers: change.workers,
+      localData: this.settings.config.localData !== undefined,
+      examples: change.owned.length,
+      of: change.examples,
+      digest: createHash("sha256").update(owned).digest("hex").slice(0, 16),
+    };
+    this.log.info(fields, "training data dealt");
+    if (!this.log.isLevelEnabled("debug")) return;
+    const bitmap = new Uint8Array(Math.ceil(change.examples / 8));
+    for (const example of change.owned) bitmap[example >> 3]! |= 1 << (example & 7);
+    this.log.debug(
+      { worker, round: change.round, owned: Buffer.from(bitmap).toString("base64") },
+      "training examples owned",
+    );
   }
 
   dispose(): void {
@@ -333,6 +458,7 @@ export class TrainerRuntime {
       definition: this.definition!,
       global: Float32Array.from(local.worker.global),
       outerState: local.worker.outer.serialize(),
+      local: await this.localStates(local.rounds),
     };
     const path = await writeCheckpoint(this.settings.checkpointDir, checkpoint);
     const globalHash = parameterHash(checkpoint.global);
@@ -340,8 +466,67 @@ export class TrainerRuntime {
     return { path, globalHash };
   }
 
+  /**
+   * The worker-local state of every worker that is at the boundary of round `rounds` (all of them
+   * but in overlap mode, which saves none, since this process's workers apply each commit
+   * together).
+   */
+  private async localStates(rounds: number): Promise<CheckpointLocalState[]> {
+    const states: CheckpointLocalState[] = [];
+    for (const local of this.workers) {
+      const state = await local.worker.localState();
+      if (state?.round === rounds) {
+        states.push({ worker: local.index, state });
+      } else if (state) {
+        this.log.warn(
+          { worker: local.index, round: state.round, rounds },
+          "worker-local state left out of the checkpoint: the worker is at another round",
+        );
+      }
+    }
+    return states;
+  }
+
+  /** Continues `local`'s inner optimiser and error feedback from the checkpoint, if it has them. */
+  private restoreLocalState(
+    local: LocalWorker,
+    resumed: { path: string; checkpoint: Checkpoint },
+  ): void {
+    const { path, checkpoint } = resumed;
+    const fields = { checkpoint: path, rounds: checkpoint.rounds, worker: local.index };
+    if (local.worker.config.overlap) {
+      this.log.info(
+        fields,
+        "worker-local state starts fresh: an overlap-mode run does not checkpoint it",
+      );
+      return;
+    }
+    const saved = checkpoint.local.find((each) => each.worker === local.index);
+    if (!saved) {
+      this.log.warn(
+        fields,
+        checkpoint.format === CHECKPOINT_FORMAT_V1
+          ? "worker-local state starts fresh: a version 1 checkpoint holds none"
+          : "worker-local state starts fresh: the checkpoint holds none for this worker",
+      );
+      return;
+    }
+    try {
+      local.worker.restoreLocalState(saved.state);
+    } catch (error) {
+      this.log.warn({ ...fields, err: error }, "worker-local state starts fresh: unusable");
+      return;
+    }
+    this.log.info(
+      { ...fields, innerSteps: saved.state.innerStepCount },
+      "worker-local state restored",
+    );
+  }
+
   /** The newest checkpoint of this federation spec and model in checkpointDir, if any. */
-  private async resumable(definition: ModelDefinition): Promise<Checkpoint | null> {
+  private async resumable(
+    definition: ModelDefinition,
+  ): Promise<{ path: string; checkpoint: Checkpoint } | null> {
     const { config, checkpointDir, workerIndices } = this.settings;
     const path = await latestCheckpoint(checkpointDir, config.federation.id, workerIndices[0]!);
     if (!path) return null;
@@ -358,8 +543,7 @@ export class TrainerRuntime {
         this.log.warn({ checkpoint: path }, "not resuming: the checkpoint's model differs");
         return null;
       }
-      this.log.info({ checkpoint: path, rounds: checkpoint.rounds }, "resuming from checkpoint");
-      return checkpoint;
+      return { path, checkpoint };
     } catch (error) {
       this.log.warn({ checkpoint: path, err: error }, "not resuming: unreadable checkpoint");
       return null;

@@ -3,7 +3,17 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { readTextData, shardText, TextDataError } from "./text-data.js";
+import { selectExamples } from "./data.js";
+import { BYTE_VOCABULARY } from "./encoding.js";
+import {
+  documentParagraphs,
+  readLocalExamples,
+  readTextData,
+  readTextExamples,
+  splitTextExamples,
+  TEXT_EXAMPLE_MAX_CHARS,
+  TextDataError,
+} from "./text-data.js";
 
 describe("text data", () => {
   let root = "";
@@ -49,14 +59,60 @@ describe("text data", () => {
     );
   });
 
-  it("shards text into contiguous pieces over one vocabulary, holding out the end", () => {
-    const text = "abcdefghij".repeat(10);
-    const pieces = [0, 1].map((workerIndex) =>
-      shardText(text, 0.2, { workerIndex, workerCount: 2, strategy: "IID", concentration: 1 }),
+  it("cuts a document into paragraphs and long ones into pieces, a JSONL file into records", async () => {
+    assert.deepEqual(documentParagraphs("one\ntwo\n\nthree\r\n\r\n\nfour\n\n"), [
+      "one\ntwo\n\n",
+      "three\r\n\r\n\n",
+      "four\n\n",
+    ]);
+    assert.deepEqual(documentParagraphs("no blank line\n"), ["no blank line\n"]);
+    const long = "x".repeat(2 * TEXT_EXAMPLE_MAX_CHARS + 5);
+    await writeFile(path.join(root, "long.txt"), `short\n\n${long}`);
+    const pieces = await readTextExamples({ format: "Text", path: "long.txt" }, root);
+    assert.deepEqual(
+      pieces.map((piece) => piece.length),
+      [7, TEXT_EXAMPLE_MAX_CHARS, TEXT_EXAMPLE_MAX_CHARS, 5],
     );
-    assert.equal(pieces[0]!.train.tokens.length, 40);
-    assert.equal(pieces[1]!.eval.tokens.length, 20);
-    assert.equal(pieces[0]!.train.vocabulary, "abcdefghij");
-    assert.deepEqual(pieces[0]!.eval, pieces[1]!.eval);
+    assert.deepEqual(
+      await readTextExamples({ format: "JSONL", path: "doc.jsonl", evalFraction: 0.1 }, root),
+      ["first record\n", "second\n"],
+    );
+  });
+
+  it("holds out the end of the text and groups the training examples into regions", () => {
+    const paragraphs = Array.from({ length: 10 }, (_, i) => `${"abcdefghi"[i % 9]!.repeat(9)}\n`);
+    const { train, eval: held } = splitTextExamples(paragraphs, 0.25);
+    // 100 characters: the first 75 train, in 8 examples (the 8th cut after 5 characters).
+    assert.equal(train.tokens.length, 75);
+    assert.equal(train.bounds.length, 9);
+    assert.equal(held.tokens.length, 25);
+    assert.equal(train.vocabulary, "\nabcdefghi");
+    assert.deepEqual(Array.from(train.groups!), [0, 2, 4, 6, 8, 10, 12, 14]);
+    const firstAndLast = selectExamples(train, Int32Array.from([0, 7]));
+    assert.equal(firstAndLast.tokens.length, 15);
+    assert.throws(() => splitTextExamples(paragraphs, 1), /evalFraction 1 must be in \(0, 1\)/);
+  });
+
+  it("reads a member's own data in the federation's vocabulary, skipping other characters", async () => {
+    await writeFile(path.join(root, "own.txt"), "abc\n\nabé!\n");
+    const { examples, skipped } = await readLocalExamples(
+      { format: "Text", path: "own.txt" },
+      "\nabc",
+      root,
+    );
+    assert.equal(skipped, 2);
+    assert.deepEqual(Array.from(examples.bounds), [0, 5, 8]);
+    assert.deepEqual(Array.from(examples.tokens), [1, 2, 3, 0, 0, 1, 2, 0]);
+    const bytes = await readLocalExamples(
+      { format: "Text", path: "own.txt" },
+      BYTE_VOCABULARY,
+      root,
+    );
+    assert.equal(bytes.skipped, 0);
+    assert.equal(bytes.examples.tokens.length, Buffer.byteLength("abc\n\nabé!\n"));
+    await assert.rejects(
+      readLocalExamples({ format: "Text", path: "../own.txt" }, "\nabc", root),
+      /contribution\.localData\.path \.\.\/own\.txt leaves the data mount/,
+    );
   });
 });

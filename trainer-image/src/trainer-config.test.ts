@@ -59,6 +59,29 @@ describe("trainer config", () => {
     assert.deepEqual(config.drill, { poisonScale: -10 });
   });
 
+  it("keeps a member's own data, for a federation of text data", () => {
+    const text = {
+      ...federation,
+      model: { preset: "CharTransformer" },
+      data: { synthetic: { preset: "Arithmetic" } },
+    } as FederationSpec;
+    const base = {
+      ...validConfig(),
+      federation: text,
+      federationSpecHash: federationSpecHash(text),
+    };
+    assert.equal(checkTrainerConfig(base).localData, undefined);
+    const config = checkTrainerConfig({
+      ...base,
+      localData: { format: "JSONL", path: "own/records.jsonl", field: "body" },
+    });
+    assert.deepEqual(config.localData, {
+      format: "JSONL",
+      path: "own/records.jsonl",
+      field: "body",
+    });
+  });
+
   const invalid: [string, (c: Record<string, unknown>) => void, RegExp][] = [
     [
       "a hash of another spec",
@@ -127,6 +150,31 @@ describe("trainer config", () => {
       "a poison scale that is not a number",
       (c) => Object.assign(c, { drill: { poisonScale: "-10" } }),
       /drill\.poisonScale: must be a finite number, not "-10"/,
+    ],
+    [
+      "local data of an unknown format",
+      (c) => Object.assign(c, { localData: { format: "CSV", path: "own.csv" } }),
+      /localData\.format: Unsupported value "CSV"/,
+    ],
+    [
+      "local data outside the data directory",
+      (c) => Object.assign(c, { localData: { format: "Text", path: "own/../../etc/passwd" } }),
+      /localData\.path: must be a path relative to dataDir without '\.\.'/,
+    ],
+    [
+      "local data at an absolute path",
+      (c) => Object.assign(c, { localData: { format: "Text", path: "/etc/passwd" } }),
+      /localData\.path: must be a path relative to dataDir/,
+    ],
+    [
+      "a JSONL field for Text local data",
+      (c) => Object.assign(c, { localData: { format: "Text", path: "own.txt", field: "text" } }),
+      /localData\.field: only applies to the JSONL format/,
+    ],
+    [
+      "local data for classification data",
+      (c) => Object.assign(c, { localData: { format: "Text", path: "own.txt" } }),
+      /localData: is text: it cannot stand in for the federation's GaussianClusters/,
     ],
   ];
   for (const [name, mutate, message] of invalid) {

@@ -10,6 +10,7 @@ import {
   type FederationSpec,
   federationSpecHash,
   formatFieldErrors,
+  type LocalData,
   validateTrainingFederation,
 } from "../../core/api/index.js";
 import { type TrainerConfig, trainerPaths } from "../../core/api/trainer-config.js";
@@ -135,6 +136,7 @@ export function checkTrainerConfig(value: unknown, source = "config"): TrainerCo
     (typeof poisonScale !== "number" || !Number.isFinite(poisonScale))
   )
     fail("drill.poisonScale", `must be a finite number, not ${JSON.stringify(poisonScale)}`);
+  const localData = checkLocalData(raw.localData, federation, fail);
   return {
     ...(raw as unknown as TrainerConfig),
     federation,
@@ -147,6 +149,58 @@ export function checkTrainerConfig(value: unknown, source = "config"): TrainerCo
     transport: transport as unknown as TrainerConfig["transport"],
     backend: backend as TrainerConfig["backend"],
     dataDir: dataDir as string,
+    ...(localData ? { localData } : {}),
+  };
+}
+
+const LOCAL_DATA_FORMATS = ["Text", "JSONL"] as const;
+
+/**
+ * Checks `localData` as the CRD does (contribution.localData): a Text or JSONL file at a path
+ * relative to dataDir, a field only for JSONL, and text data in the federation for it to stand in
+ * for.
+ */
+function checkLocalData(
+  value: unknown,
+  federation: FederationSpec,
+  fail: (field: string, message: string) => never,
+): LocalData | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    fail("localData", "must be an object (format, path, field)");
+  const local = value as Record<string, unknown>;
+  if (!LOCAL_DATA_FORMATS.includes(local.format as LocalData["format"]))
+    fail(
+      "localData.format",
+      `Unsupported value ${JSON.stringify(local.format)}: supported values: ${LOCAL_DATA_FORMATS.join(", ")}`,
+    );
+  const path = local.path;
+  if (
+    typeof path !== "string" ||
+    path === "" ||
+    path.startsWith("/") ||
+    path.split("/").includes("..")
+  )
+    fail(
+      "localData.path",
+      `must be a path relative to dataDir without '..', not ${JSON.stringify(path)}`,
+    );
+  if (local.field !== undefined && local.format !== "JSONL")
+    fail("localData.field", "only applies to the JSONL format");
+  if (local.field !== undefined && (typeof local.field !== "string" || local.field === ""))
+    fail(
+      "localData.field",
+      `must be the name of a JSONL field, not ${JSON.stringify(local.field)}`,
+    );
+  if (federation.data.synthetic?.preset === "GaussianClusters")
+    fail(
+      "localData",
+      "is text: it cannot stand in for the federation's GaussianClusters (classification) data",
+    );
+  return {
+    format: local.format as LocalData["format"],
+    path: path as string,
+    ...(local.field !== undefined ? { field: local.field as string } : {}),
   };
 }
 

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { TrainingFederation } from "../../../core/api/index.js";
 import { federationSpecHash, validateTrainingFederation } from "../../../core/api/index.js";
+import { checkTrainerConfig } from "../../../trainer-image/src/trainer-config.js";
 import {
   appliedHashAnnotation,
   backendOf,
@@ -335,6 +336,38 @@ describe("the poisoning drill annotation", () => {
   }
 });
 
+describe("a member's own data", () => {
+  const rendered = (tf: TrainingFederation) =>
+    JSON.parse(desiredConfigMap(tf, settings, publicKey).data?.["trainer.json"] ?? "");
+  const onText = (localData?: Record<string, string>) =>
+    member((s) => {
+      s.federation.model = { preset: "CharTransformer" };
+      s.federation.data = { synthetic: { preset: "Arithmetic", trainExamples: 50 } };
+      s.contribution.dataVolumeClaim = "own-data";
+      if (localData) s.contribution.localData = localData;
+    });
+
+  test("renders contribution.localData into trainer.json, outside the federation and its hash", () => {
+    const own = onText({ format: "JSONL", path: "lab/notes.jsonl", field: "body" });
+    const shared = onText();
+    assert.deepEqual(rendered(own).localData, {
+      format: "JSONL",
+      path: "lab/notes.jsonl",
+      field: "body",
+    });
+    assert.equal(rendered(own).dataDir, "/data");
+    assert.equal(rendered(shared).localData, undefined);
+    assert.equal(rendered(own).federationSpecHash, rendered(shared).federationSpecHash);
+    // What the trainer checks it against: the rendering passes.
+    assert.deepEqual(checkTrainerConfig(rendered(own)).localData, rendered(own).localData);
+  });
+
+  test("needs no share of the federation's examples", () => {
+    assert.match(semanticErrors(onText(), settings)[0] ?? "", /would get at most 25/);
+    assert.deepEqual(semanticErrors(onText({ format: "Text", path: "notes.txt" }), settings), []);
+  });
+});
+
 describe("semantic validation", () => {
   const cases: [string, (s: Record<string, any>) => void, Partial<ChildSettings>, RegExp][] = [
     ["no member id anywhere", () => {}, { clusterId: undefined }, /no member id/],
@@ -344,7 +377,7 @@ describe("semantic validation", () => {
       "shards smaller than a batch",
       (s) => (s.federation.data.synthetic.trainExamples = 50),
       {},
-      /workers would get 25 training examples, fewer than one batch of 32/,
+      /workers would get at most 25 training examples, fewer than one batch of 32/,
     ],
   ];
   for (const [name, change, overrides, message] of cases) {

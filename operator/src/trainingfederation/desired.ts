@@ -146,11 +146,13 @@ export function semanticErrors(tf: TrainingFederation, settings: ChildSettings):
     errors.push("no trainer image: set spec.contribution.image, or the operator's --trainer-image");
   }
   const synthetic = federation.data.synthetic;
-  if (synthetic && contribution.replicas > 0) {
+  // The examples are dealt among every worker of the federation: this member's alone bound each
+  // worker's share from above. Workers on the member's own data take no share.
+  if (synthetic && contribution.replicas > 0 && !contribution.localData) {
     const perWorker = Math.floor(synthetic.trainExamples / contribution.replicas);
     if (perWorker < federation.training.batchSize) {
       errors.push(
-        `each of this member's ${contribution.replicas} workers would get ${perWorker} training examples, fewer than one batch of ${federation.training.batchSize}: raise data.synthetic.trainExamples or lower training.batchSize or contribution.replicas`,
+        `each of this member's ${contribution.replicas} workers would get at most ${perWorker} training examples, fewer than one batch of ${federation.training.batchSize}: raise data.synthetic.trainExamples or lower training.batchSize or contribution.replicas`,
       );
     }
   }
@@ -260,6 +262,7 @@ export function trainerConfig(
     },
     backend: backendOf(tf, settings),
     dataDir: trainerPaths.dataDir,
+    ...(tf.spec.contribution.localData ? { localData: { ...tf.spec.contribution.localData } } : {}),
     ...(drill ? { drill } : {}),
   };
 }
