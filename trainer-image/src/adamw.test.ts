@@ -88,6 +88,29 @@ describe("AdamW state", () => {
     for (const each of [original.optimizer, original.model, copy, model]) each.dispose();
   });
 
+  it("takes the learning rate of scheduleStep, not of its own step count", async () => {
+    // Adam's first step moves each parameter by about lr (m / √v = ±1), so the largest change
+    // of a fresh optimiser's first step tells which learning rate it used.
+    const firstStepChange = async (scheduleStep?: number): Promise<number> => {
+      const initial = initialParameters(definition, 3);
+      const model = new Model(definition, initial);
+      const optimizer = new AdamW(model, { ...config, weightDecay: 0, schedule: "cosine" });
+      await optimizer.step(batch(0), false, scheduleStep);
+      const after = await model.readParameters();
+      for (const each of [optimizer, model]) each.dispose();
+      return Math.max(...after.map((v, i) => Math.abs(v - initial[i]!)));
+    };
+    const expectations: [number | undefined, number][] = [
+      [undefined, learningRateAt({ ...config, schedule: "cosine" }, 0)],
+      [60, learningRateAt({ ...config, schedule: "cosine" }, 60)],
+      [500, learningRateAt({ ...config, schedule: "cosine" }, 500)],
+    ];
+    for (const [scheduleStep, lr] of expectations) {
+      const change = await firstStepChange(scheduleStep);
+      assert.ok(Math.abs(change - lr) < 0.01 * lr, `step ${scheduleStep}: ${change} vs lr ${lr}`);
+    }
+  });
+
   it("keeps a snapshot as it was while the optimiser steps on", async () => {
     const { model, optimizer } = await trained(2);
     const before = await optimizer.readState();

@@ -141,12 +141,18 @@ export class AdamW {
 
   /**
    * One step on `batch`. The loss is read back to the host only when `readLoss` is set, since a
-   * read-back stalls an accelerator's queue.
+   * read-back stalls an accelerator's queue. `scheduleStep` places the step in the run's
+   * learning-rate schedule when it differs from the steps this optimiser took (a DiLoCo worker
+   * that joined a federation late is at the federation's point in the schedule, not at its own
+   * step 0); bias correction always follows this optimiser's own steps.
    */
-  async step(batch: Batch, readLoss: boolean): Promise<number | null> {
+  async step(batch: Batch, readLoss: boolean, scheduleStep?: number): Promise<number | null> {
     const { beta1, beta2, weightDecay } = this.config;
     const epsilon = this.config.epsilon ?? 1e-8;
-    const lr = this.currentLearningRate();
+    const lr =
+      scheduleStep === undefined
+        ? this.currentLearningRate()
+        : learningRateAt(this.config, scheduleStep);
     this.stepCount++;
     const t = this.stepCount;
     const stepSize = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);

@@ -246,7 +246,7 @@ export class DiLoCoWorker {
     this.markBoundary(firstRound);
     for (let round = firstRound; round < this.config.rounds; round++) {
       this.sampler.startRound(round);
-      const trainLoss = await this.innerSteps(options);
+      const trainLoss = await this.innerSteps(round, options);
       if (trainLoss === null) return "stopped";
       const local = await this.model.readParameters();
       const pseudoGradient = new Float32Array(local.length);
@@ -379,13 +379,18 @@ export class DiLoCoWorker {
     return poisoned;
   }
 
-  /** The round's inner steps and the last one's loss, or null when stopped in between. */
-  private async innerSteps(options: WorkerRunOptions): Promise<number | null> {
+  /**
+   * The round's inner steps and the last one's loss, or null when stopped in between. The
+   * learning rate follows the federation's schedule (round × H + step), so a worker that joined
+   * late decays with the others instead of warming up from scratch.
+   */
+  private async innerSteps(round: number, options: WorkerRunOptions): Promise<number | null> {
     let loss = Number.NaN;
-    for (let step = 0; step < this.config.innerSteps; step++) {
+    const h = this.config.innerSteps;
+    for (let step = 0; step < h; step++) {
       if (options.signal?.aborted) return null;
-      const last = step === this.config.innerSteps - 1;
-      const value = await this.optimizer.step(this.sampler.next(), last);
+      const last = step === h - 1;
+      const value = await this.optimizer.step(this.sampler.next(), last, round * h + step);
       if (value !== null) loss = value;
       this.innerStepCount++;
       options.onInnerStep?.(this.innerStepCount);
