@@ -1,216 +1,293 @@
-// `npm run bench -- diloco [--quick] [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`: eval loss against
-// bytes sent for the CharTransformer LM on Arithmetic text with 4 in-process workers, the same
-// number of training samples for every method: per-step synchronous fp32 gradient averaging (the
-// data-parallel baseline), DiLoCo with H ∈ {10, 50, 100} in fp32, DiLoCo + int8, and DiLoCo +
-// top-k with 4- and 2-bit values and error feedback. Writes bench/results/diloco.json (through
-// run.ts) and a plot, bench/results/diloco.png. Sized to run in a few minutes on 2 CPU cores with
-// WASM: the model is the preset's architecture, scaled down.
+// `npm run bench -- diloco [--quick] [--only arithmetic|brown] [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`:
+// eval loss against bytes sent and against samples for a CharTransformer trained by 4 in-process
+// workers, every method on the same samples: per-step synchronous fp32 gradient averaging (the
+// data-parallel baseline), DiLoCo in fp32 at two values of H, DiLoCo + int8, and DiLoCo + top-k
+// with 2- and 4-bit values and error feedback. Arithmetic is sized so that the baseline learns
+// (it closes more than a third of the gap between the best loss from the last 3 characters and
+// the best loss from the whole window); a smaller BrownCorpus run shows the same on real text.
+// Writes bench/results/diloco.json (through run.ts) and bench/results/diloco.png. About an hour
+// on 2 CPU cores with WASM; the outer-optimiser and H sweep behind the choices is
+// `npm run bench -- diloco-sweep`.
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
 import type { AdamWConfig } from "../trainer-image/src/adamw.js";
 import { type BackendChoice, initBackend } from "../trainer-image/src/backend.js";
-import { arithmetic, BatchSampler, evaluationBatches } from "../trainer-image/src/data.js";
-import type { TransformerDefinition } from "../trainer-image/src/model.js";
+import { natsToBits } from "../trainer-image/src/levels.js";
 import {
-  type CurvePoint,
-  type SimulationResult,
-  simulateDataParallel,
-  simulateDiLoCo,
-} from "../trainer-image/src/simulate.js";
+  buildTask,
+  formatBytes,
+  formatTable,
+  type Method,
+  type RunResult,
+  runMethod,
+  type Task,
+  type TaskSpec,
+} from "./lib/diloco-runs.js";
 import { drawAxes, drawLegendEntry, Raster, type Rgb } from "./lib/raster.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-/** One method of the comparison. */
-interface Method {
-  name: string;
-  /** Inner steps per round; 1 with `dataParallel`. */
-  innerSteps: number;
-  codec: CodecParams;
-  outer: OuterOptimizerConfig;
-  dataParallel?: boolean;
-}
-
-/** One row of bench/results/diloco.json. */
-interface RunResult {
-  method: string;
-  innerSteps: number;
-  codec: CodecParams;
-  outer: OuterOptimizerConfig;
-  bytesPerWorker: number;
-  /** Baseline bytes ÷ these bytes. */
-  bytesReduction: number;
-  finalEvalLoss: number;
-  /** (loss − baseline loss) ÷ baseline loss, in percent. */
-  evalLossVsBaselinePercent: number;
-  seconds: number;
-  curve: CurvePoint[];
-}
-
-const NESTEROV: OuterOptimizerConfig = { learningRate: 0.7, momentum: 0.9, nesterov: true };
+/** DiLoCo's outer optimiser (Douillard et al., 2023). */
+export const NESTEROV: OuterOptimizerConfig = { learningRate: 0.7, momentum: 0.9, nesterov: true };
 /**
- * Sparse updates carry only a few percent of the coordinates each round; momentum on top of error
- * feedback overshoots them, so the compressed runs use plain averaging of what was sent (outer SGD
- * with lr 1 and no momentum, as in SparseLoCo).
+ * Plain averaging of the workers' progress (outer SGD, lr 1, no momentum). At this scale it
+ * beats outer Nesterov at every H the sweep tried (diloco-sweep.json): with H of 10-25 steps,
+ * momentum 0.9 over rounds multiplies the step about sevenfold on top of an inner learning rate
+ * tuned for the baseline, and the runs fall behind.
  */
-const PLAIN_AVERAGE: OuterOptimizerConfig = { learningRate: 1, momentum: 0, nesterov: false };
+export const AVERAGE: OuterOptimizerConfig = { learningRate: 1, momentum: 0, nesterov: false };
+
+/** The inner optimiser of every method: tuned for the data-parallel baseline (see the sweep). */
+export const INNER: Omit<AdamWConfig, "totalSteps"> = {
+  learningRate: 1e-2,
+  weightDecay: 0.01,
+  warmupSteps: 50,
+  beta1: 0.9,
+  beta2: 0.95,
+  schedule: "cosine",
+  finalLearningRateRatio: 0.1,
+};
+
+/** The Arithmetic task: a 2-layer CharTransformer of width 32 on sums and products below 100. */
+export function arithmeticTask(quick: boolean): TaskSpec {
+  return {
+    name: "Arithmetic",
+    data: {
+      preset: "Arithmetic",
+      spec: { trainExamples: 20000, evalExamples: 400, maxOperand: 99 },
+    },
+    dataSeed: 7,
+    definition: {
+      kind: "transformer",
+      layers: 2,
+      modelWidth: 32,
+      heads: 4,
+      contextLength: 16,
+      feedForwardMultiplier: 4,
+    },
+    workers: 4,
+    batchSize: 16,
+    steps: quick ? 100 : 2400,
+    evalWindows: 128,
+  };
+}
+
+/** The BrownCorpus task: character level, a CPU-sized model and budget. */
+export function brownTask(quick: boolean): TaskSpec {
+  return {
+    name: "BrownCorpus",
+    data: { preset: "BrownCorpus" },
+    dataSeed: 7,
+    definition: {
+      kind: "transformer",
+      layers: 2,
+      modelWidth: 48,
+      heads: 4,
+      contextLength: 32,
+      feedForwardMultiplier: 4,
+    },
+    workers: 4,
+    batchSize: 16,
+    steps: quick ? 50 : 1200,
+    evalWindows: 256,
+  };
+}
+
+const topk = (density: number, bits: 2 | 4): CodecParams => ({
+  method: "topk",
+  density,
+  bits,
+  groupSize: 256,
+});
+
+/** A method and the seeds it runs with. */
+interface Planned {
+  method: Method;
+  seeds: number[];
+}
+
+const SEEDS = [7, 8];
+
+function arithmeticMethods(quick: boolean): Planned[] {
+  const h = (steps: number) => (quick ? Math.max(1, steps / 5) : steps);
+  const diloco = (name: string, innerSteps: number, codec: CodecParams, outer = AVERAGE) => ({
+    name,
+    innerSteps: h(innerSteps),
+    codec,
+    outer,
+    inner: INNER,
+  });
+  const none: CodecParams = { method: "none" };
+  return [
+    {
+      method: {
+        name: "data-parallel fp32, every step",
+        dataParallel: true,
+        innerSteps: 1,
+        codec: none,
+        outer: AVERAGE,
+        inner: INNER,
+      },
+      seeds: SEEDS,
+    },
+    { method: diloco("DiLoCo H=10 fp32", 10, none), seeds: [7] },
+    { method: diloco("DiLoCo H=25 fp32", 25, none), seeds: [7] },
+    { method: diloco("DiLoCo H=10 fp32, outer Nesterov", 10, none, NESTEROV), seeds: [7] },
+    {
+      method: diloco("DiLoCo H=25 int8", 25, { method: "int8", chunkSize: 256 }),
+      seeds: [7],
+    },
+    { method: diloco("DiLoCo H=10 top-k 1% 2-bit EF", 10, topk(0.01, 2)), seeds: SEEDS },
+    { method: diloco("DiLoCo H=25 top-k 3% 4-bit EF", 25, topk(0.03, 4)), seeds: SEEDS },
+    {
+      method: diloco("DiLoCo H=10 top-k 1% 2-bit EF, outer Nesterov", 10, topk(0.01, 2), NESTEROV),
+      seeds: [7],
+    },
+  ];
+}
+
+function brownMethods(quick: boolean): Planned[] {
+  const h = quick ? 5 : 10;
+  return [
+    {
+      method: {
+        name: "data-parallel fp32, every step",
+        dataParallel: true,
+        innerSteps: 1,
+        codec: { method: "none" },
+        outer: AVERAGE,
+        inner: INNER,
+      },
+      seeds: [7],
+    },
+    {
+      method: {
+        name: `DiLoCo H=${h} top-k 1% 2-bit EF`,
+        innerSteps: h,
+        codec: topk(0.01, 2),
+        outer: AVERAGE,
+        inner: INNER,
+      },
+      seeds: [7],
+    },
+  ];
+}
+
+/** A run beside its same-seed baseline. */
+interface ComparedRun extends RunResult {
+  /** The same seed's baseline bytes ÷ these bytes. */
+  bytesReduction: number;
+  /** (loss − same-seed baseline loss) ÷ baseline loss, in percent. */
+  evalLossVsBaselinePercent: number;
+}
+
+/** The runs of one task, compared with its baseline (the first method) seed by seed. */
+async function runTask(task: Task, planned: Planned[]): Promise<ComparedRun[]> {
+  const baselines = new Map<number, RunResult>();
+  const runs: ComparedRun[] = [];
+  for (const { method, seeds } of planned) {
+    for (const seed of seeds) {
+      console.log(`\n${task.spec.name}: ${method.name}, seed ${seed}`);
+      const result = await runMethod(task, method, seed, (point) =>
+        console.log(
+          `  samples ${String(point.samples).padStart(7)}  bytes ${formatBytes(point.bytesPerWorker).padStart(9)}  eval ${point.evalLoss.toFixed(4)}`,
+        ),
+      );
+      if (!baselines.has(seed)) baselines.set(seed, result);
+      const baseline = baselines.get(seed)!;
+      runs.push({
+        ...result,
+        bytesReduction: baseline.bytesPerWorker / result.bytesPerWorker,
+        evalLossVsBaselinePercent:
+          (100 * (result.finalEvalLoss - baseline.finalEvalLoss)) / baseline.finalEvalLoss,
+      });
+    }
+  }
+  return runs;
+}
+
+function printRuns(task: Task, runs: ComparedRun[]): void {
+  const { levels } = task;
+  console.log(
+    `\n${task.spec.name}: uniform ${levels.uniformLoss.toFixed(4)}, unigram ${levels.unigramLoss.toFixed(4)}, ` +
+      `best from 3 characters ${levels.bestLossFrom3Chars.toFixed(4)}` +
+      (levels.bestLoss === undefined ? " (estimate)" : `, best ${levels.bestLoss.toFixed(4)}`) +
+      " nats per character",
+  );
+  console.log(
+    formatTable(
+      ["method", "seed", "bytes/worker", "fewer bytes", "eval loss", "bits/char", "vs baseline"],
+      runs.map((r) => [
+        r.method,
+        String(r.seed),
+        formatBytes(r.bytesPerWorker),
+        `${r.bytesReduction.toFixed(r.bytesReduction < 10 ? 1 : 0)}×`,
+        r.finalEvalLoss.toFixed(4),
+        r.finalEvalBits.toFixed(3),
+        `${r.evalLossVsBaselinePercent >= 0 ? "+" : ""}${r.evalLossVsBaselinePercent.toFixed(2)} %`,
+      ]),
+    ),
+  );
+}
+
+/** What Arithmetic's acceptance rule needs: a baseline that learned, and a method within 2 %. */
+function acceptance(task: Task, runs: ComparedRun[]) {
+  const { bestLossFrom3Chars, bestLoss } = task.levels;
+  const learnedBelow = bestLossFrom3Chars - (bestLossFrom3Chars - (bestLoss ?? 0)) / 3;
+  const baselines = runs.filter((r) => r.dataParallel);
+  const baselineLearned = baselines.every((r) => r.finalEvalLoss < learnedBelow);
+  const byMethod = new Map<string, ComparedRun[]>();
+  for (const run of runs.filter((r) => !r.dataParallel)) {
+    byMethod.set(run.method, [...(byMethod.get(run.method) ?? []), run]);
+  }
+  const seeds = baselines.map((r) => r.seed);
+  const methods = [...byMethod.entries()]
+    .filter(
+      ([, rs]) =>
+        seeds.every((seed) => rs.some((r) => r.seed === seed)) &&
+        rs.every((r) => r.bytesReduction >= 1000 && r.evalLossVsBaselinePercent <= 2),
+    )
+    .map(([name]) => name);
+  return {
+    rule: "every baseline's finalEvalLoss < learnedBelow, and a method with bytesReduction >= 1000 and evalLossVsBaselinePercent <= 2 on every baseline seed",
+    learnedBelow,
+    baselineLearned,
+    methods,
+    met: baselineLearned && methods.length > 0,
+  };
+}
 
 export async function run(args: string[]): Promise<unknown> {
   const quick = args.includes("--quick");
+  const onlyIndex = args.indexOf("--only");
+  const only = onlyIndex >= 0 ? args[onlyIndex + 1] : undefined;
+  if (only !== undefined && only !== "arithmetic" && only !== "brown") {
+    throw new RangeError(`--only ${only}: expected arithmetic or brown`);
+  }
   const backendIndex = args.indexOf("--backend");
   const backendChoice = (backendIndex >= 0 ? args[backendIndex + 1] : "WASM") as BackendChoice;
   const backend = await initBackend(backendChoice);
-
-  const workers = 4;
-  const seed = 7;
-  const totalSteps = quick ? 40 : 600;
-  const batchSize = 16;
-  const definition: TransformerDefinition = {
-    kind: "transformer",
-    vocabularySize: 14,
-    layers: 1,
-    modelWidth: 32,
-    heads: 4,
-    contextLength: 16,
-    feedForwardMultiplier: 4,
-  };
-  const inner: AdamWConfig = {
-    learningRate: 3e-3,
-    weightDecay: 0.01,
-    warmupSteps: 20,
-    beta1: 0.9,
-    beta2: 0.95,
-  };
-  const dataSpec = { trainExamples: 20000, evalExamples: 400, maxOperand: 99 };
-  const shards = Array.from({ length: workers }, (_, workerIndex) =>
-    arithmetic(seed, dataSpec, {
-      workerIndex,
-      workerCount: workers,
-      strategy: "IID",
-      concentration: 1,
-    }),
-  );
-  const evalBatches = evaluationBatches(shards[0]!.eval, 64, definition.contextLength, 128);
-  const samplers = () =>
-    shards.map(
-      (shard, w) => new BatchSampler(shard.train, batchSize, seed, w, definition.contextLength),
-    );
-
-  const h = (steps: number) => (quick ? Math.max(1, Math.round(steps / 10)) : steps);
-  const topk = (density: number, bits: 2 | 4): CodecParams => ({
-    method: "topk",
-    density,
-    bits,
-    groupSize: 256,
-  });
-  const methods: Method[] = [
-    {
-      name: "data-parallel fp32, every step",
-      innerSteps: 1,
-      codec: { method: "none" },
-      outer: NESTEROV,
-      dataParallel: true,
-    },
-    { name: "DiLoCo H=10 fp32", innerSteps: h(10), codec: { method: "none" }, outer: NESTEROV },
-    { name: "DiLoCo H=50 fp32", innerSteps: h(50), codec: { method: "none" }, outer: NESTEROV },
-    { name: "DiLoCo H=100 fp32", innerSteps: h(100), codec: { method: "none" }, outer: NESTEROV },
-    {
-      name: "DiLoCo H=50 int8",
-      innerSteps: h(50),
-      codec: { method: "int8", chunkSize: 256 },
-      outer: NESTEROV,
-    },
-    {
-      name: "DiLoCo H=25 top-k 3% 4-bit EF",
-      innerSteps: h(25),
-      codec: topk(0.03, 4),
-      outer: PLAIN_AVERAGE,
-    },
-    {
-      name: "DiLoCo H=25 top-k 3% 2-bit EF",
-      innerSteps: h(25),
-      codec: topk(0.03, 2),
-      outer: PLAIN_AVERAGE,
-    },
-    {
-      name: "DiLoCo H=25 top-k 1% 4-bit EF",
-      innerSteps: h(25),
-      codec: topk(0.01, 4),
-      outer: PLAIN_AVERAGE,
-    },
-    {
-      name: "DiLoCo H=50 top-k 1% 2-bit EF",
-      innerSteps: h(50),
-      codec: topk(0.01, 2),
-      outer: PLAIN_AVERAGE,
-    },
-  ];
-
   const started = performance.now();
-  const results: RunResult[] = [];
-  let baseline: SimulationResult | null = null;
-  for (const method of methods) {
-    console.log(`\n${method.name}`);
-    const evalEvery = Math.max(1, Math.round(totalSteps / 12 / method.innerSteps));
-    const onPoint = (point: CurvePoint) =>
-      console.log(
-        `  step ${String(point.steps).padStart(4)}  bytes ${formatBytes(point.bytesPerWorker).padStart(9)}  eval ${point.evalLoss.toFixed(4)}`,
-      );
-    const result = method.dataParallel
-      ? await simulateDataParallel({
-          definition,
-          seed,
-          samplers: samplers(),
-          steps: totalSteps,
-          inner,
-          evalBatches,
-          evalEvery: Math.max(1, Math.round(totalSteps / 12)),
-          onPoint,
-        })
-      : await simulateDiLoCo({
-          definition,
-          seed,
-          samplers: samplers(),
-          config: {
-            rounds: Math.round(totalSteps / method.innerSteps),
-            innerSteps: method.innerSteps,
-            inner,
-            outer: method.outer,
-            codec: method.codec,
-            errorFeedback: true,
-            aggregation: { kind: "mean" },
-            overlap: false,
-          },
-          evalBatches,
-          evalEvery,
-          onPoint,
-        });
-    baseline ??= result;
-    results.push({
-      method: method.name,
-      innerSteps: method.innerSteps,
-      codec: method.codec,
-      outer: method.outer,
-      bytesPerWorker: result.bytesPerWorker,
-      bytesReduction: baseline.bytesPerWorker / result.bytesPerWorker,
-      finalEvalLoss: result.finalEvalLoss,
-      evalLossVsBaselinePercent:
-        (100 * (result.finalEvalLoss - baseline.finalEvalLoss)) / baseline.finalEvalLoss,
-      seconds: result.seconds,
-      curve: result.curve,
-    });
-  }
 
-  printTable(results);
-  const accepted = results.filter(
-    (r) => r.bytesReduction >= 1000 && r.evalLossVsBaselinePercent <= 2,
+  const arithmetic = await buildTask(arithmeticTask(quick));
+  const arithmeticRuns =
+    only === "brown" ? [] : await runTask(arithmetic, arithmeticMethods(quick));
+  if (arithmeticRuns.length > 0) printRuns(arithmetic, arithmeticRuns);
+  const arithmeticSeconds = (performance.now() - started) / 1000;
+  const brown = only === "arithmetic" ? null : await buildTask(brownTask(quick));
+  const brownRuns = brown ? await runTask(brown, brownMethods(quick)) : [];
+  if (brown) printRuns(brown, brownRuns);
+
+  const verdict = acceptance(arithmetic, arithmeticRuns);
+  console.log(
+    `\nbaseline learned (eval loss below ${verdict.learnedBelow.toFixed(4)} on every seed): ${verdict.baselineLearned ? "yes" : "NO"}`,
   );
   console.log(
-    accepted.length > 0
-      ? `\nacceptance met: ${accepted.map((r) => r.method).join("; ")} (≥ 1000× fewer bytes, ≤ 2 % worse eval loss)`
-      : "\nacceptance NOT met: no method reaches ≥ 1000× fewer bytes at ≤ 2 % worse eval loss",
+    verdict.methods.length > 0
+      ? `within 2 % of the baseline at ≥ 1000× fewer bytes on every seed: ${verdict.methods.join("; ")}`
+      : "no method is within 2 % of the baseline at ≥ 1000× fewer bytes on every seed",
   );
   const plotFile = path.join(
     repoRoot,
@@ -218,60 +295,57 @@ export async function run(args: string[]): Promise<unknown> {
     "results",
     quick ? "diloco-quick.png" : "diloco.png",
   );
-  await writeFile(plotFile, plotPng(results));
-  console.log(`wrote ${path.relative(repoRoot, plotFile)}`);
+  if (arithmeticRuns.length > 0) {
+    await writeFile(plotFile, plotPng(arithmetic, arithmeticRuns));
+    console.log(`wrote ${path.relative(repoRoot, plotFile)}`);
+  }
+  const { levels } = arithmetic;
   return {
-    baseline: methods[0]!.name,
-    acceptance: {
-      rule: "bytesReduction >= 1000 and evalLossVsBaselinePercent <= 2",
-      met: accepted.length > 0,
-      methods: accepted.map((r) => r.method),
-    },
+    baseline: arithmeticMethods(quick)[0]!.method.name,
+    lossUnit: "nats per character; the *Bits fields are bits per character",
+    uniformLoss: levels.uniformLoss,
+    unigramLoss: levels.unigramLoss,
+    bestLossFrom3Chars: levels.bestLossFrom3Chars,
+    bestLoss: levels.bestLoss,
+    acceptance: verdict,
     setup: {
       backend: backend.backend,
       device: backend.device,
       quick,
-      workers,
-      stepsPerWorker: totalSteps,
-      batchSizePerWorker: batchSize,
-      samplesPerMethod: totalSteps * batchSize * workers,
-      model: definition,
-      data: { preset: "Arithmetic", ...dataSpec, sharding: "IID" },
-      innerOptimizer: inner,
-      evalCharacters: evalBatches.reduce((n, b) => n + b.size, 0) * definition.contextLength,
+      task: arithmetic.spec,
+      model: arithmetic.definition,
+      evalCharacters: arithmetic.evalCharacters,
+      trainCharacters: arithmetic.trainCharacters,
+      samplesPerMethod: arithmetic.spec.steps * arithmetic.spec.workers * arithmetic.spec.batchSize,
+      levelsDefinition:
+        "on the evaluation windows: uniform = ln V; unigram = training-text character frequencies; bestLossFrom3Chars = the exact best predictor from the last 3 characters of the window; bestLoss = the exact Bayes predictor from everything visible in the window (both from Arithmetic's generator)",
       bytesDefinition:
-        "bytes each worker sends: the encoded update per round (DiLoCo), its fp32 gradient per step (data-parallel)",
-      seconds: (performance.now() - started) / 1000,
+        "bytes each worker sends: its encoded update per round (DiLoCo), its fp32 gradient per step (data-parallel)",
+      seconds: arithmeticSeconds,
     },
-    runs: results,
+    runs: arithmeticRuns,
+    brown: brown
+      ? {
+          setup: {
+            task: brown.spec,
+            model: brown.definition,
+            evalCharacters: brown.evalCharacters,
+            trainCharacters: brown.trainCharacters,
+            samplesPerMethod: brown.spec.steps * brown.spec.workers * brown.spec.batchSize,
+            levelsDefinition:
+              "bestLossFrom3Chars is an estimate here: a smoothed 3-character model counted on the training text",
+          },
+          uniformLoss: brown.levels.uniformLoss,
+          unigramLoss: brown.levels.unigramLoss,
+          bestLossFrom3Chars: brown.levels.bestLossFrom3Chars,
+          uniformBits: natsToBits(brown.levels.uniformLoss),
+          unigramBits: natsToBits(brown.levels.unigramLoss),
+          bestFrom3CharsBits: natsToBits(brown.levels.bestLossFrom3Chars),
+          runs: brownRuns,
+        }
+      : null,
+    seconds: (performance.now() - started) / 1000,
   };
-}
-
-function formatBytes(bytes: number): string {
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(2)} MB`;
-  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(1)} kB`;
-  return `${bytes} B`;
-}
-
-function printTable(results: RunResult[]): void {
-  const rows = results.map((r) => [
-    r.method,
-    formatBytes(r.bytesPerWorker),
-    `${r.bytesReduction.toFixed(r.bytesReduction < 10 ? 1 : 0)}×`,
-    r.finalEvalLoss.toFixed(4),
-    `${r.evalLossVsBaselinePercent >= 0 ? "+" : ""}${r.evalLossVsBaselinePercent.toFixed(2)} %`,
-    `${r.seconds.toFixed(0)} s`,
-  ]);
-  const header = ["method", "bytes/worker", "fewer bytes", "eval loss", "vs baseline", "time"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
-  console.log(`\n${line(header)}`);
-  console.log(
-    `|${widths.map((w, i) => (i === 0 ? "-".repeat(w + 2) : `${"-".repeat(w + 1)}:`)).join("|")}|`,
-  );
-  for (const row of rows) console.log(line(row));
 }
 
 const PALETTE: Rgb[] = [
@@ -286,63 +360,98 @@ const PALETTE: Rgb[] = [
   [127, 127, 127],
   [188, 189, 34],
 ];
+const LEVEL_GREY: Rgb = [150, 150, 150];
 
-/** Eval loss (y) against bytes sent per worker (x, log scale): one curve per method. */
-function plotPng(results: RunResult[]): Uint8Array {
-  const width = 1200;
+/**
+ * Two panels: eval loss against bytes sent per worker (log x) and against samples, one curve per
+ * method (its first seed), with the 3-character level and the "learned" line as grey rules.
+ */
+function plotPng(task: Task, runs: ComparedRun[]): Uint8Array {
+  const shown = runs.filter((r, i) => runs.findIndex((o) => o.method === r.method) === i);
+  const panelWidth = 620;
+  const legendWidth = 700;
+  const width = 2 * panelWidth + legendWidth;
   const height = 760;
-  const left = 110;
-  const right = 420;
-  const top = 60;
+  const top = 70;
   const bottom = 90;
-  const image = new Raster(width, height);
-  const points = results.flatMap((r) => r.curve.filter((p) => p.bytesPerWorker > 0));
-  const xs = points.map((p) => Math.log10(p.bytesPerWorker));
-  const ys = points.map((p) => p.evalLoss).filter(Number.isFinite);
-  const xMin = Math.floor(Math.min(...xs));
-  const xMax = Math.ceil(Math.max(...xs));
-  const finals = results.map((r) => r.finalEvalLoss).filter(Number.isFinite);
-  // Show the region where the runs end, not the early steep descent.
-  const yMin = Math.min(...ys) - 0.02;
-  const yMax = Math.min(
-    Math.max(...ys),
-    Math.max(...finals) + 0.4 * (Math.max(...finals) - yMin) + 0.1,
-  );
-  const plotW = width - left - right;
+  const plotW = panelWidth - 150;
   const plotH = height - top - bottom;
-  const px = (logBytes: number) => left + ((logBytes - xMin) / (xMax - xMin)) * plotW;
+  const image = new Raster(width, height);
+  const best3 = task.levels.bestLossFrom3Chars;
+  const learned = best3 - (best3 - (task.levels.bestLoss ?? best3)) / 3;
+  const finals = shown.map((r) => r.finalEvalLoss).filter(Number.isFinite);
+  const yMin = Math.min(...finals, learned) - 0.05;
+  const yMax = Math.max(best3, ...finals) + 0.25;
   const py = (loss: number) => top + ((yMax - Math.min(loss, yMax)) / (yMax - yMin)) * plotH;
-  const area = { left, top, width: plotW, height: plotH };
-  const xTicks: [number, string][] = [];
-  for (let e = xMin; e <= xMax; e++) xTicks.push([px(e), `1E${e}`]);
-  drawAxes(image, area, {
-    xTicks,
-    yMin,
-    yMax,
-    py,
-    title: "DILOCO: EVAL LOSS VS BYTES SENT PER WORKER (LOG X)",
-    xName: "BYTES SENT PER WORKER",
-    yName: "EVAL LOSS",
-  });
-  results.forEach((r, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
-    const curve = r.curve.filter((p) => p.bytesPerWorker > 0);
-    for (let k = 1; k < curve.length; k++) {
-      const a = curve[k - 1]!;
-      const b = curve[k]!;
-      if (a.evalLoss > yMax && b.evalLoss > yMax) continue;
-      image.line(
-        px(Math.log10(a.bytesPerWorker)),
-        py(a.evalLoss),
-        px(Math.log10(b.bytesPerWorker)),
-        py(b.evalLoss),
-        color,
-        2,
-      );
+
+  const panel = (
+    left: number,
+    title: string,
+    xName: string,
+    x: (p: ComparedRun["curve"][number]) => number,
+    xTicks: (px: (v: number) => number) => [number, string][],
+    xMin: number,
+    xMax: number,
+  ) => {
+    const px = (v: number) => left + ((v - xMin) / (xMax - xMin)) * plotW;
+    const area = { left, top, width: plotW, height: plotH };
+    drawAxes(image, area, { xTicks: xTicks(px), yMin, yMax, py, title, xName, yName: "EVAL LOSS" });
+    for (const level of [best3, learned]) {
+      for (let dx = 0; dx < plotW; dx += 12) {
+        image.line(left + dx, py(level), left + Math.min(plotW, dx + 6), py(level), LEVEL_GREY, 2);
+      }
     }
-    const last = curve[curve.length - 1];
-    if (last) image.disc(px(Math.log10(last.bytesPerWorker)), py(last.evalLoss), 6, color);
-    drawLegendEntry(image, area, i, r.method.replace("data-parallel", "DP"), color);
+    shown.forEach((r, i) => {
+      const color = PALETTE[i % PALETTE.length]!;
+      const curve = r.curve.filter((p) => Number.isFinite(x(p)));
+      for (let k = 1; k < curve.length; k++) {
+        const a = curve[k - 1]!;
+        const b = curve[k]!;
+        if (a.evalLoss > yMax && b.evalLoss > yMax) continue;
+        image.line(px(x(a)), py(a.evalLoss), px(x(b)), py(b.evalLoss), color, 2);
+      }
+      const last = curve[curve.length - 1];
+      if (last) image.disc(px(x(last)), py(last.evalLoss), 6, color);
+    });
+  };
+
+  const logBytes = shown.flatMap((r) => r.curve.map((p) => Math.log10(p.bytesPerWorker)));
+  const bMin = Math.floor(Math.min(...logBytes));
+  const bMax = Math.ceil(Math.max(...logBytes));
+  panel(
+    110,
+    "EVAL LOSS VS BYTES SENT (LOG)",
+    "BYTES SENT PER WORKER",
+    (p) => Math.log10(p.bytesPerWorker),
+    (px) => {
+      const ticks: [number, string][] = [];
+      for (let e = bMin; e <= bMax; e++) ticks.push([px(e), `1E${e}`]);
+      return ticks;
+    },
+    bMin,
+    bMax,
+  );
+  const samples = task.spec.steps * task.spec.workers * task.spec.batchSize;
+  panel(
+    panelWidth + 110,
+    "EVAL LOSS VS SAMPLES",
+    "TRAINING SAMPLES",
+    (p) => p.samples,
+    (px) => [0, 0.25, 0.5, 0.75, 1].map((f) => [px(f * samples), String(Math.round(f * samples))]),
+    0,
+    samples,
+  );
+  const legend = { left: 2 * panelWidth - 20, top, width: 0, height: plotH };
+  shown.forEach((r, i) => {
+    drawLegendEntry(
+      image,
+      legend,
+      i,
+      r.method.replace("data-parallel", "DP"),
+      PALETTE[i % PALETTE.length]!,
+    );
   });
+  drawLegendEntry(image, legend, shown.length + 1, "DASHED: BEST FROM 3 CHARS,", LEVEL_GREY);
+  drawLegendEntry(image, legend, shown.length + 2, "AND 1/3 OF THE GAP TO BEST", LEVEL_GREY);
   return image.png();
 }

@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, verifyFederationLedger } from "../core/protocol/index.js";
-import { demoFederation, demoSchedule } from "./demo/federation.js";
+import { demoDataNote, demoFederation, demoSchedule } from "./demo/federation.js";
 import { plotLossPng } from "./demo/plot.js";
 import type { TrainerLog } from "./demo/trainer-logs.js";
 import { FederationBed, type MemberView } from "./federation-bed.js";
@@ -175,6 +175,14 @@ async function summarise(bed: FederationBed, logs: Map<string, TrainerLog>): Pro
   const final = reference.rounds.at(-1);
   say(`training completed: all members Completed (${elapsed()})`);
   say(`final eval loss ${final?.evalLoss.toFixed(4)} (train loss ${final?.trainLoss.toFixed(4)})`);
+  const learned = [...logs.values()].find((log) => log.learned)?.learned;
+  if (learned) {
+    say(`what the federated model learned (${demoDataNote}):`);
+    say(`  trained:   ${learned.trained}`);
+    say(`  untrained: ${learned.untrained}`);
+  } else {
+    say("what the model learned: no trainer logged it (did every trainer stop early?)");
+  }
 
   const finalHashes = contributorsHashes(logs, final?.round);
   const agree = finalHashes.length > 0 && finalHashes.every(([, h]) => h === finalHashes[0]?.[1]);

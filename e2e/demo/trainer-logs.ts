@@ -13,9 +13,21 @@ export interface RoundLog {
   globalHash: string;
 }
 
+/** What a trainer logged at the end of its run about what the model can do (learned.ts). */
+export interface LearnedLog {
+  /** One line on the trained model: answer accuracy, or generated text. */
+  trained: string;
+  /** The same for the untrained model (the federation's initial weights). */
+  untrained: string;
+  /** Held-out answer accuracy of the trained and the untrained model (Arithmetic data). */
+  accuracy?: { trained: number; untrained: number };
+}
+
 /** A member's trainer log, summarised. */
 export interface TrainerLog {
   parameters: number | undefined;
+  /** The latest pod's "what the model learned" line, once a trainer completed. */
+  learned?: LearnedLog;
   /** One entry per round: the latest pod's. */
   rounds: RoundLog[];
   /**
@@ -56,6 +68,8 @@ export async function readTrainerLog(
       }
       if (record.msg === "model and data loaded" && typeof record.parameters === "number") {
         result.parameters = record.parameters;
+      } else if (record.msg === "what the model learned") {
+        result.learned = learnedLog(record);
       } else if (record.msg === "round applied" && typeof record.round === "number") {
         const round: RoundLog = {
           round: record.round,
@@ -95,6 +109,21 @@ export async function readTrainerMessages(
     }
   }
   return messages;
+}
+
+function learnedLog(record: Record<string, unknown>): LearnedLog {
+  const learned = record.learned as
+    | { trained?: { accuracy?: unknown }; untrained?: { accuracy?: unknown } }
+    | undefined;
+  const trained = learned?.trained?.accuracy;
+  const untrained = learned?.untrained?.accuracy;
+  return {
+    trained: String(record.trained ?? ""),
+    untrained: String(record.untrained ?? ""),
+    ...(typeof trained === "number" && typeof untrained === "number"
+      ? { accuracy: { trained, untrained } }
+      : {}),
+  };
 }
 
 /** The pod's name from its folder's name, <namespace>_<pod>_<uid>. */

@@ -22,9 +22,16 @@ import {
   writeCheckpoint,
 } from "./checkpoint.js";
 import { dilocoConfig, federationData } from "./config.js";
-import { BatchSampler, type DataSet, type ExampleSet, evaluationBatches } from "./data.js";
+import {
+  BatchSampler,
+  type DataSet,
+  type ExampleSet,
+  evaluationBatches,
+  type TextCorpus,
+} from "./data.js";
 import { DiLoCoWorker, parameterHash, type RoundReport } from "./diloco.js";
 import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
+import { describeSkill, type Learned, measureSkill } from "./learned.js";
 import type { TrainerMetrics } from "./metrics.js";
 import { initialParameters, Model, type ModelDefinition } from "./model.js";
 import {
@@ -97,6 +104,8 @@ export class TrainerRuntime {
   private definition: ModelDefinition | null = null;
   private firstRound = 0;
   private loaded = false;
+  /** The held-out text, for what the model learned (text data only). */
+  private evalText: TextCorpus | undefined;
   /** The workers of a round no commit names: this process's own, or those live at the start. */
   private startingRoster: WorkerRef[] = [];
 
@@ -223,6 +232,7 @@ export class TrainerRuntime {
     for (const local of this.workers)
       this.metrics.round.set({ worker: local.label }, this.firstRound);
     this.evalModel = new Model(definition, global);
+    this.evalText = data.eval.kind === "text" ? data.eval : undefined;
     this.evalBatches = evaluationBatches(
       data.eval,
       federation.training.batchSize,
@@ -281,6 +291,7 @@ export class TrainerRuntime {
     const newest = this.workers.reduce((a, b) => (b.rounds > a.rounds ? b : a));
     const checkpoint = await this.checkpoint(newest);
     if (rejected) throw (rejected as PromiseRejectedResult).reason;
+    if (status === "completed") await this.logLearned(newest.worker.global);
     this.log.info(
       {
         status,
@@ -297,6 +308,31 @@ export class TrainerRuntime {
       checkpoint: checkpoint.path,
       globalHash: checkpoint.globalHash,
     };
+  }
+
+  /**
+   * Logs what the final global model can do on the held-out data next to the untrained model
+   * (the federation's initial weights): answer accuracy for Arithmetic, generated lines for text.
+   */
+  private async logLearned(global: Float32Array): Promise<void> {
+    const definition = this.definition;
+    const evalText = this.evalText;
+    if (definition?.kind !== "transformer" || !evalText) return;
+    const federation = this.settings.config.federation;
+    const arithmetic = federation.data.synthetic?.preset === "Arithmetic";
+    const initial = initialParameters(definition, federation.training.seed);
+    const learned: Learned = {
+      trained: await measureSkill(definition, global, evalText, arithmetic),
+      untrained: await measureSkill(definition, initial, evalText, arithmetic),
+    };
+    this.log.info(
+      {
+        learned,
+        trained: describeSkill(learned.trained),
+        untrained: describeSkill(learned.untrained),
+      },
+      "what the model learned",
+    );
   }
 
   /**

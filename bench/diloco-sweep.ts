@@ -1,0 +1,156 @@
+// `npm run bench -- diloco-sweep [--quick] [--backend B]`: the hyperparameter sweep behind
+// `npm run bench -- diloco`'s choices, on its Arithmetic task and budget, seed 7: the baseline's
+// inner learning rate, and for DiLoCo the number of inner steps H and the outer optimiser (outer
+// Nesterov as the DiLoCo paper runs it, at other learning rates and momenta, plain averaging),
+// then the compressed codecs under the two outer optimisers. Writes
+// bench/results/diloco-sweep.json. About 75 minutes on 2 CPU cores with WASM.
+import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
+import type { AdamWConfig } from "../trainer-image/src/adamw.js";
+import { type BackendChoice, initBackend } from "../trainer-image/src/backend.js";
+import { AVERAGE, arithmeticTask, INNER, NESTEROV } from "./diloco.js";
+import {
+  buildTask,
+  formatBytes,
+  formatTable,
+  type Method,
+  type RunResult,
+  runMethod,
+} from "./lib/diloco-runs.js";
+
+const none: CodecParams = { method: "none" };
+const topk = (density: number, bits: 2 | 4): CodecParams => ({
+  method: "topk",
+  density,
+  bits,
+  groupSize: 256,
+});
+const nesterov = (learningRate: number, momentum: number): OuterOptimizerConfig => ({
+  learningRate,
+  momentum,
+  nesterov: true,
+});
+
+/** One point of the sweep: what it varies, and the method. */
+interface Point {
+  group: string;
+  method: Method;
+}
+
+function points(quick: boolean): Point[] {
+  const h = (steps: number) => (quick ? Math.max(1, steps / 5) : steps);
+  const dp = (learningRate: number): Point => ({
+    group: "baseline inner learning rate",
+    method: {
+      name: `data-parallel, inner lr ${learningRate}`,
+      dataParallel: true,
+      innerSteps: 1,
+      codec: none,
+      outer: AVERAGE,
+      inner: { ...INNER, learningRate },
+    },
+  });
+  const diloco = (
+    group: string,
+    innerSteps: number,
+    outer: OuterOptimizerConfig,
+    codec = none,
+    inner: Omit<AdamWConfig, "totalSteps"> = INNER,
+  ): Point => {
+    const outerName =
+      outer.momentum === 0
+        ? `average lr ${outer.learningRate}`
+        : `Nesterov ${outer.learningRate}/${outer.momentum}`;
+    const codecName =
+      codec.method === "topk"
+        ? `top-k ${codec.density * 100}% ${codec.bits}-bit EF`
+        : codec.method === "none"
+          ? "fp32"
+          : codec.method;
+    const lr = inner.learningRate === INNER.learningRate ? "" : `, inner lr ${inner.learningRate}`;
+    return {
+      group,
+      method: {
+        name: `H=${h(innerSteps)} ${codecName}, outer ${outerName}${lr}`,
+        innerSteps: h(innerSteps),
+        codec,
+        outer,
+        inner,
+      },
+    };
+  };
+  const slowInner = { ...INNER, learningRate: 3e-3 };
+  return [
+    dp(5e-3),
+    dp(1e-2),
+    dp(2e-2),
+    diloco("H under outer Nesterov 0.7/0.9", 5, NESTEROV),
+    diloco("H under outer Nesterov 0.7/0.9", 10, NESTEROV),
+    diloco("H under outer Nesterov 0.7/0.9", 25, NESTEROV),
+    diloco("outer learning rate at H=25", 25, nesterov(0.4, 0.9)),
+    diloco("outer learning rate at H=25", 25, nesterov(1, 0.9)),
+    diloco("outer Nesterov with a slower inner learning rate", 10, NESTEROV, none, slowInner),
+    diloco("outer Nesterov with a slower inner learning rate", 25, NESTEROV, none, slowInner),
+    diloco("outer momentum at H=10", 10, nesterov(1, 0.5)),
+    diloco("outer momentum at H=10", 10, AVERAGE),
+    diloco("outer momentum at H=10", 10, { learningRate: 1.3, momentum: 0, nesterov: false }),
+    diloco("plain averaging at H=25", 25, AVERAGE),
+    diloco("codecs under plain averaging", 10, AVERAGE, topk(0.01, 2)),
+    diloco("codecs under plain averaging", 10, AVERAGE, topk(0.03, 2)),
+    diloco("codecs under plain averaging", 25, AVERAGE, topk(0.03, 4)),
+    diloco("codecs under outer Nesterov", 10, NESTEROV, topk(0.01, 2)),
+  ];
+}
+
+export async function run(args: string[]): Promise<unknown> {
+  const quick = args.includes("--quick");
+  const backendIndex = args.indexOf("--backend");
+  const backendChoice = (backendIndex >= 0 ? args[backendIndex + 1] : "WASM") as BackendChoice;
+  const backend = await initBackend(backendChoice);
+  const started = performance.now();
+  const seed = 7;
+  const task = await buildTask(arithmeticTask(quick));
+  const runs: (RunResult & { group: string })[] = [];
+  for (const { group, method } of points(quick)) {
+    console.log(`\n${group}: ${method.name}`);
+    const result = await runMethod(task, method, seed);
+    console.log(
+      `  eval loss ${result.finalEvalLoss.toFixed(4)}, ${formatBytes(result.bytesPerWorker)} per worker, ${result.seconds.toFixed(0)} s`,
+    );
+    runs.push({ group, ...result });
+  }
+  const baseline = runs.find((r) => r.dataParallel && r.inner.learningRate === INNER.learningRate);
+  console.log(
+    `\n${formatTable(
+      ["group", "method", "eval loss", "vs baseline", "fewer bytes"],
+      runs.map((r) => [
+        r.group,
+        r.method,
+        r.finalEvalLoss.toFixed(4),
+        baseline ? `${(100 * (r.finalEvalLoss / baseline.finalEvalLoss - 1)).toFixed(2)} %` : "-",
+        baseline ? `${(baseline.bytesPerWorker / r.bytesPerWorker).toFixed(0)}×` : "-",
+      ]),
+    )}`,
+  );
+  return {
+    purpose:
+      "the sweep behind bench/diloco.ts: baseline inner learning rate, DiLoCo's H and outer optimiser, codecs under both outer optimisers; one seed, the diloco benchmark's Arithmetic task and budget",
+    seed,
+    backend: backend.backend,
+    device: backend.device,
+    quick,
+    task: task.spec,
+    levels: task.levels,
+    baseline: baseline?.method,
+    runs: runs.map(({ curve, ...rest }) => ({
+      ...rest,
+      ...(baseline
+        ? {
+            evalLossVsBaselinePercent: 100 * (rest.finalEvalLoss / baseline.finalEvalLoss - 1),
+            bytesReduction: baseline.bytesPerWorker / rest.bytesPerWorker,
+          }
+        : {}),
+      curve,
+    })),
+    seconds: (performance.now() - started) / 1000,
+  };
+}
