@@ -66,7 +66,9 @@ function points(quick: boolean): Point[] {
         : codec.method === "none"
           ? "fp32"
           : codec.method;
-    const lr = inner.learningRate === INNER.learningRate ? "" : `, inner lr ${inner.learningRate}`;
+    const lr =
+      (inner.learningRate === INNER.learningRate ? "" : `, inner lr ${inner.learningRate}`) +
+      (inner.warmupSteps === INNER.warmupSteps ? "" : `, warm-up ${inner.warmupSteps}`);
     return {
       group,
       method: {
@@ -79,6 +81,15 @@ function points(quick: boolean): Point[] {
     };
   };
   const slowInner = { ...INNER, learningRate: 3e-3 };
+  const fastInner = { ...INNER, learningRate: 2e-2 };
+  const fromGlobal = (point: Point): Point => ({
+    group: point.group,
+    method: {
+      ...point.method,
+      name: `${point.method.name}, from the global model`,
+      startWithPendingShare: false,
+    },
+  });
   return [
     dp(5e-3),
     dp(1e-2),
@@ -89,15 +100,17 @@ function points(quick: boolean): Point[] {
     diloco("outer learning rate at H=25", 25, nesterov(0.4, 0.9)),
     diloco("outer learning rate at H=25", 25, nesterov(1, 0.9)),
     diloco("outer Nesterov with a slower inner learning rate", 10, NESTEROV, none, slowInner),
-    diloco("outer Nesterov with a slower inner learning rate", 25, NESTEROV, none, slowInner),
     diloco("outer momentum at H=10", 10, nesterov(1, 0.5)),
     diloco("outer momentum at H=10", 10, AVERAGE),
-    diloco("outer momentum at H=10", 10, { learningRate: 1.3, momentum: 0, nesterov: false }),
     diloco("plain averaging at H=25", 25, AVERAGE),
-    diloco("codecs under plain averaging", 10, AVERAGE, topk(0.01, 2)),
-    diloco("codecs under plain averaging", 10, AVERAGE, topk(0.03, 2)),
-    diloco("codecs under plain averaging", 25, AVERAGE, topk(0.03, 4)),
-    diloco("codecs under outer Nesterov", 10, NESTEROV, topk(0.01, 2)),
+    diloco("inner learning rate under plain averaging", 10, AVERAGE, none, fastInner),
+    diloco("warm-up under plain averaging", 10, AVERAGE, none, { ...INNER, warmupSteps: 200 }),
+    fromGlobal(diloco("codecs, rounds from the global model", 10, AVERAGE, topk(0.01, 2))),
+    fromGlobal(diloco("codecs, rounds from the global model", 10, AVERAGE, topk(0.03, 2))),
+    fromGlobal(diloco("codecs, rounds from the global model", 25, AVERAGE, topk(0.03, 4))),
+    diloco("codecs, rounds from global + pending share", 10, AVERAGE, topk(0.01, 2)),
+    diloco("codecs, rounds from global + pending share", 10, AVERAGE, topk(0.02, 2)),
+    diloco("codecs, rounds from global + pending share", 10, AVERAGE, topk(0.01, 2), fastInner),
   ];
 }
 

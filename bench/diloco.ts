@@ -140,7 +140,19 @@ function arithmeticMethods(quick: boolean): Planned[] {
       seeds: [7],
     },
     { method: diloco("DiLoCo H=10 top-k 1% 2-bit EF", 10, topk(0.01, 2)), seeds: SEEDS },
-    { method: diloco("DiLoCo H=25 top-k 3% 4-bit EF", 25, topk(0.03, 4)), seeds: SEEDS },
+    { method: diloco("DiLoCo H=10 top-k 3% 2-bit EF", 10, topk(0.03, 2)), seeds: [7] },
+    { method: diloco("DiLoCo H=25 top-k 3% 4-bit EF", 25, topk(0.03, 4)), seeds: [7] },
+    {
+      method: {
+        ...diloco(
+          "DiLoCo H=10 top-k 1% 2-bit EF, rounds start from the global model",
+          10,
+          topk(0.01, 2),
+        ),
+        startWithPendingShare: false,
+      },
+      seeds: [7],
+    },
     {
       method: diloco("DiLoCo H=10 top-k 1% 2-bit EF, outer Nesterov", 10, topk(0.01, 2), NESTEROV),
       seeds: [7],

@@ -120,6 +120,8 @@ export interface Method {
   codec: CodecParams;
   outer: OuterOptimizerConfig;
   inner: Omit<AdamWConfig, "totalSteps">;
+  /** DiLoCoConfig.startWithPendingShare (default on). */
+  startWithPendingShare?: boolean;
 }
 
 /** One point of a run's curve. */
@@ -140,6 +142,8 @@ export interface RunResult {
   /** The outer optimiser; absent for the data-parallel baseline, which has none. */
   outer?: OuterOptimizerConfig;
   inner: AdamWConfig;
+  /** Whether rounds start from the global model plus the worker's pending share (error feedback). */
+  startWithPendingShare: boolean;
   /** Bytes each worker sent: its encoded update per round, or its fp32 gradient per step. */
   bytesPerWorker: number;
   finalEvalLoss: number;
@@ -201,6 +205,7 @@ export async function runMethod(
         outer: method.outer,
         codec: method.codec,
         errorFeedback: true,
+        startWithPendingShare: method.startWithPendingShare !== false,
         aggregation: { kind: "mean" },
         overlap: false,
       },
@@ -217,6 +222,10 @@ export async function runMethod(
     codec: method.codec,
     ...(method.dataParallel ? {} : { outer: method.outer }),
     inner,
+    startWithPendingShare:
+      !method.dataParallel &&
+      method.codec.method !== "none" &&
+      method.startWithPendingShare !== false,
     bytesPerWorker: result.bytesPerWorker,
     finalEvalLoss: result.finalEvalLoss,
     finalEvalBits: natsToBits(result.finalEvalLoss),

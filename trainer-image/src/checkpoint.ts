@@ -42,6 +42,8 @@ interface LocalStateRecord {
   innerStepCount: number;
   innerOptimizerSteps: number;
   errorFeedback: boolean;
+  /** The residual's scale in the next round's starting point (absent in older files: 0). */
+  pendingShareScale?: number;
   /** SHA-256 (hex) of the worker's local tensors' bytes, in file order. */
   sha256: string;
 }
@@ -118,6 +120,7 @@ export function encodeCheckpoint(checkpoint: Checkpoint): Uint8Array {
       innerStepCount: state.innerStepCount,
       innerOptimizerSteps: state.inner.stepCount,
       errorFeedback: state.residual !== null,
+      pendingShareScale: state.pendingShareScale,
       sha256: vectorsHash(vectors.map((vector) => vector.data)),
     });
   }
@@ -197,6 +200,10 @@ export function decodeCheckpoint(bytes: Uint8Array, source = "checkpoint"): Chec
       if (
         !counts.every((count) => Number.isInteger(count) && count! >= 0) ||
         typeof record.errorFeedback !== "boolean" ||
+        !(
+          record.pendingShareScale === undefined ||
+          (Number.isFinite(record.pendingShareScale) && record.pendingShareScale >= 0)
+        ) ||
         local.some((each) => each.worker === record.worker)
       ) {
         throw new CheckpointError(
@@ -222,6 +229,7 @@ export function decodeCheckpoint(bytes: Uint8Array, source = "checkpoint"): Chec
           stepCount: record.innerOptimizerSteps,
         },
         residual: record.errorFeedback ? vector(`worker${worker}/feedback/residual`) : null,
+        pendingShareScale: record.pendingShareScale ?? 0,
       };
       const vectors = localVectors(worker, state).map((each) => each.data);
       if (vectorsHash(vectors) !== record.sha256) {

@@ -110,6 +110,63 @@ describe("DiLoCo in process", () => {
     assert.ok(ticksAtStep.at(-1)! > ticksAtStep[0]!, `timer ticks at each step: ${ticksAtStep}`);
   });
 
+  it("starts each round from the global model less its pending share of the residual", async () => {
+    const initial = initialParameters(definition, seed);
+    const ids = ["a", "b"];
+    const endState = async (startWithPendingShare: boolean) => {
+      const exchange = new InProcessExchange(ids);
+      const models = ids.map(() => new Model(definition, initial));
+      const workers = ids.map((id, w) => {
+        const shard = gaussianClusters(seed, clusters, {
+          workerIndex: w,
+          workerCount: ids.length,
+          strategy: "IID",
+          concentration: 0.5,
+        });
+        return new DiLoCoWorker(
+          id,
+          models[w]!,
+          initial,
+          new BatchSampler(shard.train, 32, seed, w),
+          exchange.endpoint(id),
+          {
+            ...base,
+            rounds: 3,
+            innerSteps: 2,
+            outer: { learningRate: 0.8, momentum: 0, nesterov: false },
+            codec: { method: "topk", density: 0.05, bits: 4, groupSize: 256 },
+            startWithPendingShare,
+          },
+        );
+      });
+      try {
+        await Promise.all(workers.map((worker) => worker.run()));
+        const worker = workers[0]!;
+        return {
+          local: await models[0]!.readParameters(),
+          global: Float32Array.from(worker.global),
+          state: (await worker.localState())!,
+        };
+      } finally {
+        for (const worker of workers) worker.dispose();
+        for (const model of models) model.dispose();
+      }
+    };
+    // After the last round the local model is where a next round would start.
+    const shared = await endState(true);
+    assert.equal(shared.state.pendingShareScale, 0.8 / 2);
+    const residual = shared.state.residual!;
+    assert.ok(
+      residual.some((v) => v !== 0),
+      "top-k at 5 % leaves a residual",
+    );
+    const expected = shared.global.map((g, i) => g - 0.4 * residual[i]!);
+    assert.deepEqual(shared.local, expected);
+    const plain = await endState(false);
+    assert.equal(plain.state.pendingShareScale, 0);
+    assert.deepEqual(plain.local, plain.global);
+  });
+
   it("also trains with one-round-delayed overlap and NonIID shards", async () => {
     const result = await run({ ...base, overlap: true }, "NonIID");
     assert.ok(result.finalEvalLoss < TARGET_EVAL_LOSS, `eval loss ${result.finalEvalLoss}`);

@@ -56,6 +56,13 @@ export interface DiLoCoConfig {
   codec: CodecParams;
   /** Keep what compression left out and send it in later rounds. */
   errorFeedback: boolean;
+  /**
+   * With error feedback, start each round's inner steps from the global model plus this worker's
+   * pending share: its unsent residual as the next aggregate will apply it (× outer learning
+   * rate ÷ updates aggregated), instead of from the global model alone. Default on; it applies
+   * with the mean (the only rule whose effect of one update is that share) outside overlap mode.
+   */
+  startWithPendingShare?: boolean;
   aggregation: AggregationRule;
   normBound?: NormBound;
   overlap: boolean;
@@ -161,6 +168,11 @@ export interface WorkerLocalState {
   inner: AdamWState;
   /** The error-feedback residual; null for a worker without error feedback. */
   residual: Float32Array | null;
+  /**
+   * The scale of the residual in the round's starting point (outer learning rate ÷ updates the
+   * last commit aggregated; 0 when the worker starts from the global model alone).
+   */
+  pendingShareScale: number;
 }
 
 /** A local state as of a round boundary, kept on the accelerator until a checkpoint asks. */
@@ -169,6 +181,7 @@ interface BoundarySnapshot {
   innerStepCount: number;
   inner: AdamWSnapshot;
   residual: Float32Array | null;
+  pendingShareScale: number;
 }
 
 /** Options of `DiLoCoWorker.run`. */
@@ -195,6 +208,8 @@ export class DiLoCoWorker {
   innerStepCount = 0;
   /** The local state at the latest round boundary, what a checkpoint saves. */
   private boundary: BoundarySnapshot | null = null;
+  /** How much of the residual the next round starts with (see startWithPendingShare). */
+  private pendingShareScale = 0;
 
   constructor(
     readonly id: string,
@@ -230,7 +245,7 @@ export class DiLoCoWorker {
     onRound?: (report: RoundReport) => void | Promise<void>,
     options: WorkerRunOptions = {},
   ): Promise<"completed" | "stopped"> {
-    let anchor = Float32Array.from(this.global);
+    let anchor = this.roundStart();
     let pending: {
       round: number;
       commit: Promise<RoundCommit>;
@@ -263,8 +278,7 @@ export class DiLoCoWorker {
         // written while the commit is applied (in onRound) or after a later stop holds this.
         this.markBoundary(round + 1);
         await this.apply(committed, trainLoss, message.byteLength, onRound);
-        this.model.writeParameters(this.global);
-        anchor = Float32Array.from(this.global);
+        anchor = this.roundStart();
         continue;
       }
       if (pending) {
@@ -304,6 +318,7 @@ export class DiLoCoWorker {
         innerStepCount: boundary.innerStepCount,
         inner: await inner.read(),
         residual,
+        pendingShareScale: boundary.pendingShareScale,
       };
     } finally {
       inner.dispose();
@@ -341,9 +356,15 @@ export class DiLoCoWorker {
     if (!(Number.isInteger(stepCount) && stepCount >= 0)) {
       throw new RangeError(`AdamW step count ${stepCount} must be a non-negative integer`);
     }
+    if (!(Number.isFinite(state.pendingShareScale) && state.pendingShareScale >= 0)) {
+      throw new RangeError(
+        `pending share scale ${state.pendingShareScale} must be a finite non-negative number`,
+      );
+    }
     if (state.residual) this.feedback!.importResidual(state.residual);
     this.optimizer.writeState(state.inner);
     this.innerStepCount = state.innerStepCount;
+    this.pendingShareScale = state.pendingShareScale;
     this.boundary?.inner.dispose();
     this.boundary = null;
     this.markBoundary(state.round);
@@ -367,7 +388,38 @@ export class DiLoCoWorker {
       innerStepCount: this.innerStepCount,
       inner: this.optimizer.snapshot(),
       residual,
+      pendingShareScale: this.pendingShareScale,
     };
+  }
+
+  /** Whether rounds start from the global model plus the pending share (startWithPendingShare). */
+  private get withPendingShare(): boolean {
+    return (
+      this.feedback !== null &&
+      !this.config.overlap &&
+      this.config.aggregation.kind === "mean" &&
+      this.config.startWithPendingShare !== false
+    );
+  }
+
+  /**
+   * Puts the local model where a round's inner steps start and returns that point, the anchor
+   * the round's pseudo-gradient is measured from: the global model, less the pending share of
+   * the residual. Error feedback adds the whole residual to what the round sends, so measuring
+   * from the shifted point counts every change once. Starting there keeps this worker's own
+   * progress that compression has not sent yet (a dense, one-worker share of it), instead of
+   * discarding it locally until the residual is sent: with top-k at 1 % most of a round's
+   * progress waits several rounds.
+   */
+  private roundStart(): Float32Array {
+    const start = Float32Array.from(this.global);
+    const scale = this.pendingShareScale;
+    if (this.feedback && scale !== 0) {
+      const residual = this.feedback.residual;
+      for (let i = 0; i < start.length; i++) start[i] = start[i]! - scale * residual[i]!;
+    }
+    this.model.writeParameters(start);
+    return start;
   }
 
   /** What this worker sends for `pseudoGradient`: itself, or its poisoned copy in a drill. */
@@ -407,6 +459,13 @@ export class DiLoCoWorker {
     onRound: ((report: RoundReport) => void | Promise<void>) | undefined,
   ): Promise<void> {
     const { included, bounded } = applyRound(this.global, this.outer, this.config, commit.updates);
+    if (this.withPendingShare && included > 0) {
+      // Set before onRound, whose checkpoint saves the boundary the next round starts from.
+      this.pendingShareScale = this.config.outer.learningRate / included;
+      if (this.boundary?.round === commit.round + 1) {
+        this.boundary.pendingShareScale = this.pendingShareScale;
+      }
+    }
     let bytesReceived = 0;
     for (const update of commit.updates) {
       if (update.worker !== this.id) bytesReceived += update.message.byteLength;

@@ -76,6 +76,7 @@ function localStateOf(
       stepCount: 10 * tag + 7,
     },
     residual: errorFeedback ? values(3) : null,
+    pendingShareScale: errorFeedback ? 0.25 * tag : 0,
   };
 }
 

@@ -283,6 +283,7 @@ describe("resuming from a checkpoint", () => {
           innerStepCount: 0,
           inner: { firstMoment: zeros(), secondMoment: zeros(), stepCount: 0 },
           residual: zeros(),
+          pendingShareScale: 0,
         };
         assert.throws(() => worker.restoreLocalState(state), /overlap-mode worker has no local/);
       } finally {
