@@ -32,6 +32,7 @@ import {
 import { DiLoCoWorker, parameterHash, type RoundReport } from "./diloco.js";
 import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
 import { describeSkill, type Learned, measureSkill } from "./learned.js";
+import { arithmeticLossLevels, type LossLevels, natsToBits, textLossLevels } from "./levels.js";
 import type { TrainerMetrics } from "./metrics.js";
 import { initialParameters, Model, type ModelDefinition } from "./model.js";
 import {
@@ -45,6 +46,10 @@ import { readLocalExamples } from "./text-data.js";
 
 /** Evaluation windows of text data per round: enough for a stable loss, cheap next to training. */
 const MAX_EVAL_WINDOWS = 256;
+/** Training tokens the loss levels are estimated from: plenty for 3-character statistics. */
+const LEVELS_MAX_TOKENS = 4_000_000;
+/** Arithmetic problems the exact levels enumerate at most (maxOperand 223 and below). */
+const LEVELS_MAX_ARITHMETIC_PROBLEMS = 100_000;
 
 /** The id of worker `index` of `member` in updates, commits and logs. */
 export function workerId(member: string, index: number): string {
@@ -250,6 +255,36 @@ export class TrainerRuntime {
         exchange: this.transport.kind,
       },
       "model and data loaded",
+    );
+    this.logLossLevels(data);
+  }
+
+  /**
+   * Logs the loss levels of the evaluation set (levels.ts), so that a reader of the eval loss
+   * sees what a model that learned nothing scores and how far a run got: exact for Arithmetic
+   * while its problems are few enough to enumerate, otherwise estimated from (at most the first
+   * few million tokens of) the training text.
+   */
+  private logLossLevels(data: DataSet): void {
+    if (data.train.kind !== "text" || data.eval.kind !== "text") return;
+    const train: TextCorpus = {
+      kind: "text",
+      tokens: data.train.tokens.subarray(0, LEVELS_MAX_TOKENS),
+      vocabulary: data.train.vocabulary,
+    };
+    const synthetic = this.settings.config.federation.data.synthetic;
+    const exact =
+      synthetic?.preset === "Arithmetic" &&
+      2 * (synthetic.maxOperand + 1) ** 2 <= LEVELS_MAX_ARITHMETIC_PROBLEMS;
+    const levels: LossLevels = exact
+      ? arithmeticLossLevels(synthetic, train, this.evalBatches)
+      : textLossLevels(train, this.evalBatches);
+    const bits = Object.fromEntries(
+      Object.entries(levels).map(([name, nats]) => [name, natsToBits(nats as number)]),
+    );
+    this.log.info(
+      { ...levels, bits, exact },
+      "evaluation loss levels (nats per token; bits per token under bits)",
     );
   }
 
@@ -468,6 +503,7 @@ export class TrainerRuntime {
         round: report.round,
         trainLoss: report.trainLoss,
         evalLoss,
+        evalBitsPerToken: natsToBits(evalLoss),
         bytesSent: report.bytesSent,
         bytesReceived: report.bytesReceived,
         included: report.included,
