@@ -245,12 +245,20 @@ function printRuns(task: Task, runs: ComparedRun[]): void {
   );
 }
 
+/**
+ * The eval loss below which a model "learned": a third of the way from the best loss from the
+ * last 3 characters to the best loss from the whole window (Arithmetic, where both are exact).
+ */
+function learnedBelow(task: Task): number {
+  const { bestLossFrom3Chars, bestLoss } = task.levels;
+  return bestLossFrom3Chars - (bestLossFrom3Chars - (bestLoss ?? bestLossFrom3Chars)) / 3;
+}
+
 /** What Arithmetic's acceptance rule needs: a baseline that learned, and a method within 2 %. */
 function acceptance(task: Task, runs: ComparedRun[]) {
-  const { bestLossFrom3Chars, bestLoss } = task.levels;
-  const learnedBelow = bestLossFrom3Chars - (bestLossFrom3Chars - (bestLoss ?? 0)) / 3;
+  const threshold = learnedBelow(task);
   const baselines = runs.filter((r) => r.dataParallel);
-  const baselineLearned = baselines.every((r) => r.finalEvalLoss < learnedBelow);
+  const baselineLearned = baselines.every((r) => r.finalEvalLoss < threshold);
   const byMethod = new Map<string, ComparedRun[]>();
   for (const run of runs.filter((r) => !r.dataParallel)) {
     byMethod.set(run.method, [...(byMethod.get(run.method) ?? []), run]);
@@ -265,7 +273,7 @@ function acceptance(task: Task, runs: ComparedRun[]) {
     .map(([name]) => name);
   return {
     rule: "every baseline's finalEvalLoss < learnedBelow, and a method with bytesReduction >= 1000 and evalLossVsBaselinePercent <= 2 on every baseline seed",
-    learnedBelow,
+    learnedBelow: threshold,
     baselineLearned,
     methods,
     met: baselineLearned && methods.length > 0,
@@ -391,7 +399,7 @@ function plotPng(task: Task, runs: ComparedRun[]): Uint8Array {
   const plotH = height - top - bottom;
   const image = new Raster(width, height);
   const best3 = task.levels.bestLossFrom3Chars;
-  const learned = best3 - (best3 - (task.levels.bestLoss ?? best3)) / 3;
+  const learned = learnedBelow(task);
   const finals = shown.map((r) => r.finalEvalLoss).filter(Number.isFinite);
   const yMin = Math.min(...finals, learned) - 0.05;
   const yMax = Math.max(best3, ...finals) + 0.25;

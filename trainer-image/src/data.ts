@@ -353,11 +353,13 @@ export class BatchSampler {
   private use(data: ClassificationSet | TextCorpus): void {
     if (data === this.data) return;
     if (data.kind === "classification" && data.count === 0) {
-      throw new RangeError(`the worker of batch stream ${this.stream} has no training examples`);
+      throw new RangeError(
+        `this worker has no training examples: the data set is too small for its workers (use more data or fewer workers)`,
+      );
     }
     if (data.kind === "text" && data.tokens.length < this.contextLength + 2) {
       throw new RangeError(
-        `the worker of batch stream ${this.stream} has ${data.tokens.length} characters of text, fewer than the context length + 2`,
+        `this worker has ${data.tokens.length} tokens of training text, fewer than the context length + 2 (${this.contextLength + 2}): use more data, fewer workers or a shorter context`,
       );
     }
     this.data = data;

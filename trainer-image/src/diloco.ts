@@ -58,9 +58,11 @@ export interface DiLoCoConfig {
   errorFeedback: boolean;
   /**
    * With error feedback, start each round's inner steps from the global model plus this worker's
-   * pending share: its unsent residual as the next aggregate will apply it (× outer learning
-   * rate ÷ updates aggregated), instead of from the global model alone. Default on; it applies
-   * with the mean (the only rule whose effect of one update is that share) outside overlap mode.
+   * pending share: its unsent residual as one outer step of the mean would apply it (× outer
+   * learning rate ÷ updates aggregated), instead of from the global model alone. Exact for plain
+   * averaging; with outer momentum, later steps add more of it, so the share is an underestimate
+   * there (a deliberately cautious one). Default on; it applies with the mean (the only rule
+   * whose effect of one update is that share) outside overlap mode.
    */
   startWithPendingShare?: boolean;
   aggregation: AggregationRule;

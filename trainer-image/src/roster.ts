@@ -76,6 +76,11 @@ export interface ShardChange {
   /** Examples in the whole data set. */
   examples: number;
   data: ClassificationSet | TextCorpus;
+  /**
+   * Set when the deal left this worker less than one batch of data: "IID" when an IID deal was
+   * used instead of the NonIID one, "all" when the worker trains on the whole data set.
+   */
+  fallback?: "IID" | "all";
 }
 
 /**
@@ -93,6 +98,12 @@ export class WorkerShard implements RoundData {
       self: WorkerRef;
       /** The workers of DiLoCo round `round` (see the rules above); may leave `self` out. */
       roster: (round: number) => readonly WorkerRef[];
+      /**
+       * The least data a worker trains on: examples (classification) or tokens (text), one
+       * batch of distinct examples or windows. A skewed NonIID deal, or many workers on little
+       * data, can leave a worker less.
+       */
+      minimum: number;
       onChange?: (change: ShardChange) => void;
     },
   ) {}
@@ -102,12 +113,41 @@ export class WorkerShard implements RoundData {
     const workers = dealWorkers(this.options.roster(round), self);
     const key = workers.join("\n");
     if (this.data && key === this.key) return this.data;
-    const deal = dealExamples(settings, workers, exampleCount(examples), exampleGroups(examples));
-    const owned = deal.owned(workerName(self));
+    const count = exampleCount(examples);
+    const dealt = (deal: DealSettings) =>
+      dealExamples(deal, workers, count, exampleGroups(examples)).owned(workerName(self));
+    let owned = dealt(settings);
+    let fallback: ShardChange["fallback"];
+    // Too little data would stop the worker at every restart (the commits give the same deal),
+    // so it takes more instead, and overlaps the others' shards: first an IID share, then all.
+    if (this.size(owned) < this.options.minimum && settings.strategy === "NonIID") {
+      owned = dealt({ ...settings, strategy: "IID" });
+      fallback = "IID";
+    }
+    if (this.size(owned) < this.options.minimum) {
+      owned = Int32Array.from({ length: count }, (_, e) => e);
+      fallback = "all";
+    }
     const data = selectExamples(examples, owned);
     this.key = key;
     this.data = data;
-    this.options.onChange?.({ round, workers, owned, examples: exampleCount(examples), data });
+    this.options.onChange?.({
+      round,
+      workers,
+      owned,
+      examples: count,
+      data,
+      ...(fallback ? { fallback } : {}),
+    });
     return data;
+  }
+
+  /** Examples (classification) or tokens (text) of the given examples. */
+  private size(owned: Int32Array): number {
+    const examples = this.options.examples;
+    if (examples.kind === "classification") return owned.length;
+    let tokens = 0;
+    for (const e of owned) tokens += examples.bounds[e + 1]! - examples.bounds[e]!;
+    return tokens;
   }
 }

@@ -61,7 +61,9 @@ class FederatedTransport implements ExchangeTransport {
     });
   }
 
-  finishJoin(firstRound: number): void {
+  /** Completes the join at `firstRound`, with the federation's global model when given. */
+  finishJoin(firstRound: number, global?: Float32Array): void {
+    if (global) this.joined!.global.set(global);
     this.release(firstRound);
   }
 
@@ -119,13 +121,13 @@ describe("TrainerRuntime over a federated transport", () => {
   }
 
   /** Loads a runtime whose join gives `firstRound`, and returns its log lines and worker. */
-  async function joinAt(firstRound: number) {
+  async function joinAt(firstRound: number, global?: Float32Array) {
     const transport = new FederatedTransport();
     const lines: Record<string, unknown>[] = [];
     const runtime = runtimeWith(transport, [0], lines);
     const loading = runtime.load({ backend: "cpu-js", device: "cpu" });
     while (!transport.joined) await new Promise((resolve) => setTimeout(resolve, 5));
-    transport.finishJoin(firstRound);
+    transport.finishJoin(firstRound, global);
     await loading;
     return { runtime, lines, worker: transport.joined };
   }
@@ -170,12 +172,29 @@ describe("TrainerRuntime over a federated transport", () => {
   it("restores its own local state from a local checkpoint of the round it joins at", async () => {
     // The first test's final checkpoint: round 3, with worker 0's state at the end of round 2.
     const path = await latestCheckpoint(directory, federation.id, 0);
-    const saved = (await readCheckpoint(path!)).local;
+    const checkpoint = await readCheckpoint(path!);
+    const saved = checkpoint.local;
     assert.equal(saved.length, 1);
-    const { runtime, lines, worker } = await joinAt(3);
+    const { runtime, lines, worker } = await joinAt(3, checkpoint.global);
     try {
       assert.ok(lines.some((line) => line.msg === "worker-local state restored"));
       assert.deepEqual(await worker.localState(), saved[0]!.state);
+    } finally {
+      runtime.dispose();
+    }
+  });
+
+  it("starts its local state fresh when the federation's model at that round is another", async () => {
+    // Round 3 again, but the federation's model is not the checkpoint's (say, a federation
+    // recreated under the same id): the saved moments and residual belong to another run.
+    const { runtime, lines, worker } = await joinAt(3);
+    try {
+      const fresh = lines.find((line) => line.msg?.toString().startsWith("worker-local state"));
+      assert.equal(
+        fresh?.msg,
+        "worker-local state starts fresh: the federation's global model at that round is not the local checkpoint's",
+      );
+      assert.equal(worker.innerStepCount, 0);
     } finally {
       runtime.dispose();
     }

@@ -48,8 +48,8 @@ import { readLocalExamples } from "./text-data.js";
 const MAX_EVAL_WINDOWS = 256;
 /** Training tokens the loss levels are estimated from: plenty for 3-character statistics. */
 const LEVELS_MAX_TOKENS = 4_000_000;
-/** Arithmetic problems the exact levels enumerate at most (maxOperand 223 and below). */
-const LEVELS_MAX_ARITHMETIC_PROBLEMS = 100_000;
+/** Arithmetic problems the exact levels enumerate at most (maxOperand 110 and below). */
+const LEVELS_MAX_ARITHMETIC_PROBLEMS = 25_000;
 
 /** The id of worker `index` of `member` in updates, commits and logs. */
 export function workerId(member: string, index: number): string {
@@ -177,6 +177,10 @@ export class TrainerRuntime {
         settings: dealSettings,
         self: this.startingRoster[i]!,
         roster: (round) => this.roster(round, diloco.overlap),
+        minimum:
+          examples.kind === "text"
+            ? federation.training.batchSize * (contextLength + 1)
+            : federation.training.batchSize,
         onChange: (change) => this.logShard(label, change),
       });
       const sampler = new BatchSampler(
@@ -220,12 +224,30 @@ export class TrainerRuntime {
         1,
       );
     });
+    this.evalText = data.eval.kind === "text" ? data.eval : undefined;
+    this.evalBatches = evaluationBatches(
+      data.eval,
+      federation.training.batchSize,
+      contextLength,
+      MAX_EVAL_WINDOWS,
+    );
+    // Before joining: the computation holds the event loop for up to a few seconds, which a
+    // joined worker's heartbeats and coordinator lease cannot wait for.
+    this.logLossLevels(data);
     if (federated) {
       const local = this.workers[0]!;
       const { firstRound } = await this.transport.join!(local.worker, local.model);
       this.firstRound = firstRound;
       local.rounds = firstRound;
-      if (resumed?.checkpoint.rounds === firstRound) {
+      if (
+        resumed?.checkpoint.rounds === firstRound &&
+        parameterHash(local.worker.global) !== parameterHash(resumed.checkpoint.global)
+      ) {
+        this.log.info(
+          { checkpoint: resumed.path, rounds: resumed.checkpoint.rounds },
+          "worker-local state starts fresh: the federation's global model at that round is not the local checkpoint's",
+        );
+      } else if (resumed?.checkpoint.rounds === firstRound) {
         this.restoreLocalState(local, resumed);
       } else if (resumed) {
         this.log.info(
@@ -237,13 +259,6 @@ export class TrainerRuntime {
     for (const local of this.workers)
       this.metrics.round.set({ worker: local.label }, this.firstRound);
     this.evalModel = new Model(definition, global);
-    this.evalText = data.eval.kind === "text" ? data.eval : undefined;
-    this.evalBatches = evaluationBatches(
-      data.eval,
-      federation.training.batchSize,
-      contextLength,
-      MAX_EVAL_WINDOWS,
-    );
     this.loaded = true;
     this.log.info(
       {
@@ -256,7 +271,6 @@ export class TrainerRuntime {
       },
       "model and data loaded",
     );
-    this.logLossLevels(data);
   }
 
   /**
@@ -450,7 +464,17 @@ export class TrainerRuntime {
       of: change.examples,
       digest: createHash("sha256").update(owned).digest("hex").slice(0, 16),
     };
-    this.log.info(fields, "training data dealt");
+    if (change.fallback) {
+      const { strategy, concentration } = this.settings.config.federation.data.sharding;
+      this.log.warn(
+        { ...fields, fallback: change.fallback, strategy, concentration },
+        change.fallback === "IID"
+          ? "training data dealt: the NonIID deal left this worker less than one batch, so it trains on an IID share (raise data.sharding.concentration, or use more data or fewer workers)"
+          : "training data dealt: this worker's share is less than one batch, so it trains on the whole data set, overlapping the others (use more data or fewer workers)",
+      );
+    } else {
+      this.log.info(fields, "training data dealt");
+    }
     if (!this.log.isLevelEnabled("debug")) return;
     const bitmap = new Uint8Array(Math.ceil(change.examples / 8));
     for (const example of change.owned) bitmap[example >> 3]! |= 1 << (example & 7);

@@ -9,6 +9,7 @@ import {
   type ShardChange,
   trainsOnLocalData,
   WorkerShard,
+  workerName,
 } from "./roster.js";
 import { type DealSettings, dealExamples } from "./shards.js";
 
@@ -137,6 +138,42 @@ describe("a round's workers", () => {
     assert.deepEqual(dealWorkers(roster, ref("delta", "w0")), ["alpha/w0", "delta/w0", "gamma/w0"]);
   });
 
+  it("give a worker that a skewed deal starves an IID share, then the whole data set", () => {
+    const { train } = gaussianClustersSet(3, {
+      trainExamples: 400,
+      evalExamples: 1,
+      features: 2,
+      classes: 4,
+      noise: 1,
+    });
+    const roster = Array.from({ length: 8 }, (_, i) => ref(`m${i}`, "w0"));
+    const skewed: DealSettings = { seed: 3, strategy: "NonIID", concentration: 0.05 };
+    const shares = roster.map((self) =>
+      dealExamples(skewed, roster.map(workerName), 400, train.labels).owned(workerName(self)),
+    );
+    // The worker the skewed deal gives the least.
+    const starved = shares.reduce((a, b, i) => (b.length < shares[a]!.length ? i : a), 0);
+    const minimum = shares[starved]!.length + 1;
+    const changes: ShardChange[] = [];
+    const shardOf = (settings: DealSettings, least: number) =>
+      new WorkerShard({
+        examples: train,
+        settings,
+        self: roster[starved]!,
+        roster: () => roster,
+        minimum: least,
+        onChange: (change) => changes.push(change),
+      }).forRound(0);
+    const iidShare = shardOf(skewed, minimum);
+    assert.equal(changes.at(-1)?.fallback, "IID");
+    assert.ok(iidShare.kind === "classification" && iidShare.count >= minimum);
+    const whole = shardOf(skewed, 1000);
+    assert.equal(changes.at(-1)?.fallback, "all");
+    assert.ok(whole.kind === "classification" && whole.count === 400);
+    shardOf(skewed, 0);
+    assert.equal(changes.at(-1)?.fallback, undefined, "a deal that is big enough stays as it is");
+  });
+
   it("re-deal a worker's shard only when they change", () => {
     const { train } = gaussianClustersSet(3, {
       trainExamples: 300,
@@ -156,6 +193,7 @@ describe("a round's workers", () => {
       settings: iid,
       self: ref("alpha", "w0"),
       roster: (round) => rosters[Math.min(round, 2)]!,
+      minimum: 1,
       onChange: (change) => changes.push(change),
     });
     const first = shard.forRound(0);

@@ -363,7 +363,7 @@ describe("a member's own data", () => {
   });
 
   test("needs no share of the federation's examples", () => {
-    assert.match(semanticErrors(onText(), settings)[0] ?? "", /would get at most 25/);
+    assert.match(semanticErrors(onText(), settings)[0] ?? "", /would get about 25/);
     assert.deepEqual(semanticErrors(onText({ format: "Text", path: "notes.txt" }), settings), []);
   });
 });
@@ -377,7 +377,7 @@ describe("semantic validation", () => {
       "shards smaller than a batch",
       (s) => (s.federation.data.synthetic.trainExamples = 50),
       {},
-      /workers would get at most 25 training examples, fewer than one batch of 32/,
+      /workers would get about 25 training examples, fewer than one batch of 32/,
     ],
   ];
   for (const [name, change, overrides, message] of cases) {

@@ -152,7 +152,7 @@ export function semanticErrors(tf: TrainingFederation, settings: ChildSettings):
     const perWorker = Math.floor(synthetic.trainExamples / contribution.replicas);
     if (perWorker < federation.training.batchSize) {
       errors.push(
-        `each of this member's ${contribution.replicas} workers would get at most ${perWorker} training examples, fewer than one batch of ${federation.training.batchSize}: raise data.synthetic.trainExamples or lower training.batchSize or contribution.replicas`,
+        `each of this member's ${contribution.replicas} workers would get about ${perWorker} training examples, fewer than one batch of ${federation.training.batchSize}: raise data.synthetic.trainExamples or lower training.batchSize or contribution.replicas`,
       );
     }
   }
