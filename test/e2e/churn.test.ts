@@ -23,8 +23,10 @@ import {
 } from "./support.js";
 
 const [alpine, birch, cedar] = members as [string, string, string];
-// Long enough to leave at round 3, go on without cedar and rejoin with rounds to spare.
-const schedule = { rounds: 14, innerSteps: 15 };
+// Long enough to leave at round 3, go on without cedar and rejoin with rounds to spare: the demo
+// model's rounds take about 2 s here, and leaving (finalizer, leave Job, garbage collection) plus
+// two rounds without cedar take about 15 s, so 30 rounds leave cedar well over ten to rejoin in.
+const schedule = { rounds: 30, innerSteps: 15 };
 
 let bed: FederationBed;
 
