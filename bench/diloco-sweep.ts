@@ -1,13 +1,13 @@
 // `npm run bench -- diloco-sweep [--quick] [--backend B]`: the hyperparameter sweep behind
 // `npm run bench -- diloco`'s choices, on its Arithmetic task and budget, seed 7: the baseline's
-// inner learning rate, and for DiLoCo the number of inner steps H and the outer optimiser (outer
-// Nesterov as the DiLoCo paper runs it, at other learning rates and momenta, plain averaging),
-// then the codecs with rounds that start from the global model or from it plus the worker's
-// pending share. Points that `npm run bench -- diloco` runs with seed 7 (DiLoCo H=10 and H=25
-// with plain averaging, H=10 with outer Nesterov 0.7/0.9, top-k 1 %
-// 2-bit from the global model and with the pending share) are not repeated: read them in
-// bench/results/diloco.json. Writes bench/results/diloco-sweep.json. About an hour on 2 CPU
-// cores with WASM.
+// inner learning rate; for DiLoCo the number of inner steps H, the outer optimiser (Nesterov
+// 0.7/0.9 as the DiLoCo paper runs it, a lower outer learning rate, plain averaging), the inner
+// learning rate and warm-up; then top-k 1 % 2-bit at H=10, with rounds that start from the global
+// model plus the worker's pending share, from the global model alone, and under outer Nesterov.
+// Points that `npm run bench -- diloco` runs with seed 7 (the baseline at inner lr 1e-2, DiLoCo
+// H=4 and H=10 fp32 with plain averaging, H=10 fp32 with outer Nesterov, H=4 top-k 1 % 2-bit
+// with and without the pending share) are not repeated: read them in bench/results/diloco.json.
+// Writes bench/results/diloco-sweep.json. About 80 minutes on 2 CPU cores with WASM.
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
 import type { AdamWConfig } from "../trainer-image/src/adamw.js";
 import { type BackendChoice, initBackend } from "../trainer-image/src/backend.js";
@@ -85,7 +85,7 @@ function points(quick: boolean): Point[] {
     };
   };
   const slowInner = { ...INNER, learningRate: 3e-3 };
-  const fastInner = { ...INNER, learningRate: 2e-2 };
+  const halfInner = { ...INNER, learningRate: 5e-3 };
   const fromGlobal = (point: Point): Point => ({
     group: point.group,
     method: {
@@ -96,20 +96,17 @@ function points(quick: boolean): Point[] {
   });
   return [
     dp(5e-3),
-    dp(1e-2),
     dp(2e-2),
     diloco("H under outer Nesterov 0.7/0.9", 5, NESTEROV),
     diloco("H under outer Nesterov 0.7/0.9", 25, NESTEROV),
-    diloco("outer learning rate at H=25", 25, nesterov(0.4, 0.9)),
-    diloco("outer learning rate at H=25", 25, nesterov(1, 0.9)),
+    diloco("outer learning rate under Nesterov at H=10", 10, nesterov(0.4, 0.9)),
     diloco("outer Nesterov with a slower inner learning rate", 10, NESTEROV, none, slowInner),
-    diloco("outer momentum at H=10", 10, nesterov(1, 0.5)),
-    diloco("inner learning rate under plain averaging", 10, AVERAGE, none, fastInner),
+    diloco("H under plain averaging", 5, AVERAGE),
+    diloco("inner learning rate under plain averaging", 10, AVERAGE, none, halfInner),
     diloco("warm-up under plain averaging", 10, AVERAGE, none, { ...INNER, warmupSteps: 200 }),
-    fromGlobal(diloco("codecs, rounds from the global model", 10, AVERAGE, topk(0.03, 2))),
-    fromGlobal(diloco("codecs, rounds from the global model", 25, AVERAGE, topk(0.03, 4))),
-    diloco("codecs, rounds from global + pending share", 10, AVERAGE, topk(0.02, 2)),
-    diloco("codecs, rounds from global + pending share", 10, AVERAGE, topk(0.01, 2), fastInner),
+    diloco("codecs at H=10", 10, AVERAGE, topk(0.01, 2)),
+    fromGlobal(diloco("codecs at H=10", 10, AVERAGE, topk(0.01, 2))),
+    diloco("codecs at H=10", 10, NESTEROV, topk(0.01, 2)),
   ];
 }
 
@@ -130,7 +127,13 @@ export async function run(args: string[]): Promise<unknown> {
     );
     runs.push({ group, ...result });
   }
-  const baseline = runs.find((r) => r.dataParallel && r.inner.learningRate === INNER.learningRate);
+  // Compared with the best baseline the sweep found (the benchmark compares with lr 1e-2's).
+  const baseline = runs
+    .filter((r) => r.dataParallel)
+    .reduce<RunResult | undefined>(
+      (best, r) => (best === undefined || r.finalEvalLoss < best.finalEvalLoss ? r : best),
+      undefined,
+    );
   console.log(
     `\n${formatTable(
       ["group", "method", "eval loss", "vs baseline", "fewer bytes"],
@@ -147,7 +150,7 @@ export async function run(args: string[]): Promise<unknown> {
     purpose:
       "the sweep behind bench/diloco.ts: baseline inner learning rate, DiLoCo's H, outer optimiser, inner learning rate and warm-up, codecs with and without the pending-share start; one seed, the diloco benchmark's Arithmetic task and budget",
     notRepeated:
-      "points bench/results/diloco.json holds for seed 7: DiLoCo H=10 and H=25 fp32 with plain averaging, H=10 fp32 with outer Nesterov 0.7/0.9, H=10 top-k 1% 2-bit EF from the global model and with the pending share, and with outer Nesterov",
+      "points bench/results/diloco.json holds for seed 7: the data-parallel baseline at inner lr 1e-2, DiLoCo H=4 and H=10 fp32 with plain averaging, H=10 fp32 with outer Nesterov 0.7/0.9, H=4 top-k 1% 2-bit EF with the pending share and from the global model",
     seed,
     backend: backend.backend,
     device: backend.device,

@@ -113,8 +113,9 @@ const SEEDS = [7, 8];
 
 function arithmeticMethods(quick: boolean): Planned[] {
   const h = (steps: number) => (quick ? Math.max(1, steps / 5) : steps);
+  // Named by the H it runs with (--quick divides H by 5).
   const diloco = (name: string, innerSteps: number, codec: CodecParams, outer = AVERAGE) => ({
-    name,
+    name: name.replace(`H=${innerSteps}`, `H=${h(innerSteps)}`),
     innerSteps: h(innerSteps),
     codec,
     outer,
@@ -133,36 +134,29 @@ function arithmeticMethods(quick: boolean): Planned[] {
       },
       seeds: SEEDS,
     },
+    { method: diloco("DiLoCo H=4 fp32", 4, none), seeds: [7] },
     { method: diloco("DiLoCo H=10 fp32", 10, none), seeds: [7] },
-    { method: diloco("DiLoCo H=25 fp32", 25, none), seeds: [7] },
     { method: diloco("DiLoCo H=10 fp32, outer Nesterov", 10, none, NESTEROV), seeds: [7] },
-    {
-      method: diloco("DiLoCo H=25 int8", 25, { method: "int8", chunkSize: 256 }),
-      seeds: [7],
-    },
-    { method: diloco("DiLoCo H=10 top-k 1% 2-bit EF", 10, topk(0.01, 2)), seeds: SEEDS },
+    { method: diloco("DiLoCo H=10 int8", 10, { method: "int8", chunkSize: 256 }), seeds: [7] },
+    { method: diloco("DiLoCo H=4 top-k 1% 2-bit EF", 4, topk(0.01, 2)), seeds: SEEDS },
     { method: diloco("DiLoCo H=10 top-k 3% 2-bit EF", 10, topk(0.03, 2)), seeds: [7] },
-    { method: diloco("DiLoCo H=25 top-k 3% 4-bit EF", 25, topk(0.03, 4)), seeds: [7] },
+    { method: diloco("DiLoCo H=10 top-k 3% 4-bit EF", 10, topk(0.03, 4)), seeds: [7] },
     {
       method: {
         ...diloco(
-          "DiLoCo H=10 top-k 1% 2-bit EF, rounds start from the global model",
-          10,
+          "DiLoCo H=4 top-k 1% 2-bit EF, rounds start from the global model",
+          4,
           topk(0.01, 2),
         ),
         startWithPendingShare: false,
       },
       seeds: [7],
     },
-    {
-      method: diloco("DiLoCo H=10 top-k 1% 2-bit EF, outer Nesterov", 10, topk(0.01, 2), NESTEROV),
-      seeds: [7],
-    },
   ];
 }
 
 function brownMethods(quick: boolean): Planned[] {
-  const h = quick ? 5 : 10;
+  const h = quick ? 2 : 4;
   return [
     {
       method: {

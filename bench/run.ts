@@ -33,7 +33,8 @@ async function main(): Promise<void> {
   const result = await module.run(args);
   const dir = path.join(repoRoot, "bench", "results");
   await mkdir(dir, { recursive: true });
-  const file = path.join(dir, `${name}.json`);
+  // A --quick run is a smoke test of the benchmark: it never replaces the real result.
+  const file = path.join(dir, args.includes("--quick") ? `${name}-quick.json` : `${name}.json`);
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${path.relative(repoRoot, file)}`);
 }
