@@ -8,15 +8,16 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import {
-  canonicalFederation,
-  type FederationSpec,
-  federationSpecHash,
-  type LocalData,
-} from "../../core/api/index.js";
+import { canonicalFederation, type FederationSpec, type LocalData } from "../../core/api/index.js";
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
 import { ARITHMETIC_VOCABULARY } from "../../trainer-image/src/data.js";
-import { createMembers, type LogLine, type Member, TrainerProcess } from "./trainer-process.js";
+import {
+  createMembers,
+  type LogLine,
+  type Member,
+  TrainerProcess,
+  writeTrainerConfig,
+} from "./trainer-process.js";
 
 const ROUNDS = 3;
 // Three cold tfjs processes and three short rounds on a loaded 2-core machine take well under this.
@@ -116,20 +117,12 @@ describe("what federated trainers train on", () => {
   ): Promise<TrainerProcess[]> {
     const trainers = await Promise.all(
       members.map(async (member) => {
-        const file = join(directory, `${federation.id}-${member.id}.json`);
-        await writeFile(
-          file,
-          JSON.stringify({
-            apiVersion: "fedtrain.dev/v1alpha1",
-            kind: "TrainerConfig",
-            federation,
-            federationSpecHash: federationSpecHash(federation),
-            member: { id: member.id, publicKey: member.publicKey, privateKeyFile: member.keyFile },
-            transport: { natsUrls: [server.url] },
-            backend: "CPU",
-            dataDir: directory,
-            ...own.get(member.id),
-          }),
+        const file = await writeTrainerConfig(
+          directory,
+          federation,
+          member,
+          server.url,
+          own.get(member.id),
         );
         return new TrainerProcess([
           "run",

@@ -6,6 +6,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { type FederationSpec, federationSpecHash } from "../../core/api/index.js";
 
 const MAIN = fileURLToPath(new URL("../../trainer-image/src/main.js", import.meta.url));
 
@@ -32,6 +33,36 @@ export async function createMembers(directory: string, ids: readonly string[]): 
       return { id, publicKey: raw.toString("base64"), keyFile };
     }),
   );
+}
+
+/**
+ * Writes `member`'s TrainerConfig for `federation` (CPU backend, NATS at `natsUrl`, data under
+ * `directory`, `extra` fields on top) to `directory/<federation id>-<member id>.json`; returns
+ * the file.
+ */
+export async function writeTrainerConfig(
+  directory: string,
+  federation: FederationSpec,
+  member: Member,
+  natsUrl: string,
+  extra: Record<string, unknown> = {},
+): Promise<string> {
+  const file = join(directory, `${federation.id}-${member.id}.json`);
+  await writeFile(
+    file,
+    JSON.stringify({
+      apiVersion: "fedtrain.dev/v1alpha1",
+      kind: "TrainerConfig",
+      federation,
+      federationSpecHash: federationSpecHash(federation),
+      member: { id: member.id, publicKey: member.publicKey, privateKeyFile: member.keyFile },
+      transport: { natsUrls: [natsUrl] },
+      backend: "CPU",
+      dataDir: directory,
+      ...extra,
+    }),
+  );
+  return file;
 }
 
 /** A trainer child process with its JSON log lines. */

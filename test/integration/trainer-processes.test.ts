@@ -22,7 +22,12 @@ import {
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
 import { type Checkpoint, readCheckpoint } from "../../trainer-image/src/checkpoint.js";
 import { specHashBytes } from "../../trainer-image/src/nats-exchange.js";
-import { createMembers, type Member, TrainerProcess } from "./trainer-process.js";
+import {
+  createMembers,
+  type Member,
+  TrainerProcess,
+  writeTrainerConfig,
+} from "./trainer-process.js";
 
 const ROUNDS = 4;
 // Three cold tfjs processes and four rounds on a loaded 2-core machine take well under this.
@@ -84,23 +89,7 @@ describe("trainer processes federated over NATS", () => {
   /** Writes each member's TrainerConfig for a run; returns the files, in member order. */
   async function writeConfigs(federation: FederationSpec): Promise<string[]> {
     return Promise.all(
-      members.map(async (member) => {
-        const file = join(directory, `${federation.id}-${member.id}.json`);
-        await writeFile(
-          file,
-          JSON.stringify({
-            apiVersion: "fedtrain.dev/v1alpha1",
-            kind: "TrainerConfig",
-            federation,
-            federationSpecHash: federationSpecHash(federation),
-            member: { id: member.id, publicKey: member.publicKey, privateKeyFile: member.keyFile },
-            transport: { natsUrls: [server.url] },
-            backend: "CPU",
-            dataDir: directory,
-          }),
-        );
-        return file;
-      }),
+      members.map((member) => writeTrainerConfig(directory, federation, member, server.url)),
     );
   }
 
