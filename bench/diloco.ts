@@ -381,7 +381,7 @@ const LEVEL_GREY: Rgb = [150, 150, 150];
  * Two panels: eval loss against bytes sent per worker (log x) and against samples, one curve per
  * method (its first seed), with the 3-character level and the "learned" line as grey rules.
  */
-function plotPng(task: Task, runs: ComparedRun[]): Uint8Array {
+export function plotPng(task: Task, runs: ComparedRun[]): Uint8Array {
   const shown = runs.filter((r, i) => runs.findIndex((o) => o.method === r.method) === i);
   const panelWidth = 620;
   const legendWidth = 700;
@@ -462,7 +462,9 @@ function plotPng(task: Task, runs: ComparedRun[]): Uint8Array {
       image,
       legend,
       i,
-      r.method.replace("data-parallel", "DP"),
+      r.method
+        .replace("data-parallel", "DP")
+        .replace("rounds start from the global model", "from global"),
       PALETTE[i % PALETTE.length]!,
     );
   });
