@@ -5,9 +5,9 @@
 // with 2- and 4-bit values and error feedback. Arithmetic is sized so that the baseline learns
 // (it closes more than a third of the gap between the best loss from the last 3 characters and
 // the best loss from the whole window); a smaller BrownCorpus run shows the same on real text.
-// Writes bench/results/diloco.json (through run.ts) and bench/results/diloco.png. About an hour
-// on 2 CPU cores with WASM; the outer-optimiser and H sweep behind the choices is
-// `npm run bench -- diloco-sweep`.
+// Writes bench/results/diloco.json (through run.ts) and bench/results/diloco.png. About 100
+// minutes on 2 CPU cores with WASM (80 of them Arithmetic); the sweep behind the choices is
+// `npm run bench -- diloco-sweep`; docs/training.md reads both.
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,13 +33,16 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 export const NESTEROV: OuterOptimizerConfig = { learningRate: 0.7, momentum: 0.9, nesterov: true };
 /**
  * Plain averaging of the workers' progress (outer SGD, lr 1, no momentum). At this scale it
- * beats outer Nesterov at every H the sweep tried (diloco-sweep.json): with H of 10-25 steps,
- * momentum 0.9 over rounds multiplies the step about sevenfold on top of an inner learning rate
- * tuned for the baseline, and the runs fall behind.
+ * beats outer Nesterov at every point the sweep tried (H of 5-25, outer lr 0.4 and 0.7, a slower
+ * inner lr; diloco-sweep.json): lr 0.7 with momentum 0.9 moves the model about seven times a
+ * steady round's progress, and after a few well-tuned inner steps that overshoots.
  */
 export const AVERAGE: OuterOptimizerConfig = { learningRate: 1, momentum: 0, nesterov: false };
 
-/** The inner optimiser of every method: tuned for the data-parallel baseline (see the sweep). */
+/**
+ * The inner optimiser of every method. Its learning rate is DiLoCo's best in the sweep; the
+ * baseline's own best is 5e-3 (diloco-sweep.json), and docs/training.md reports both gaps.
+ */
 export const INNER: Omit<AdamWConfig, "totalSteps"> = {
   learningRate: 1e-2,
   weightDecay: 0.01,
@@ -381,7 +384,7 @@ const LEVEL_GREY: Rgb = [150, 150, 150];
  * Two panels: eval loss against bytes sent per worker (log x) and against samples, one curve per
  * method (its first seed), with the 3-character level and the "learned" line as grey rules.
  */
-export function plotPng(task: Task, runs: ComparedRun[]): Uint8Array {
+function plotPng(task: Task, runs: ComparedRun[]): Uint8Array {
   const shown = runs.filter((r, i) => runs.findIndex((o) => o.method === r.method) === i);
   const panelWidth = 620;
   const legendWidth = 700;
