@@ -7,7 +7,7 @@
 // Points that `npm run bench -- diloco` runs with seed 7 (the baseline at inner lr 1e-2, DiLoCo
 // H=4 and H=10 fp32 with plain averaging, H=10 fp32 with outer Nesterov, H=4 top-k 1 % 2-bit
 // with and without the pending share) are not repeated: read them in bench/results/diloco.json.
-// Writes bench/results/diloco-sweep.json. About 80 minutes on 2 CPU cores with WASM.
+// Writes bench/results/diloco-sweep.json. About 90 minutes on 2 CPU cores with WASM.
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
 import type { AdamWConfig } from "../trainer-image/src/adamw.js";
 import { type BackendChoice, initBackend } from "../trainer-image/src/backend.js";
