@@ -166,6 +166,11 @@ export class NGramModel implements NextTokenModel {
   }
 }
 
+/** The distinct Arithmetic lines (problems) the generator draws from: 2·(maxOperand + 1)². */
+export function arithmeticProblemCount(maxOperand: number): number {
+  return 2 * (maxOperand + 1) ** 2;
+}
+
 /**
  * The exact next-character distributions of the Arithmetic generator (data.ts: lines "a+b=c\n"
  * and "a*b=c\n", the operation uniform over two, a and b uniform in [0, maxOperand], lines

@@ -32,7 +32,13 @@ import {
 import { DiLoCoWorker, parameterHash, type RoundReport } from "./diloco.js";
 import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
 import { describeSkill, type Learned, measureSkill } from "./learned.js";
-import { arithmeticLossLevels, type LossLevels, natsToBits, textLossLevels } from "./levels.js";
+import {
+  arithmeticLossLevels,
+  arithmeticProblemCount,
+  type LossLevels,
+  natsToBits,
+  textLossLevels,
+} from "./levels.js";
 import type { TrainerMetrics } from "./metrics.js";
 import { initialParameters, Model, type ModelDefinition } from "./model.js";
 import {
@@ -289,7 +295,7 @@ export class TrainerRuntime {
     const synthetic = this.settings.config.federation.data.synthetic;
     const exact =
       synthetic?.preset === "Arithmetic" &&
-      2 * (synthetic.maxOperand + 1) ** 2 <= LEVELS_MAX_ARITHMETIC_PROBLEMS;
+      arithmeticProblemCount(synthetic.maxOperand) <= LEVELS_MAX_ARITHMETIC_PROBLEMS;
     const levels: LossLevels = exact
       ? arithmeticLossLevels(synthetic, train, this.evalBatches)
       : textLossLevels(train, this.evalBatches);
