@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { member } from "../../test/fixtures/manifests.js";
-import { canonicalFederation, canonicalJson, federationSpecHash } from "./canonical.js";
+import {
+  canonicalFederation,
+  canonicalJson,
+  federationSpecHash,
+  specHashBytes,
+} from "./canonical.js";
 import type { FederationSpec } from "./types.generated.js";
 import { validateTrainingFederation } from "./validation.js";
 
@@ -61,4 +66,31 @@ describe("federation spec hash", () => {
       '{"a":{"d":[3,{"e":2,"f":1}]},"b":1}',
     );
   });
+});
+
+describe("specHashBytes", () => {
+  const hex = "0f".repeat(32);
+  test("reads sha256:<hex> as 32 bytes", () => {
+    const bytes = specHashBytes(`sha256:${hex}`);
+    assert.equal(bytes.length, 32);
+    assert.equal(Buffer.from(bytes).toString("hex"), hex);
+  });
+  test("reads what federationSpecHash writes", () => {
+    const hash = federationSpecHash(member().spec.federation);
+    assert.equal(`sha256:${Buffer.from(specHashBytes(hash)).toString("hex")}`, hash);
+  });
+  const bad: [string, string][] = [
+    ["empty", ""],
+    ["no prefix", hex],
+    ["short", `sha256:${hex.slice(2)}`],
+    ["upper case", `sha256:${hex.toUpperCase()}`],
+    ["another algorithm", `md5:${hex}`],
+  ];
+  for (const [name, value] of bad)
+    test(`rejects ${name}, saying what the form is`, () => {
+      assert.throws(() => specHashBytes(value), {
+        name: "RangeError",
+        message: /is not sha256:<64 lowercase hex digits>/,
+      });
+    });
 });

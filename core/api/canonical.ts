@@ -41,3 +41,17 @@ export function federationSpecHash(federation: FederationSpec): string {
   const digest = createHash("sha256").update(canonicalJson(canonicalFederation(federation)));
   return `sha256:${digest.digest("hex")}`;
 }
+
+/**
+ * The protocol's 32-byte spec hash from its text form `sha256:<hex>` (what
+ * {@link federationSpecHash} returns, status.federationSpecHash and a TrainerConfig's
+ * federationSpecHash). Throws a RangeError for anything else.
+ */
+export function specHashBytes(federationSpecHash: string): Uint8Array {
+  const match = /^sha256:([0-9a-f]{64})$/.exec(federationSpecHash);
+  if (!match)
+    throw new RangeError(
+      `federationSpecHash ${JSON.stringify(federationSpecHash)} is not sha256:<64 lowercase hex digits>: take it from the operator's status.federationSpecHash or the trainer config it renders`,
+    );
+  return new Uint8Array(Buffer.from(match[1] as string, "hex"));
+}

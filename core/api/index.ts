@@ -6,6 +6,7 @@ export {
   canonicalJson,
   defaultTrimFraction,
   federationSpecHash,
+  specHashBytes,
 } from "./canonical.js";
 export { applyDefaults, schemaAt } from "./defaults.js";
 export type { ObjectMeta, OwnerReference } from "./meta.js";

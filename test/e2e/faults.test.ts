@@ -12,10 +12,11 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { specHashBytes } from "../../core/api/index.js";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
 import { connectNats, readFederationView } from "../../core/protocol/index.js";
 import { type FederationBed, type MemberView, releaseNamespace } from "../../e2e/federation-bed.js";
-import { protocolSpecOf, specHashBytes } from "../../operator/src/trainingfederation/federation.js";
+import { protocolSpecOf } from "../../operator/src/trainingfederation/federation.js";
 import {
   explain,
   federationId,

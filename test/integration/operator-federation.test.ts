@@ -25,7 +25,13 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { parseAllDocuments } from "yaml";
-import { group, plural, type TrainingFederation, version } from "../../core/api/index.js";
+import {
+  group,
+  plural,
+  specHashBytes,
+  type TrainingFederation,
+  version,
+} from "../../core/api/index.js";
 import {
   connectNats,
   FederationWorker,
@@ -40,7 +46,6 @@ import type { Testbed } from "../../e2e/testbed/testbed.js";
 import {
   privateKeySeed,
   protocolSpecOf,
-  specHashBytes,
 } from "../../operator/src/trainingfederation/federation.js";
 import { condition, FederationObjects } from "./federation-objects.js";
 import { repoRoot, startTestbed, testLogFile } from "./support.js";

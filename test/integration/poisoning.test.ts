@@ -15,6 +15,7 @@ import {
   canonicalFederation,
   type FederationSpec,
   federationSpecHash,
+  specHashBytes,
 } from "../../core/api/index.js";
 import {
   connectNats,
@@ -27,7 +28,7 @@ import { initBackend } from "../../trainer-image/src/backend.js";
 import type { DiLoCoWorker, RoundReport, UpdateExchange } from "../../trainer-image/src/diloco.js";
 import type { ExchangeTransport, LocalParameters } from "../../trainer-image/src/exchange.js";
 import { TrainerMetrics } from "../../trainer-image/src/metrics.js";
-import { NatsExchange, specHashBytes } from "../../trainer-image/src/nats-exchange.js";
+import { NatsExchange } from "../../trainer-image/src/nats-exchange.js";
 import { TrainerRuntime } from "../../trainer-image/src/runtime.js";
 import { checkTrainerConfig } from "../../trainer-image/src/trainer-config.js";
 

@@ -13,6 +13,7 @@ import {
   canonicalFederation,
   type FederationSpec,
   federationSpecHash,
+  specHashBytes,
 } from "../../core/api/index.js";
 import {
   connectNats,
@@ -21,7 +22,6 @@ import {
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
 import { type Checkpoint, readCheckpoint } from "../../trainer-image/src/checkpoint.js";
-import { specHashBytes } from "../../trainer-image/src/nats-exchange.js";
 import {
   createMembers,
   type Member,

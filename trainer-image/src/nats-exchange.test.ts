@@ -17,28 +17,7 @@ import {
   decodeReplicaSnapshot,
   encodeReplicaSnapshot,
   ReplicaSnapshotError,
-  specHashBytes,
 } from "./nats-exchange.js";
-
-describe("specHashBytes", () => {
-  const hex = "0f".repeat(32);
-  it("reads sha256:<hex> as 32 bytes", () => {
-    const bytes = specHashBytes(`sha256:${hex}`);
-    assert.equal(bytes.length, 32);
-    assert.equal(Buffer.from(bytes).toString("hex"), hex);
-  });
-  const bad: [string, string][] = [
-    ["empty", ""],
-    ["no prefix", hex],
-    ["short", `sha256:${hex.slice(2)}`],
-    ["upper case", `sha256:${hex.toUpperCase()}`],
-    ["another algorithm", `md5:${hex}`],
-  ];
-  for (const [name, value] of bad)
-    it(`rejects ${name}`, () => {
-      assert.throws(() => specHashBytes(value), RangeError);
-    });
-});
 
 function outerWithState(n: number): OuterOptimizer {
   const outer = new OuterOptimizer(n, { learningRate: 0.7, momentum: 0.9, nesterov: true });

@@ -51,19 +51,6 @@ export class ReplicaSnapshotError extends Error {
   override name = "ReplicaSnapshotError";
 }
 
-/**
- * The protocol's 32-byte spec hash from a TrainerConfig's `federationSpecHash` ("sha256:<hex>",
- * the operator's status.federationSpecHash).
- */
-export function specHashBytes(federationSpecHash: string): Uint8Array {
-  const match = /^sha256:([0-9a-f]{64})$/.exec(federationSpecHash);
-  if (!match)
-    throw new RangeError(
-      `federationSpecHash "${federationSpecHash}" is not sha256:<64 lowercase hex digits>: render the trainer config with the operator`,
-    );
-  return new Uint8Array(Buffer.from(match[1]!, "hex"));
-}
-
 /** What a replica snapshot holds: the global model, the outer optimiser, the round after. */
 export interface ReplicaState {
   /** The protocol round after whose apply the state was taken (0: none). */

@@ -3,7 +3,11 @@
 // their pods); the operator never reads the key.
 import { createPrivateKey } from "node:crypto";
 import type { Logger } from "pino";
-import { canonicalFederation, type TrainingFederation } from "../../../core/api/index.js";
+import {
+  canonicalFederation,
+  specHashBytes,
+  type TrainingFederation,
+} from "../../../core/api/index.js";
 import {
   federationExists,
   type ProtocolSpec,
@@ -48,11 +52,6 @@ export function protocolSpecOf(tf: TrainingFederation): ProtocolSpec {
     },
     membership: federation.membership,
   };
-}
-
-/** The protocol's 32-byte spec hash from status.federationSpecHash ("sha256:<hex>"). */
-export function specHashBytes(federationSpecHash: string): Uint8Array {
-  return new Uint8Array(Buffer.from(federationSpecHash.replace(/^sha256:/, ""), "hex"));
 }
 
 /** The raw 32-byte Ed25519 seed of a PKCS #8 PEM private key. */
