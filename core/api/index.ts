@@ -12,6 +12,7 @@ export { applyDefaults, schemaAt } from "./defaults.js";
 export type { ObjectMeta, OwnerReference } from "./meta.js";
 export * from "./resource.js";
 export { trainingFederationSchema } from "./schema.generated.js";
+export { apiTime, apiTimeMicro } from "./time.js";
 export type * from "./types.generated.js";
 export {
   type FieldError,

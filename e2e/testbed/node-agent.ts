@@ -13,8 +13,8 @@ import {
   type V1Node,
   type V1Pod,
 } from "@kubernetes/client-node";
+import { apiTimeMicro } from "../../core/api/time.js";
 import { type NodeContext, PodRunner } from "./pod-runner.js";
-import { microTime } from "./pod-spec.js";
 import versions from "./versions.json" with { type: "json" };
 
 /** The labels a GPU node of the test bed carries, as NVIDIA's GPU feature discovery sets them. */
@@ -214,7 +214,7 @@ async function renewLease(node: TestbedNode): Promise<void> {
         ? [{ apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid }]
         : [],
     },
-    spec: { holderIdentity: node.name, leaseDurationSeconds, renewTime: microTime(new Date()) },
+    spec: { holderIdentity: node.name, leaseDurationSeconds, renewTime: apiTimeMicro(new Date()) },
   };
   try {
     await coordination.patchNamespacedLease(

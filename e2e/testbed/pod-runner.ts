@@ -22,9 +22,9 @@ import {
   type V1Probe,
   type V1Volume,
 } from "@kubernetes/client-node";
+import { apiTime } from "../../core/api/time.js";
 import { containerArgv, localImage, repoRoot } from "./images.js";
 import {
-  apiTime,
   type ContainerExit,
   expandVariables,
   podField,

@@ -4,7 +4,6 @@ import { containerArgv, imageRepository, localImage } from "./images.js";
 import {
   type ContainerProgress,
   expandVariables,
-  microTime,
   podField,
   podPhase,
   restartBackoffMs,
@@ -91,10 +90,6 @@ test("restart back-off doubles and is capped", () => {
     [0, 1, 2, 3, 10, 100].map(restartBackoffMs),
     [1_000, 2_000, 4_000, 8_000, 60_000, 60_000],
   );
-});
-
-test("microTime has exactly six fractional digits", () => {
-  assert.equal(microTime(new Date("2026-11-26T10:00:01.234Z")), "2026-11-26T10:00:01.234000Z");
 });
 
 describe("images", () => {

@@ -128,13 +128,3 @@ const backoffCapMs = 60_000;
 export function restartBackoffMs(restartCount: number): number {
   return Math.min(backoffCapMs, backoffBaseMs * 2 ** Math.min(restartCount, 16));
 }
-
-/** Formats a time as the API's MicroTime (RFC 3339 with exactly six fractional digits). */
-export function microTime(date: Date): string {
-  return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
-}
-
-/** Formats a time as the API's Time (RFC 3339, whole seconds). */
-export function apiTime(date: Date): string {
-  return date.toISOString().replace(/\.\d{3}Z$/, "Z");
-}

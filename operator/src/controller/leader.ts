@@ -6,7 +6,7 @@
 // keeps standing as a candidate, so an API server outage heals without restarting anything.
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { apiTimeMicro } from "../time.js";
+import { apiTimeMicro } from "../../../core/api/time.js";
 import { isConflict, isNotFound } from "./errors.js";
 
 /** Lease timing, in milliseconds (client-go's defaults: 15 s, 10 s, 2 s). */

@@ -7,7 +7,7 @@ import type {
   TrainingFederationStatus,
 } from "../../../core/api/index.js";
 import { canonicalJson } from "../../../core/api/index.js";
-import { apiTime } from "../time.js";
+import { apiTime } from "../../../core/api/time.js";
 import {
   type FederationFields,
   type FederationObservation,
