@@ -5,6 +5,7 @@ import { spawn } from "node:child_process";
 import { openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** How to start one daemon. */
 export interface DaemonSpec {
@@ -42,8 +43,6 @@ export async function isRunning(pid: number | undefined, command: string): Promi
     return false;
   }
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Stops the process group of pid: SIGTERM, then SIGKILL after graceMs. Resolves once the leader is

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import diagnostics from "node:diagnostics_channel";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { CoreV1Api, KubeConfig, type V1ConfigMap, Watch } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { waitFor } from "../../e2e/testbed/process.js";
@@ -46,8 +47,6 @@ async function readNamespaces(config: KubeConfig, times: number): Promise<void> 
     assert.equal(namespace.metadata?.name, "default");
   }
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 before(async () => {
   testbed = await startTestbed({ clusters: 1, nodes: 1 });

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
@@ -335,7 +336,7 @@ describe("federation protocol over a real nats-server", () => {
     // The apply finishes after the worker left: no heartbeat may bring its record back.
     release();
     await assert.rejects(rounds, AdmissionError);
-    await new Promise((resolve) => setTimeout(resolve, 5 * fast.heartbeatIntervalMs));
+    await sleep(5 * fast.heartbeatIntervalMs);
     const view = await readFederationView(all[0]!.nc, spec, specHash);
     const gammaView = view.members.find((m) => m.memberId === "gamma");
     assert.deepEqual(gammaView?.workers ?? [], [], "gamma's record came back after it left");
@@ -509,8 +510,4 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
     if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms`);
     await sleep(50);
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -4,6 +4,7 @@
 // cannot renew within the renew deadline stops leading at once; a holder shutting down releases
 // the Lease so that the next replica takes over without waiting. A replica that stopped leading
 // keeps standing as a candidate, so an API server outage heals without restarting anything.
+import { setTimeout as sleep } from "node:timers/promises";
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { apiTimeMicro } from "../../../core/api/time.js";
@@ -33,8 +34,6 @@ export interface LeaderElectorOptions {
   onStoppedLeading(): void;
   onLeaderChange?(leader: string): void;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Acquires and holds a Lease for as long as it can. */
 export class LeaderElector {
