@@ -41,3 +41,52 @@ export function schemaAt(path: string): unknown {
   }
   return node;
 }
+
+type Schema = typeof trainingFederationSchema;
+
+/** Dotted paths below the root of every field that has a default in the CRD. */
+export type DefaultedPath = PathsWithDefault<Schema, "">;
+
+type PathsWithDefault<N, Prefix extends string> = N extends { properties: infer Props }
+  ? {
+      [K in keyof Props & string]:
+        | (Props[K] extends { default: unknown } ? `${Prefix}${K}` : never)
+        | PathsWithDefault<Props[K], `${Prefix}${K}.`>;
+    }[keyof Props & string]
+  : never;
+
+type NodeAt<N, P extends string> = N extends { properties: infer Props }
+  ? P extends `${infer Head}.${infer Rest}`
+    ? Head extends keyof Props
+      ? NodeAt<Props[Head], Rest>
+      : never
+    : P extends keyof Props
+      ? Props[P]
+      : never
+  : never;
+
+/** A schema default as a value: literal numbers and booleans widened, lists mutable. */
+type Widen<T> = T extends number
+  ? number
+  : T extends boolean
+    ? boolean
+    : T extends readonly (infer E)[]
+      ? Widen<E>[]
+      : T extends object
+        ? { -readonly [K in keyof T]: Widen<T[K]> }
+        : T;
+
+/** The type of the CRD's default at a path. */
+export type CrdDefault<P extends DefaultedPath> =
+  NodeAt<Schema, P> extends { default: infer D } ? Widen<D> : never;
+
+/**
+ * The CRD's default of a field (a fresh copy), for code that reads a spec which may have skipped
+ * the API server: the CRD stays the one place where defaults are written.
+ */
+export function crdDefault<P extends DefaultedPath>(path: P): CrdDefault<P> {
+  const node = schemaAt(path) as Node;
+  if (node.default === undefined)
+    throw new Error(`the TrainingFederation field ${path} has no default`);
+  return structuredClone(node.default) as CrdDefault<P>;
+}

@@ -8,7 +8,13 @@ export {
   federationSpecHash,
   specHashBytes,
 } from "./canonical.js";
-export { applyDefaults, schemaAt } from "./defaults.js";
+export {
+  applyDefaults,
+  type CrdDefault,
+  crdDefault,
+  type DefaultedPath,
+  schemaAt,
+} from "./defaults.js";
 export type { ObjectMeta, OwnerReference } from "./meta.js";
 export * from "./resource.js";
 export { trainingFederationSchema } from "./schema.generated.js";

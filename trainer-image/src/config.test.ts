@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
-import type { FederationSpec } from "../../core/api/index.js";
-import { dilocoConfig, workerData } from "./config.js";
+import { canonicalFederation, type FederationSpec } from "../../core/api/index.js";
+import { dilocoConfig, modelDefinition, workerData } from "./config.js";
 
 async function exampleFederation(): Promise<FederationSpec> {
   const file = new URL(
@@ -72,4 +72,46 @@ describe("config from the federation spec", () => {
       /MLP preset needs classification data/,
     );
   });
+});
+
+describe("defaults for a spec that skipped the API server", () => {
+  /**
+   * The example federation in canonical form, a variant chosen, and every field the trainer
+   * defaults itself left out.
+   */
+  async function sparse(
+    compression: FederationSpec["sync"]["compression"]["method"],
+    rule: FederationSpec["sync"]["aggregation"]["rule"],
+    preset: FederationSpec["model"]["preset"],
+  ): Promise<FederationSpec> {
+    const spec = canonicalFederation(await exampleFederation());
+    const inner = spec.training.innerOptimizer as Partial<typeof spec.training.innerOptimizer>;
+    delete inner.schedule;
+    delete inner.finalLearningRateRatio;
+    const sync = spec.sync as Partial<typeof spec.sync>;
+    delete sync.overlap;
+    spec.sync.compression = { method: compression };
+    spec.sync.aggregation = { rule };
+    spec.model = { preset };
+    return spec;
+  }
+  const classification = { train: { kind: "classification", featureCount: 5, classCount: 3 } };
+  const text = { train: { kind: "text", vocabulary: ["a", "b"] } };
+
+  const cases: [string, Parameters<typeof sparse>][] = [
+    ["Int8, Mean, MLP", ["Int8", "Mean", "MLP"]],
+    ["TopK, TrimmedMean, CharTransformer", ["TopK", "TrimmedMean", "CharTransformer"]],
+    ["None, CentredClip, CharTransformer", ["None", "CentredClip", "CharTransformer"]],
+    ["TopK, Median, MLP", ["TopK", "Median", "MLP"]],
+  ];
+  for (const [name, args] of cases)
+    it(`are the CRD's: ${name}`, async () => {
+      const spec = await sparse(...args);
+      const defaulted = canonicalFederation(spec);
+      assert.deepEqual(dilocoConfig(spec), dilocoConfig(defaulted));
+      const data = (spec.model.preset === "MLP" ? classification : text) as Parameters<
+        typeof modelDefinition
+      >[1];
+      assert.deepEqual(modelDefinition(spec, data), modelDefinition(defaulted, data));
+    });
 });

@@ -1,7 +1,7 @@
 // Turns the shared federation spec into what the trainer runs: the model definition, this
 // worker's data and the DiLoCo settings. Defaults match the CRD's, for specs that skipped the
-// API server (a workstation run from a file).
-import type { FederationSpec } from "../../core/api/index.js";
+// API server (a workstation run from a file): read from the CRD, never written here again.
+import { crdDefault, defaultTrimFraction, type FederationSpec } from "../../core/api/index.js";
 import type { AggregationRule, CodecParams, NormBound, TopKBits } from "../../core/codec/index.js";
 import { brownCorpusSet, loadBrownCorpus } from "./corpus.js";
 import {
@@ -40,15 +40,20 @@ export function dilocoConfig(spec: FederationSpec): DiLoCoConfig {
       warmupSteps: inner.warmupSteps,
       beta1: inner.beta1,
       beta2: inner.beta2,
-      schedule: SCHEDULES[inner.schedule ?? "Cosine"],
+      schedule:
+        SCHEDULES[inner.schedule ?? crdDefault("spec.federation.training.innerOptimizer.schedule")],
       totalSteps: training.rounds * training.innerSteps,
-      finalLearningRateRatio: inner.finalLearningRateRatio ?? 0.1,
+      finalLearningRateRatio:
+        inner.finalLearningRateRatio ??
+        crdDefault("spec.federation.training.innerOptimizer.finalLearningRateRatio"),
     },
     outer: { ...training.outerOptimizer },
     codec: codecParams(spec),
-    errorFeedback: spec.sync.compression.topK?.errorFeedback ?? true,
+    errorFeedback:
+      spec.sync.compression.topK?.errorFeedback ??
+      crdDefault("spec.federation.sync.compression.topK.errorFeedback"),
     aggregation: aggregationRule(spec),
-    overlap: spec.sync.overlap ?? false,
+    overlap: spec.sync.overlap ?? crdDefault("spec.federation.sync.overlap"),
   };
   const bound = spec.sync.aggregation.normBound;
   if (bound) {
@@ -66,12 +71,19 @@ function codecParams(spec: FederationSpec): CodecParams {
     case "None":
       return { method: "none" };
     case "Int8":
-      return { method: "int8", chunkSize: compression.int8?.chunkSize ?? 4096 };
+      return {
+        method: "int8",
+        chunkSize:
+          compression.int8?.chunkSize ??
+          crdDefault("spec.federation.sync.compression.int8.chunkSize"),
+      };
     case "TopK":
       return {
         method: "topk",
-        density: compression.topK?.density ?? 0.02,
-        bits: (compression.topK?.valueBits ?? 4) as TopKBits,
+        density:
+          compression.topK?.density ?? crdDefault("spec.federation.sync.compression.topK.density"),
+        bits: (compression.topK?.valueBits ??
+          crdDefault("spec.federation.sync.compression.topK.valueBits")) as TopKBits,
         groupSize: TOPK_GROUP_SIZE,
       };
   }
@@ -83,14 +95,18 @@ function aggregationRule(spec: FederationSpec): AggregationRule {
     case "Mean":
       return { kind: "mean" };
     case "TrimmedMean":
-      return { kind: "trimmedMean", trimFraction: aggregation.trimFraction ?? 0.2 };
+      return { kind: "trimmedMean", trimFraction: aggregation.trimFraction ?? defaultTrimFraction };
     case "Median":
       return { kind: "median" };
     case "CentredClip":
       return {
         kind: "centredClip",
-        radius: aggregation.centredClip?.radius ?? 1,
-        iterations: aggregation.centredClip?.iterations ?? 3,
+        radius:
+          aggregation.centredClip?.radius ??
+          crdDefault("spec.federation.sync.aggregation.centredClip.radius"),
+        iterations:
+          aggregation.centredClip?.iterations ??
+          crdDefault("spec.federation.sync.aggregation.centredClip.iterations"),
       };
   }
 }
@@ -127,7 +143,10 @@ export async function federationData(
   } else if (synthetic?.preset === "Arithmetic") {
     data = arithmeticSet(seed, synthetic);
   } else if (corpus) {
-    data = brownCorpusSet(await loadBrownCorpus(), corpus.encoding ?? "Character");
+    data = brownCorpusSet(
+      await loadBrownCorpus(),
+      corpus.encoding ?? crdDefault("spec.federation.data.corpus.encoding"),
+    );
   } else if (text) {
     data = splitTextExamples(await readTextExamples(text, dataRoot), text.evalFraction);
   } else {
@@ -175,8 +194,8 @@ export function modelDefinition(
       kind: "mlp",
       inputs: data.train.featureCount,
       classes: data.train.classCount,
-      hiddenLayers: model.mlp?.hiddenLayers ?? [128, 128],
-      activation: model.mlp?.activation ?? "ReLU",
+      hiddenLayers: model.mlp?.hiddenLayers ?? crdDefault("spec.federation.model.mlp.hiddenLayers"),
+      activation: model.mlp?.activation ?? crdDefault("spec.federation.model.mlp.activation"),
     };
   }
   if (data.train.kind !== "text") {
@@ -188,10 +207,14 @@ export function modelDefinition(
   return {
     kind: "transformer",
     vocabularySize: data.train.vocabulary.length || ARITHMETIC_VOCABULARY.length,
-    layers: settings?.layers ?? 2,
-    modelWidth: settings?.modelWidth ?? 128,
-    heads: settings?.heads ?? 4,
-    contextLength: settings?.contextLength ?? 64,
-    feedForwardMultiplier: settings?.feedForwardMultiplier ?? 4,
+    layers: settings?.layers ?? crdDefault("spec.federation.model.charTransformer.layers"),
+    modelWidth:
+      settings?.modelWidth ?? crdDefault("spec.federation.model.charTransformer.modelWidth"),
+    heads: settings?.heads ?? crdDefault("spec.federation.model.charTransformer.heads"),
+    contextLength:
+      settings?.contextLength ?? crdDefault("spec.federation.model.charTransformer.contextLength"),
+    feedForwardMultiplier:
+      settings?.feedForwardMultiplier ??
+      crdDefault("spec.federation.model.charTransformer.feedForwardMultiplier"),
   };
 }

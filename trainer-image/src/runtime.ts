@@ -9,7 +9,7 @@
 // has joined.
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
-import { canonicalJson } from "../../core/api/index.js";
+import { canonicalJson, crdDefault } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
 import type { WorkerRef } from "../../core/protocol/index.js";
@@ -397,10 +397,14 @@ export class TrainerRuntime {
    */
   private async awaitStartingRoster(signal: AbortSignal): Promise<void> {
     const { federation } = this.settings.config;
-    const source = rosterRound(this.firstRound, federation.sync.overlap ?? false);
+    const source = rosterRound(
+      this.firstRound,
+      federation.sync.overlap ?? crdDefault("spec.federation.sync.overlap"),
+    );
     const liveWorkers = this.transport.liveWorkers?.bind(this.transport);
     if (!liveWorkers || (source >= 0 && this.transport.committedWorkers?.(source))) return;
-    const minMembers = federation.sync.quorum.minMembers ?? 1;
+    const minMembers =
+      federation.sync.quorum.minMembers ?? crdDefault("spec.federation.sync.quorum").minMembers;
     const live = await liveWorkers(minMembers, federation.sync.roundDeadlineSeconds * 1000, signal);
     const members = new Set(live.map((worker) => worker.memberId)).size;
     if (members < minMembers)

@@ -7,6 +7,7 @@ import { access, readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import {
   canonicalFederation,
+  crdDefault,
   type FederationSpec,
   federationSpecHash,
   formatFieldErrors,
@@ -111,7 +112,7 @@ export function checkTrainerConfig(value: unknown, source = "config"): TrainerCo
       `must be a name of letters, digits, '-', '_' or '.' (the member's id), not ${JSON.stringify(memberId)}`,
     );
   }
-  const backend = raw.backend ?? "Auto";
+  const backend = raw.backend ?? crdDefault("spec.contribution.backend");
   if (!BACKENDS.includes(backend as (typeof BACKENDS)[number])) {
     fail(
       "backend",
