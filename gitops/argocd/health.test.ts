@@ -7,6 +7,7 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { LuaFactory } from "wasmoon";
 import { parse } from "yaml";
+import { federation } from "../../test/fixtures/federation.js";
 
 const dir = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
@@ -41,15 +42,8 @@ const condition = (
   message,
 });
 
-function member(status?: Record<string, unknown>, spec: Record<string, unknown> = {}) {
-  return {
-    apiVersion: "fedtrain.dev/v1alpha1",
-    kind: "TrainingFederation",
-    metadata: { name: "m", generation: 2 },
-    spec,
-    status,
-  };
-}
+const member = (status?: Record<string, unknown>) =>
+  federation().generation(2).status(status).build();
 
 const ready = condition("Ready", "True", "Ready", "this member is contributing as specified");
 const cases: [string, unknown, string, RegExp][] = [
@@ -62,7 +56,11 @@ const cases: [string, unknown, string, RegExp][] = [
   ],
   [
     "suspended",
-    member({ observedGeneration: 2, phase: "Suspended" }, { suspend: true }),
+    federation()
+      .generation(2)
+      .suspended()
+      .status({ observedGeneration: 2, phase: "Suspended" })
+      .build(),
     "Suspended",
     /suspended/,
   ],

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { TrainingFederation } from "../../../core/api/index.js";
-import { federationSpecHash, validateTrainingFederation } from "../../../core/api/index.js";
+import { federationSpecHash } from "../../../core/api/index.js";
+import { federation } from "../../../test/fixtures/federation.js";
 import { checkTrainerConfig } from "../../../trainer-image/src/trainer-config.js";
 import {
   appliedHashAnnotation,
@@ -26,25 +27,8 @@ const settings: ChildSettings = {
 const publicKey = `${"K".repeat(43)}=`;
 
 /** A stored (defaulted) TrainingFederation with the given changes to its spec. */
-function member(change: (spec: Record<string, any>) => void = () => {}): TrainingFederation {
-  const spec: Record<string, any> = {
-    federation: {
-      id: "f",
-      model: { preset: "MLP" },
-      data: { synthetic: { preset: "GaussianClusters" } },
-    },
-    contribution: { replicas: 2, gpusPerReplica: 1 },
-  };
-  change(spec);
-  const result = validateTrainingFederation({
-    apiVersion: "fedtrain.dev/v1alpha1",
-    kind: "TrainingFederation",
-    metadata: { name: "m", namespace: "ns", uid: "uid-1", generation: 1 },
-    spec,
-  });
-  assert.ok(result.valid, JSON.stringify(!result.valid && result.errors));
-  return result.object;
-}
+const member = (change: (spec: Record<string, any>) => void = () => {}): TrainingFederation =>
+  federation().uid("uid-1").replicas(2).spec(change).stored();
 
 describe("desired children", () => {
   test("child names fit 63 characters and stay distinct", () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { TrainingFederation } from "../../../core/api/index.js";
 import type { FederationView, MemberView, WorkerView } from "../../../core/protocol/index.js";
+import { federation } from "../../../test/fixtures/federation.js";
 import {
   type FederationObservation,
   federationStatus,
@@ -17,19 +18,11 @@ const key = `${"K".repeat(43)}=`;
 const otherKey = `${"O".repeat(43)}=`;
 const self: Self = { memberId: "alpine", publicKey: key, federationSpecHash: `sha256:${ours}` };
 
-function member(
+const member = (
   membership: Record<string, unknown> = { policy: "Open", members: [], organiserKeys: [] },
   status?: TrainingFederation["status"],
-): TrainingFederation {
-  return {
-    metadata: { name: "m", namespace: "ns", generation: 1 },
-    spec: {
-      contribution: { replicas: 1 },
-      federation: { id: "fed", training: { rounds: 50 }, membership },
-    },
-    status,
-  } as unknown as TrainingFederation;
-}
+): TrainingFederation =>
+  federation().id("fed").rounds(50).membership(membership).status(status).build();
 
 const worker = (over: Partial<WorkerView> = {}): WorkerView => ({
   workerId: "w0",

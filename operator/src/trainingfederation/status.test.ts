@@ -2,18 +2,11 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { V1Job } from "@kubernetes/client-node";
 import type { TrainingFederation } from "../../../core/api/index.js";
+import { federation } from "../../../test/fixtures/federation.js";
 import { assess, nextStatus, type Observation, statusChanged } from "./status.js";
 
-function member(replicas = 2, suspend = false): TrainingFederation {
-  return {
-    metadata: { name: "m", namespace: "ns", generation: 3 },
-    spec: {
-      suspend,
-      contribution: { replicas },
-      federation: { training: { rounds: 50 } },
-    },
-  } as unknown as TrainingFederation;
-}
+const member = (replicas = 2, suspend = false): TrainingFederation =>
+  federation().generation(3).replicas(replicas).rounds(50).suspended(suspend).build();
 
 const job = (ready: number, condition?: string): V1Job => ({
   status: {
