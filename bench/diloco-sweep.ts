@@ -9,8 +9,8 @@
 // with and without the pending share) are not repeated: read them in bench/results/diloco.json.
 // Writes bench/results/diloco-sweep.json. About 90 minutes on 2 CPU cores with WASM.
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
-import type { AdamWConfig } from "../trainer-image/src/adamw.js";
-import { type BackendChoice, initBackend } from "../trainer-image/src/backend.js";
+import type { AdamWConfig } from "../trainer-image/training/adamw.js";
+import { type BackendChoice, initBackend } from "../trainer-image/training/backend.js";
 import { AVERAGE, arithmeticTask, INNER, NESTEROV } from "./diloco.js";
 import {
   buildTask,

@@ -12,9 +12,9 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
-import type { AdamWConfig } from "../trainer-image/src/adamw.js";
-import { type BackendChoice, initBackend } from "../trainer-image/src/backend.js";
-import { natsToBits } from "../trainer-image/src/levels.js";
+import type { AdamWConfig } from "../trainer-image/training/adamw.js";
+import { type BackendChoice, initBackend } from "../trainer-image/training/backend.js";
+import { natsToBits } from "../trainer-image/training/levels.js";
 import {
   buildTask,
   formatBytes,

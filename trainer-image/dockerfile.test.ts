@@ -164,7 +164,10 @@ describe("trainer-image/Dockerfile", () => {
 
   it("matches what the operator's pod expects", () => {
     const entrypoint = instructions.filter((i) => i.keyword === "ENTRYPOINT").pop()!;
-    assert.deepEqual(execForm(entrypoint.args), ["node", "/app/dist/trainer-image/src/main.js"]);
+    assert.deepEqual(execForm(entrypoint.args), [
+      "node",
+      "/app/dist/trainer-image/process/main.js",
+    ]);
     // The operator runs trainers as the distroless "nonroot" user 65532.
     assert.equal(instructions.filter((i) => i.keyword === "USER").pop()?.args, "65532:65532");
     assert.ok(
@@ -201,7 +204,7 @@ function packageName(specifier: string): string {
 }
 
 describe("what the image runs", () => {
-  const main = fileURLToPath(new URL("./src/main.js", import.meta.url));
+  const main = fileURLToPath(new URL("./process/main.js", import.meta.url));
 
   it("never loads the Kubernetes client, the operator or the test bed", async () => {
     const { files, packages } = await importGraph(main);

@@ -16,7 +16,7 @@ LIMIT_BYTES=$((60 * 1024 * 1024))
 # tsc emits even when another part of the repository has type errors; what matters here is that
 # the files the kit needs were emitted.
 npm run build --silent || echo "pack: npm run build reported errors (above); checking the emitted files" >&2
-for file in dist/bench/gpu/throughput.js dist/trainer-image/src/backend.js dist/trainer-image/src/model.js; do
+for file in dist/bench/gpu/throughput.js dist/trainer-image/training/backend.js dist/trainer-image/training/model.js; do
   [ -f "$file" ] || { echo "pack: $file was not built" >&2; exit 1; }
 done
 [ -x node_modules/node/bin/node ] || { echo "pack: node_modules/node/bin/node missing: run npm ci" >&2; exit 1; }
@@ -45,7 +45,7 @@ mkdir -p "$app/node_modules/webgpu/dist/linux-x64"
 cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$app/node_modules/webgpu/"
 cp node_modules/webgpu/dist/linux-x64/* "$app/node_modules/webgpu/dist/linux-x64/"
 
-for dir in dist/trainer-image/src dist/core/codec dist/bench/gpu; do
+for dir in dist/trainer-image/training dist/core/codec dist/bench/gpu; do
   mkdir -p "$app/$dir"
   find "$dir" -maxdepth 1 -name '*.js' ! -name '*.test.js' -exec cp {} "$app/$dir/" \;
 done

@@ -6,14 +6,18 @@
 // Exits with status 3 and a clear message when the backend cannot load (for WebGPU: no adapter).
 import { writeFile } from "node:fs/promises";
 import * as tf from "@tensorflow/tfjs";
-import { AdamW } from "../../trainer-image/src/adamw.js";
+import { AdamW } from "../../trainer-image/training/adamw.js";
 import {
   type BackendChoice,
   BackendUnavailableError,
   initBackend,
-} from "../../trainer-image/src/backend.js";
-import { arithmetic, BatchSampler, gaussianClusters } from "../../trainer-image/src/data.js";
-import { initialParameters, Model, type ModelDefinition } from "../../trainer-image/src/model.js";
+} from "../../trainer-image/training/backend.js";
+import { arithmetic, BatchSampler, gaussianClusters } from "../../trainer-image/training/data.js";
+import {
+  initialParameters,
+  Model,
+  type ModelDefinition,
+} from "../../trainer-image/training/model.js";
 
 /** One measured configuration. */
 interface Workload {

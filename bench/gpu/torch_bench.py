@@ -82,7 +82,7 @@ class Block(nn.Module):
 
 
 class CharTransformer(nn.Module):
-    """Pre-LayerNorm decoder with tied input/output embedding, as in trainer-image/src/model.ts."""
+    """Pre-LayerNorm decoder with tied input/output embedding, as in trainer-image/training/model.ts."""
 
     def __init__(self, vocab, layers, width, heads, context, ff):
         super().__init__()

@@ -3,8 +3,8 @@
 // method (per-step data-parallel or DiLoCo with a codec and an outer optimiser), and one run of a
 // method on a task from a seed, with its eval-loss curve against samples and bytes sent.
 import type { CodecParams, OuterOptimizerConfig } from "../../core/codec/index.js";
-import type { AdamWConfig } from "../../trainer-image/src/adamw.js";
-import { brownCorpusSet, loadBrownCorpus } from "../../trainer-image/src/corpus.js";
+import type { AdamWConfig } from "../../trainer-image/training/adamw.js";
+import { brownCorpusSet, loadBrownCorpus } from "../../trainer-image/training/corpus.js";
 import {
   type ArithmeticSpec,
   arithmeticSet,
@@ -15,20 +15,20 @@ import {
   selectExamples,
   type TextCorpus,
   type TextExamples,
-} from "../../trainer-image/src/data.js";
+} from "../../trainer-image/training/data.js";
 import {
   arithmeticLossLevels,
   type LossLevels,
   natsToBits,
   textLossLevels,
-} from "../../trainer-image/src/levels.js";
-import type { TransformerDefinition } from "../../trainer-image/src/model.js";
+} from "../../trainer-image/training/levels.js";
+import type { TransformerDefinition } from "../../trainer-image/training/model.js";
 import {
   type CurvePoint,
   type SimulationResult,
   simulateDataParallel,
   simulateDiLoCo,
-} from "../../trainer-image/src/simulate.js";
+} from "../../trainer-image/training/simulate.js";
 
 /** A training task of the benchmark: the model, the data and the budget every method gets. */
 export interface TaskSpec {

@@ -33,7 +33,10 @@ export const imageMap: Record<string, LocalImage> = {
     workingDir: repoRoot,
   },
   "ghcr.io/fedtrain/trainer": {
-    entrypoint: [process.execPath, path.join(repoRoot, "dist", "trainer-image", "src", "main.js")],
+    entrypoint: [
+      process.execPath,
+      path.join(repoRoot, "dist", "trainer-image", "process", "main.js"),
+    ],
     workingDir: repoRoot,
   },
   // Stands in for the trainer in the operator's integration tests (see the program's header).

@@ -24,13 +24,17 @@ import {
   readFederationView,
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
-import { initBackend } from "../../trainer-image/src/backend.js";
-import type { DiLoCoWorker, RoundReport, UpdateExchange } from "../../trainer-image/src/diloco.js";
-import type { ExchangeTransport, LocalParameters } from "../../trainer-image/src/exchange.js";
-import { TrainerMetrics } from "../../trainer-image/src/metrics.js";
-import { NatsExchange } from "../../trainer-image/src/nats-exchange.js";
-import { TrainerRuntime } from "../../trainer-image/src/runtime.js";
-import { checkTrainerConfig } from "../../trainer-image/src/trainer-config.js";
+import type { ExchangeTransport, LocalParameters } from "../../trainer-image/process/exchange.js";
+import { TrainerMetrics } from "../../trainer-image/process/metrics.js";
+import { NatsExchange } from "../../trainer-image/process/nats-exchange.js";
+import { TrainerRuntime } from "../../trainer-image/process/runtime.js";
+import { checkTrainerConfig } from "../../trainer-image/process/trainer-config.js";
+import { initBackend } from "../../trainer-image/training/backend.js";
+import type {
+  DiLoCoWorker,
+  RoundReport,
+  UpdateExchange,
+} from "../../trainer-image/training/diloco.js";
 
 const rounds = 4;
 // Short protocol timings: a test round takes well under a second.

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { canonicalFederation, type FederationSpec, type LocalData } from "../../core/api/index.js";
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
-import { ARITHMETIC_VOCABULARY } from "../../trainer-image/src/data.js";
+import { ARITHMETIC_VOCABULARY } from "../../trainer-image/training/data.js";
 import {
   createMembers,
   type LogLine,

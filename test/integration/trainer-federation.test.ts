@@ -14,21 +14,25 @@ import {
   toBase64,
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
-import { initBackend } from "../../trainer-image/src/backend.js";
+import { NatsExchange } from "../../trainer-image/process/nats-exchange.js";
+import { initBackend } from "../../trainer-image/training/backend.js";
 import {
   type Batch,
   BatchSampler,
   evaluationBatches,
   gaussianClusters,
-} from "../../trainer-image/src/data.js";
+} from "../../trainer-image/training/data.js";
 import {
   type DiLoCoConfig,
   DiLoCoWorker,
   parameterHash,
   type RoundReport,
-} from "../../trainer-image/src/diloco.js";
-import { initialParameters, Model, type ModelDefinition } from "../../trainer-image/src/model.js";
-import { NatsExchange } from "../../trainer-image/src/nats-exchange.js";
+} from "../../trainer-image/training/diloco.js";
+import {
+  initialParameters,
+  Model,
+  type ModelDefinition,
+} from "../../trainer-image/training/model.js";
 
 const seed = 11;
 const workerCount = 3;

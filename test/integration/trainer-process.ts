@@ -1,4 +1,4 @@
-// A trainer child process (dist/trainer-image/src/main.js) for the integration tests that run
+// A trainer child process (dist/trainer-image/process/main.js) for the integration tests that run
 // real trainers, and the member keys they sign with.
 import { type ChildProcess, spawn } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { type FederationSpec, federationSpecHash } from "../../core/api/index.js";
 
-const MAIN = fileURLToPath(new URL("../../trainer-image/src/main.js", import.meta.url));
+const MAIN = fileURLToPath(new URL("../../trainer-image/process/main.js", import.meta.url));
 
 /** One JSON log line of a trainer (a line that is not JSON is kept as its `msg`). */
 export type LogLine = Record<string, unknown> & { msg?: string };

@@ -1,4 +1,4 @@
-// Three trainer processes (dist/trainer-image/src/main.js run --config FILE), one per member,
+// Three trainer processes (dist/trainer-image/process/main.js run --config FILE), one per member,
 // each with its own Ed25519 key, federate over a real nats-server through the NATS exchange:
 // every process exits 0 after the last round, their final checkpoints hold bit-identical global
 // parameters, and the run's hash-chained ledger verifies. A member stopped by SIGTERM leaves at
@@ -21,7 +21,7 @@ import {
   verifyFederationLedger,
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
-import { type Checkpoint, readCheckpoint } from "../../trainer-image/src/checkpoint.js";
+import { type Checkpoint, readCheckpoint } from "../../trainer-image/training/checkpoint.js";
 import {
   createMembers,
   type Member,

@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import type { TrainingFederation } from "../../../core/api/index.js";
 import { federationSpecHash } from "../../../core/api/index.js";
 import { federation } from "../../../test/fixtures/federation.js";
-import { checkTrainerConfig } from "../../../trainer-image/src/trainer-config.js";
+import { checkTrainerConfig } from "../../../trainer-image/process/trainer-config.js";
 import {
   appliedHashAnnotation,
   backendOf,

@@ -7,8 +7,8 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
-import { leaveFederation } from "../../../trainer-image/src/leave.js";
-import { loadTrainerConfig } from "../../../trainer-image/src/trainer-config.js";
+import { leaveFederation } from "../../../trainer-image/process/leave.js";
+import { loadTrainerConfig } from "../../../trainer-image/process/trainer-config.js";
 
 const { values, positionals } = parseArgs({
   options: { config: { type: "string" } },

@@ -13,9 +13,9 @@ import {
   federationSpecHash,
 } from "../../core/api/index.js";
 import { decodeUpdate, encodeUpdate, l2Norm } from "../../core/codec/index.js";
-import { initBackend } from "./backend.js";
-import { latestCheckpoint, readCheckpoint } from "./checkpoint.js";
-import type { DiLoCoWorker, RoundReport, UpdateExchange } from "./diloco.js";
+import { initBackend } from "../training/backend.js";
+import { latestCheckpoint, readCheckpoint } from "../training/checkpoint.js";
+import type { DiLoCoWorker, RoundReport, UpdateExchange } from "../training/diloco.js";
 import type { ExchangeTransport, LocalParameters } from "./exchange.js";
 import { TrainerMetrics } from "./metrics.js";
 import { TrainerRuntime } from "./runtime.js";

@@ -31,8 +31,8 @@ import type {
   RoundReport,
   UpdateExchange,
   WorkerRunOptions,
-} from "./diloco.js";
-import { applyRound, parameterHash } from "./diloco.js";
+} from "../training/diloco.js";
+import { applyRound, parameterHash } from "../training/diloco.js";
 import { ExchangeClosedError, type ExchangeTransport, type LocalParameters } from "./exchange.js";
 
 /** Options of {@link NatsExchange}: the federation worker's, less the model (the exchange's). */

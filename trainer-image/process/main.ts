@@ -17,17 +17,17 @@ import { type Logger, pino } from "pino";
 import { specHashBytes } from "../../core/api/index.js";
 import { AdmissionError, connectNats, displayUrls } from "../../core/protocol/index.js";
 import { isValidId } from "../../core/protocol/wire.js";
-import { BackendUnavailableError, initBackend } from "./backend.js";
-import { CheckpointError, readCheckpoint } from "./checkpoint.js";
+import { BackendUnavailableError, initBackend } from "../training/backend.js";
+import { CheckpointError, readCheckpoint } from "../training/checkpoint.js";
+import { exportCheckpoint } from "../training/export.js";
+import { federationWorkerId } from "../training/roster.js";
+import { SafetensorsError } from "../training/safetensors.js";
 import { type LeaveCommand, parseCommand, type RunCommand, UsageError, usage } from "./cli.js";
 import { type ExchangeTransport, LocalExchange } from "./exchange.js";
-import { exportCheckpoint } from "./export.js";
 import { leaveFederation } from "./leave.js";
 import { serveTrainerEndpoints, TrainerMetrics } from "./metrics.js";
 import { NatsExchange } from "./nats-exchange.js";
-import { federationWorkerId } from "./roster.js";
 import { TrainerRuntime, workerId } from "./runtime.js";
-import { SafetensorsError } from "./safetensors.js";
 import {
   CONFIG_ERROR_EXIT_CODE,
   checkNatsTransport,

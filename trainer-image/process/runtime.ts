@@ -20,35 +20,35 @@ import {
   latestCheckpoint,
   readCheckpoint,
   writeCheckpoint,
-} from "./checkpoint.js";
-import { dilocoConfig, federationData } from "./config.js";
+} from "../training/checkpoint.js";
+import { dilocoConfig, federationData } from "../training/config.js";
 import {
   BatchSampler,
   type DataSet,
   type ExampleSet,
   evaluationBatches,
   type TextCorpus,
-} from "./data.js";
-import { DiLoCoWorker, parameterHash, type RoundReport } from "./diloco.js";
-import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
-import { describeSkill, type Learned, measureSkill } from "./learned.js";
+} from "../training/data.js";
+import { DiLoCoWorker, parameterHash, type RoundReport } from "../training/diloco.js";
+import { describeSkill, type Learned, measureSkill } from "../training/learned.js";
 import {
   arithmeticLossLevels,
   arithmeticProblemCount,
   type LossLevels,
   natsToBits,
   textLossLevels,
-} from "./levels.js";
-import type { TrainerMetrics } from "./metrics.js";
-import { initialParameters, Model, type ModelDefinition } from "./model.js";
+} from "../training/levels.js";
+import { initialParameters, Model, type ModelDefinition } from "../training/model.js";
 import {
   federationWorkerId,
   rosterRound,
   type ShardChange,
   WorkerShard,
   workerName,
-} from "./roster.js";
-import { readLocalExamples } from "./text-data.js";
+} from "../training/roster.js";
+import { readLocalExamples } from "../training/text-data.js";
+import { ExchangeClosedError, type ExchangeTransport } from "./exchange.js";
+import type { TrainerMetrics } from "./metrics.js";
 
 /** Evaluation windows of text data per round: enough for a stable loss, cheap next to training. */
 const MAX_EVAL_WINDOWS = 256;

@@ -1,4 +1,4 @@
-// End-to-end runs of the trainer process (dist/trainer-image/src/main.js) as a child process: two
+// End-to-end runs of the trainer process (dist/trainer-image/process/main.js) as a child process: two
 // local workers on a tiny MLP on the WASM backend.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -14,9 +14,9 @@ import {
   type FederationSpec,
   federationSpecHash,
 } from "../../core/api/index.js";
-import { readCheckpoint } from "./checkpoint.js";
-import { parameterLayout } from "./model.js";
-import { parseSafetensors, readF32 } from "./safetensors.js";
+import { readCheckpoint } from "../training/checkpoint.js";
+import { parameterLayout } from "../training/model.js";
+import { parseSafetensors, readF32 } from "../training/safetensors.js";
 
 const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 

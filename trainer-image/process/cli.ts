@@ -1,8 +1,8 @@
 // The trainer's command line: `run` (the default, as the operator starts it with only --config),
 // `leave` and `export`. Parsing is pure (argv and environment in, a command out) so it is unit-tested.
 import { parseArgs } from "node:util";
-import type { BackendChoice } from "./backend.js";
-import type { ExportFormat } from "./export.js";
+import type { BackendChoice } from "../training/backend.js";
+import type { ExportFormat } from "../training/export.js";
 
 /** Where checkpoints go by default: the pod's scratch volume (the root file system is read-only). */
 export const DEFAULT_CHECKPOINT_DIR = "/tmp/fedtrain-checkpoints";

@@ -9,7 +9,7 @@ import {
   type RoundCommit,
   type RoundReport,
   type UpdateExchange,
-} from "./diloco.js";
+} from "../training/diloco.js";
 
 /** The exchange side of a trainer process. */
 export interface ExchangeTransport {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { OuterOptimizer } from "../../core/codec/index.js";
-import { initBackend } from "./backend.js";
-import { BatchSampler, gaussianClusters } from "./data.js";
+import { initBackend } from "../training/backend.js";
+import { BatchSampler, gaussianClusters } from "../training/data.js";
 import {
   applyRound,
   type DiLoCoConfig,
@@ -11,8 +11,8 @@ import {
   parameterHash,
   type RoundCommit,
   type RoundReport,
-} from "./diloco.js";
-import { initialParameters, Model, type ModelDefinition } from "./model.js";
+} from "../training/diloco.js";
+import { initialParameters, Model, type ModelDefinition } from "../training/model.js";
 import {
   decodeReplicaSnapshot,
   encodeReplicaSnapshot,

@@ -17,16 +17,16 @@ import {
 } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
-import { initBackend } from "./backend.js";
+import { initBackend } from "../training/backend.js";
 import {
   CHECKPOINT_FORMAT_V1,
   type Checkpoint,
   decodeCheckpoint,
   encodeCheckpoint,
   readCheckpoint,
-} from "./checkpoint.js";
-import { dilocoConfig } from "./config.js";
-import { BatchSampler, gaussianClusters } from "./data.js";
+} from "../training/checkpoint.js";
+import { dilocoConfig } from "../training/config.js";
+import { BatchSampler, gaussianClusters } from "../training/data.js";
 import {
   type DiLoCoConfig,
   DiLoCoWorker,
@@ -34,12 +34,16 @@ import {
   parameterHash,
   type RoundReport,
   type UpdateExchange,
-} from "./diloco.js";
+} from "../training/diloco.js";
+import { initialParameters, Model, type ModelDefinition } from "../training/model.js";
+import {
+  parseSafetensors,
+  type SafetensorsTensor,
+  writeSafetensors,
+} from "../training/safetensors.js";
 import { ExchangeClosedError, type ExchangeTransport, LocalExchange } from "./exchange.js";
 import { TrainerMetrics } from "./metrics.js";
-import { initialParameters, Model, type ModelDefinition } from "./model.js";
 import { TrainerRuntime } from "./runtime.js";
-import { parseSafetensors, type SafetensorsTensor, writeSafetensors } from "./safetensors.js";
 import { checkTrainerConfig } from "./trainer-config.js";
 
 const seed = 5;
