@@ -17,7 +17,7 @@ import {
   type Member,
   TrainerProcess,
   writeTrainerConfig,
-} from "./trainer-process.js";
+} from "../fixtures/trainer-process.js";
 
 const ROUNDS = 3;
 // Three cold tfjs processes and three short rounds on a loaded 2-core machine take well under this.

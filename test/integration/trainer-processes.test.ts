@@ -27,7 +27,7 @@ import {
   type Member,
   TrainerProcess,
   writeTrainerConfig,
-} from "./trainer-process.js";
+} from "../fixtures/trainer-process.js";
 
 const ROUNDS = 4;
 // Three cold tfjs processes and four rounds on a loaded 2-core machine take well under this.

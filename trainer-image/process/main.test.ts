@@ -1,24 +1,20 @@
 // End-to-end runs of the trainer process (dist/trainer-image/process/main.js) as a child process: two
 // local workers on a tiny MLP on the WASM backend.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import {
   canonicalFederation,
   type FederationSpec,
   federationSpecHash,
 } from "../../core/api/index.js";
+import { TrainerProcess } from "../../test/fixtures/trainer-process.js";
 import { readCheckpoint } from "../training/checkpoint.js";
 import { parameterLayout } from "../training/model.js";
 import { parseSafetensors, readF32 } from "../training/safetensors.js";
-
-const MAIN = fileURLToPath(new URL("./main.js", import.meta.url));
 
 function tinyFederation(rounds: number): FederationSpec {
   return canonicalFederation({
@@ -56,56 +52,9 @@ async function writeConfig(directory: string, rounds: number, hash?: string): Pr
   return path;
 }
 
-type LogLine = Record<string, unknown> & { msg?: string };
-
-/** A trainer child process with its JSON log lines. */
-class Trainer {
-  readonly child: ChildProcess;
-  readonly lines: LogLine[] = [];
-  stderr = "";
-  readonly exited: Promise<number | null>;
-  private waiters: { test: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
-
-  constructor(args: string[]) {
-    const env = { ...process.env };
-    delete env.JOB_COMPLETION_INDEX;
-    delete env.FEDTRAIN_METRICS_ADDRESS;
-    this.child = spawn(process.execPath, [MAIN, ...args], { env, stdio: "pipe" });
-    this.child.stderr!.on("data", (chunk) => {
-      this.stderr += chunk;
-    });
-    createInterface({ input: this.child.stdout! }).on("line", (text) => {
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        line = { msg: text };
-      }
-      this.lines.push(line);
-      this.waiters = this.waiters.filter((waiter) => {
-        if (!waiter.test(line)) return true;
-        waiter.resolve(line);
-        return false;
-      });
-    });
-    this.exited = new Promise((resolve) => this.child.on("exit", (code) => resolve(code)));
-  }
-
-  waitFor(test: (line: LogLine) => boolean): Promise<LogLine> {
-    const seen = this.lines.find(test);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      this.waiters.push({ test, resolve });
-      void this.exited.then((code) =>
-        reject(new Error(`trainer exited (${code}) first: ${this.stderr}`)),
-      );
-    });
-  }
-
-  async port(): Promise<number> {
-    const line = await this.waitFor((l) => l.msg === "serving /metrics, /healthz and /readyz");
-    return (line.address as { port: number }).port;
-  }
+/** A trainer whose metrics address comes from the command line only. */
+function startTrainer(args: string[]): TrainerProcess {
+  return new TrainerProcess(args, { FEDTRAIN_METRICS_ADDRESS: undefined });
 }
 
 function runArgs(config: string, checkpoints: string): string[] {
@@ -143,7 +92,7 @@ describe("trainer process", () => {
     timeout: 30_000,
   }, async () => {
     const checkpoints = join(directory, "complete");
-    const trainer = new Trainer(runArgs(await writeConfig(directory, 4), checkpoints));
+    const trainer = startTrainer(runArgs(await writeConfig(directory, 4), checkpoints));
     assert.equal(await trainer.exited, 0, trainer.stderr);
     const rounds = trainer.lines.filter((l) => l.msg === "round applied").map((l) => l.round);
     assert.deepEqual(rounds, [0, 1, 2, 3]);
@@ -157,7 +106,7 @@ describe("trainer process", () => {
     assert.equal(checkpoint.federationSpecHash, federationSpecHash(tinyFederation(4)));
 
     const out = join(directory, "export");
-    const exporter = new Trainer([
+    const exporter = startTrainer([
       "export",
       "--checkpoint",
       done?.checkpoint as string,
@@ -192,7 +141,7 @@ describe("trainer process", () => {
   }, async () => {
     const checkpoints = join(directory, "stopped");
     const config = await writeConfig(directory, 100_000);
-    const trainer = new Trainer(runArgs(config, checkpoints));
+    const trainer = startTrainer(runArgs(config, checkpoints));
     const port = await trainer.port();
     await trainer.waitFor((l) => l.msg === "round applied" && (l.round as number) >= 2);
     const base = `http://127.0.0.1:${port}`;
@@ -224,7 +173,7 @@ describe("trainer process", () => {
     const checkpoint = await readCheckpoint(stopped.checkpoint as string);
     assert.ok(checkpoint.rounds >= 3 && checkpoint.rounds < 100_000, `rounds ${checkpoint.rounds}`);
 
-    const resumed = new Trainer(runArgs(config, checkpoints));
+    const resumed = startTrainer(runArgs(config, checkpoints));
     const loaded = await resumed.waitFor((l) => l.msg === "model and data loaded");
     assert.equal(loaded.firstRound, checkpoint.rounds);
     // Each worker continues its own AdamW moments and schedule and its error feedback.
@@ -247,7 +196,7 @@ describe("trainer process", () => {
     timeout: 30_000,
   }, async () => {
     const config = await writeConfig(directory, 4, `sha256:${"1".repeat(64)}`);
-    const trainer = new Trainer(runArgs(config, join(directory, "never")));
+    const trainer = startTrainer(runArgs(config, join(directory, "never")));
     assert.equal(await trainer.exited, 2);
     assert.match(trainer.stderr, /configuration error: .*federationSpecHash: .* does not match/);
   });
