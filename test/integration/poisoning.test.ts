@@ -35,6 +35,7 @@ import type {
   RoundReport,
   UpdateExchange,
 } from "../../trainer-image/training/diloco.js";
+import { trainerConfigFile } from "../fixtures/trainer-config.js";
 
 const rounds = 4;
 // Short protocol timings: a test round takes well under a second.
@@ -130,14 +131,12 @@ describe("a poisoning drill against a norm bound", () => {
     id: string,
     released: Promise<void>,
   ): Promise<Member> {
-    const config = checkTrainerConfig({
-      apiVersion: "fedtrain.dev/v1alpha1",
-      kind: "TrainerConfig",
-      federation: spec,
-      federationSpecHash: federationSpecHash(spec),
-      member: { id, publicKey: "", privateKeyFile: "" },
-      ...(id === poisoner ? { drill: { poisonScale: -10 } } : {}),
-    });
+    const config = checkTrainerConfig(
+      trainerConfigFile(spec, {
+        member: { id, publicKey: "", privateKeyFile: "" },
+        ...(id === poisoner ? { drill: { poisonScale: -10 } } : {}),
+      }),
+    );
     const nc = await connectNats(server.url, `${spec.id}-${id}`);
     connections.push(nc);
     const exchange = new NatsExchange({

@@ -11,6 +11,7 @@ import {
   type FederationSpec,
   federationSpecHash,
 } from "../../core/api/index.js";
+import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { TrainerProcess } from "../../test/fixtures/trainer-process.js";
 import { readCheckpoint } from "../training/checkpoint.js";
 import { parameterLayout } from "../training/model.js";
@@ -38,16 +39,11 @@ function tinyFederation(rounds: number): FederationSpec {
 async function writeConfig(directory: string, rounds: number, hash?: string): Promise<string> {
   const federation = tinyFederation(rounds);
   const path = join(directory, `trainer-${rounds}.json`);
-  const config = {
-    apiVersion: "fedtrain.dev/v1alpha1",
-    kind: "TrainerConfig",
-    federation,
-    federationSpecHash: hash ?? federationSpecHash(federation),
-    member: { id: "alpha", publicKey: "", privateKeyFile: "" },
-    transport: { natsUrls: [] },
+  const config = trainerConfigFile(federation, {
+    ...(hash === undefined ? {} : { federationSpecHash: hash }),
     backend: "CPU",
     dataDir: directory,
-  };
+  });
   await writeFile(path, JSON.stringify(config));
   return path;
 }

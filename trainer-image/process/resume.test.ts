@@ -17,6 +17,7 @@ import {
 } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
+import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { initBackend } from "../training/backend.js";
 import {
   CHECKPOINT_FORMAT_V1,
@@ -328,14 +329,7 @@ describe("resuming from a checkpoint", () => {
   });
 
   describe("TrainerRuntime in local mode", () => {
-    const config: TrainerConfig = checkTrainerConfig({
-      apiVersion: "fedtrain.dev/v1alpha1",
-      kind: "TrainerConfig",
-      federation,
-      federationSpecHash: federationSpecHash(federation),
-      member: { id: "alpha", publicKey: "", privateKeyFile: "" },
-      transport: { natsUrls: [] },
-    });
+    const config: TrainerConfig = checkTrainerConfig(trainerConfigFile(federation));
     const indices = Array.from({ length: workerCount }, (_, w) => w);
     const ids = indices.map((w) => `alpha-${w}`);
     let directory: string;

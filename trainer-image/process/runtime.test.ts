@@ -7,12 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
-import {
-  canonicalFederation,
-  type FederationSpec,
-  federationSpecHash,
-} from "../../core/api/index.js";
+import { canonicalFederation, type FederationSpec } from "../../core/api/index.js";
 import { decodeUpdate, encodeUpdate, l2Norm } from "../../core/codec/index.js";
+import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { initBackend } from "../training/backend.js";
 import { latestCheckpoint, readCheckpoint } from "../training/checkpoint.js";
 import type { DiLoCoWorker, RoundReport, UpdateExchange } from "../training/diloco.js";
@@ -92,14 +89,7 @@ describe("TrainerRuntime over a federated transport", () => {
     workerIndices = [0],
     lines?: Record<string, unknown>[],
   ): TrainerRuntime {
-    const config = checkTrainerConfig({
-      apiVersion: "fedtrain.dev/v1alpha1",
-      kind: "TrainerConfig",
-      federation,
-      federationSpecHash: federationSpecHash(federation),
-      member: { id: "alpha", publicKey: "", privateKeyFile: "" },
-      transport: { natsUrls: [] },
-    });
+    const config = checkTrainerConfig(trainerConfigFile(federation));
     return new TrainerRuntime(
       {
         config,
@@ -276,14 +266,12 @@ describe("TrainerRuntime drills and bounded updates", () => {
     const spec = structuredClone(federation);
     if (options.normBound)
       spec.sync.aggregation.normBound = { action: "Clip", maxMedianMultiple: 3 };
-    const config = checkTrainerConfig({
-      apiVersion: "fedtrain.dev/v1alpha1",
-      kind: "TrainerConfig",
-      federation: spec,
-      federationSpecHash: federationSpecHash(spec),
-      member: { id: "alpha", publicKey: "", privateKeyFile: "" },
-      ...(options.poisonScale === undefined ? {} : { drill: { poisonScale: options.poisonScale } }),
-    });
+    const config = checkTrainerConfig(
+      trainerConfigFile(
+        spec,
+        options.poisonScale === undefined ? {} : { drill: { poisonScale: options.poisonScale } },
+      ),
+    );
     const transport = new ThreeMemberTransport();
     const metrics = new TrainerMetrics();
     const lines: Record<string, unknown>[] = [];

@@ -11,6 +11,7 @@ import {
   federationSpecHash,
 } from "../../core/api/index.js";
 import { keyPairFromPrivate, toBase64 } from "../../core/protocol/index.js";
+import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { DEFAULT_CHECKPOINT_DIR, parseCommand, UsageError } from "./cli.js";
 import {
   checkNatsTransport,
@@ -27,16 +28,12 @@ const federation = {
 } as FederationSpec;
 
 function validConfig(): Record<string, unknown> {
-  return {
-    apiVersion: "fedtrain.dev/v1alpha1",
-    kind: "TrainerConfig",
-    federation: canonicalFederation(federation),
-    federationSpecHash: federationSpecHash(federation),
+  return trainerConfigFile(canonicalFederation(federation), {
     member: { id: "alpha", publicKey: "", privateKeyFile: "/etc/fedtrain/member-key/private.pem" },
     transport: { natsUrls: ["nats://nats:4222"] },
     backend: "CPU",
     dataDir: "/data",
-  };
+  });
 }
 
 describe("trainer config", () => {
