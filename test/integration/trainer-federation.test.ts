@@ -33,6 +33,7 @@ import {
   Model,
   type ModelDefinition,
 } from "../../trainer-image/training/model.js";
+import { dilocoSettings } from "../fixtures/diloco.js";
 
 const seed = 11;
 const workerCount = 3;
@@ -44,16 +45,12 @@ const definition: ModelDefinition = {
   hiddenLayers: [16],
   activation: "ReLU",
 };
-const config: DiLoCoConfig = {
+const config: DiLoCoConfig = dilocoSettings({
   rounds: 5,
   innerSteps: 8,
-  inner: { learningRate: 3e-3, weightDecay: 0.01, warmupSteps: 2, beta1: 0.9, beta2: 0.999 },
-  outer: { learningRate: 0.7, momentum: 0.9, nesterov: true },
+  inner: { learningRate: 3e-3, warmupSteps: 2 },
   codec: { method: "int8", chunkSize: 256 },
-  errorFeedback: true,
-  aggregation: { kind: "mean" },
-  overlap: false,
-};
+});
 // Short protocol timings: a test round takes well under a second.
 const fast = {
   heartbeatIntervalMs: 150,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { OuterOptimizer } from "../../core/codec/index.js";
+import { dilocoSettings } from "../../test/fixtures/diloco.js";
 import { initBackend } from "../training/backend.js";
 import { BatchSampler, gaussianClusters } from "../training/data.js";
 import {
@@ -104,17 +105,14 @@ describe("replaying committed rounds", () => {
       hiddenLayers: [8],
       activation: "ReLU",
     };
-    const config: DiLoCoConfig = {
+    const config: DiLoCoConfig = dilocoSettings({
       rounds: 3,
       innerSteps: 3,
-      inner: { learningRate: 1e-2, weightDecay: 0.01, warmupSteps: 1, beta1: 0.9, beta2: 0.999 },
-      outer: { learningRate: 0.7, momentum: 0.9, nesterov: true },
+      inner: { learningRate: 1e-2, warmupSteps: 1 },
       codec: { method: "topk", density: 0.3, bits: 4, groupSize: 256 },
-      errorFeedback: true,
       aggregation: { kind: "trimmedMean", trimFraction: 0.34 },
       normBound: { action: "clip", medianMultiple: 1.5 },
-      overlap: false,
-    };
+    });
     const ids = ["a", "b", "c"];
     const clusters = { trainExamples: 300, evalExamples: 30, features: 8, classes: 3, noise: 1 };
     const initial = initialParameters(definition, seed);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { decodeUpdate, encodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
+import { dilocoSettings } from "../../test/fixtures/diloco.js";
 import { initBackend } from "./backend.js";
 import { BatchSampler, evaluationBatches, gaussianClusters } from "./data.js";
 import { applyRound, type DiLoCoConfig, DiLoCoWorker, InProcessExchange } from "./diloco.js";
@@ -19,16 +20,11 @@ const definition: ModelDefinition = {
   hiddenLayers: [32],
   activation: "ReLU",
 };
-const base: DiLoCoConfig = {
+const base: DiLoCoConfig = dilocoSettings({
   rounds: 20,
   innerSteps: 10,
-  inner: { learningRate: 1e-3, weightDecay: 0.01, warmupSteps: 10, beta1: 0.9, beta2: 0.999 },
-  outer: { learningRate: 0.7, momentum: 0.9, nesterov: true },
-  codec: { method: "none" },
-  errorFeedback: true,
-  aggregation: { kind: "mean" },
-  overlap: false,
-};
+  inner: { learningRate: 1e-3, warmupSteps: 10 },
+});
 const TARGET_EVAL_LOSS = 0.6;
 
 function run(config: DiLoCoConfig, strategy: "IID" | "NonIID" = "IID") {
