@@ -1,16 +1,16 @@
 // End-to-end runs of the trainer process (dist/trainer-image/process/main.js) as a child process: two
 // local workers on a tiny MLP on the WASM backend.
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import {
   canonicalFederation,
   type FederationSpec,
   federationSpecHash,
 } from "../../core/api/index.js";
+import { scratchDirectory } from "../../test/fixtures/scratch.js";
 import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { TrainerProcess } from "../../test/fixtures/trainer-process.js";
 import { readCheckpoint } from "../training/checkpoint.js";
@@ -76,19 +76,13 @@ function sample(text: string, series: string): number {
 }
 
 describe("trainer process", () => {
-  let directory: string;
-  before(async () => {
-    directory = await mkdtemp(join(tmpdir(), "fedtrain-trainer-"));
-  });
-  after(async () => {
-    await rm(directory, { recursive: true, force: true });
-  });
+  const scratch = scratchDirectory("fedtrain-trainer-");
 
   it("runs two local workers to the last round, checkpoints, and exports", {
     timeout: 30_000,
   }, async () => {
-    const checkpoints = join(directory, "complete");
-    const trainer = startTrainer(runArgs(await writeConfig(directory, 4), checkpoints));
+    const checkpoints = join(scratch.path, "complete");
+    const trainer = startTrainer(runArgs(await writeConfig(scratch.path, 4), checkpoints));
     assert.equal(await trainer.exited, 0, trainer.stderr);
     const rounds = trainer.lines.filter((l) => l.msg === "round applied").map((l) => l.round);
     assert.deepEqual(rounds, [0, 1, 2, 3]);
@@ -101,7 +95,7 @@ describe("trainer process", () => {
     assert.equal(checkpoint.member, "alpha");
     assert.equal(checkpoint.federationSpecHash, federationSpecHash(tinyFederation(4)));
 
-    const out = join(directory, "export");
+    const out = join(scratch.path, "export");
     const exporter = startTrainer([
       "export",
       "--checkpoint",
@@ -135,8 +129,8 @@ describe("trainer process", () => {
   it("serves probes and metrics, stops on SIGTERM with a checkpoint, and resumes from it", {
     timeout: 30_000,
   }, async () => {
-    const checkpoints = join(directory, "stopped");
-    const config = await writeConfig(directory, 100_000);
+    const checkpoints = join(scratch.path, "stopped");
+    const config = await writeConfig(scratch.path, 100_000);
     const trainer = startTrainer(runArgs(config, checkpoints));
     const port = await trainer.port();
     await trainer.waitFor((l) => l.msg === "round applied" && (l.round as number) >= 2);
@@ -191,8 +185,8 @@ describe("trainer process", () => {
   it("exits with code 2 and names the field on a configuration error", {
     timeout: 30_000,
   }, async () => {
-    const config = await writeConfig(directory, 4, `sha256:${"1".repeat(64)}`);
-    const trainer = startTrainer(runArgs(config, join(directory, "never")));
+    const config = await writeConfig(scratch.path, 4, `sha256:${"1".repeat(64)}`);
+    const trainer = startTrainer(runArgs(config, join(scratch.path, "never")));
     assert.equal(await trainer.exited, 2);
     assert.match(trainer.stderr, /configuration error: .*federationSpecHash: .* does not match/);
   });

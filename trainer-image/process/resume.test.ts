@@ -5,10 +5,9 @@
 // every piece of state changes what later rounds compute.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { pino } from "pino";
 import {
   canonicalFederation,
@@ -17,6 +16,7 @@ import {
 } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
+import { scratchDirectory } from "../../test/fixtures/scratch.js";
 import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { initBackend } from "../training/backend.js";
 import {
@@ -332,15 +332,8 @@ describe("resuming from a checkpoint", () => {
     const config: TrainerConfig = checkTrainerConfig(trainerConfigFile(federation));
     const indices = Array.from({ length: workerCount }, (_, w) => w);
     const ids = indices.map((w) => `alpha-${w}`);
-    let directory: string;
+    const scratch = scratchDirectory("fedtrain-resume-");
     let uninterruptedHash: string | undefined;
-
-    before(async () => {
-      directory = await mkdtemp(join(tmpdir(), "fedtrain-resume-"));
-    });
-    after(async () => {
-      await rm(directory, { recursive: true, force: true });
-    });
 
     async function run(options: { folder: string; resume: boolean; stop?: boolean }) {
       const controller = new AbortController();
@@ -357,7 +350,7 @@ describe("resuming from a checkpoint", () => {
         {
           config,
           workerIndices: indices,
-          checkpointDir: join(directory, options.folder),
+          checkpointDir: join(scratch.path, options.folder),
           resume: options.resume,
         },
         exchange,

@@ -2,13 +2,11 @@
 // joined, starts at the round the join gives, never resumes a local checkpoint, acknowledges every
 // applied round to the transport.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import { pino } from "pino";
 import { canonicalFederation, type FederationSpec } from "../../core/api/index.js";
 import { decodeUpdate, encodeUpdate, l2Norm } from "../../core/codec/index.js";
+import { scratchDirectory } from "../../test/fixtures/scratch.js";
 import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { initBackend } from "../training/backend.js";
 import { latestCheckpoint, readCheckpoint } from "../training/checkpoint.js";
@@ -74,14 +72,10 @@ class FederatedTransport implements ExchangeTransport {
 }
 
 describe("TrainerRuntime over a federated transport", () => {
-  let directory: string;
+  const scratch = scratchDirectory("fedtrain-runtime-");
   let firstGlobalAtJoin: Float32Array | undefined;
   before(async () => {
     await initBackend("JS", { log: () => {} });
-    directory = await mkdtemp(join(tmpdir(), "fedtrain-runtime-"));
-  });
-  after(async () => {
-    await rm(directory, { recursive: true, force: true });
   });
 
   function runtimeWith(
@@ -94,7 +88,7 @@ describe("TrainerRuntime over a federated transport", () => {
       {
         config,
         workerIndices,
-        checkpointDir: directory,
+        checkpointDir: scratch.path,
         resume: true,
       },
       transport,
@@ -161,7 +155,7 @@ describe("TrainerRuntime over a federated transport", () => {
 
   it("restores its own local state from a local checkpoint of the round it joins at", async () => {
     // The first test's final checkpoint: round 3, with worker 0's state at the end of round 2.
-    const path = await latestCheckpoint(directory, federation.id, 0);
+    const path = await latestCheckpoint(scratch.path, federation.id, 0);
     const checkpoint = await readCheckpoint(path!);
     const saved = checkpoint.local;
     assert.equal(saved.length, 1);
@@ -253,13 +247,9 @@ class ThreeMemberTransport implements ExchangeTransport {
 }
 
 describe("TrainerRuntime drills and bounded updates", () => {
-  let directory: string;
+  const scratch = scratchDirectory("fedtrain-runtime-drill-");
   before(async () => {
     await initBackend("JS", { log: () => {} });
-    directory = await mkdtemp(join(tmpdir(), "fedtrain-runtime-drill-"));
-  });
-  after(async () => {
-    await rm(directory, { recursive: true, force: true });
   });
 
   async function train(options: { poisonScale?: number; normBound?: boolean }) {
@@ -280,7 +270,7 @@ describe("TrainerRuntime drills and bounded updates", () => {
       { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) },
     );
     const runtime = new TrainerRuntime(
-      { config, workerIndices: [0], checkpointDir: directory, resume: false },
+      { config, workerIndices: [0], checkpointDir: scratch.path, resume: false },
       transport,
       metrics,
       log,

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { stringify } from "yaml";
 import {
   canonicalFederation,
@@ -11,6 +10,7 @@ import {
   federationSpecHash,
 } from "../../core/api/index.js";
 import { keyPairFromPrivate, toBase64 } from "../../core/protocol/index.js";
+import { scratchDirectory } from "../../test/fixtures/scratch.js";
 import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { DEFAULT_CHECKPOINT_DIR, parseCommand, UsageError } from "./cli.js";
 import {
@@ -191,23 +191,17 @@ describe("trainer config", () => {
   }
 
   describe("files", () => {
-    let directory: string;
-    before(async () => {
-      directory = await mkdtemp(join(tmpdir(), "fedtrain-config-"));
-    });
-    after(async () => {
-      await rm(directory, { recursive: true, force: true });
-    });
+    const scratch = scratchDirectory("fedtrain-config-");
 
     it("reads YAML as well as JSON", async () => {
-      const path = join(directory, "trainer.yaml");
+      const path = join(scratch.path, "trainer.yaml");
       await writeFile(path, stringify(validConfig()));
       assert.equal((await loadTrainerConfig(path)).member.id, "alpha");
     });
 
     it("reads the member key from a PKCS #8 PEM and checks it against member.publicKey", async () => {
       const { privateKey } = generateKeyPairSync("ed25519");
-      const pem = join(directory, "private.pem");
+      const pem = join(scratch.path, "private.pem");
       await writeFile(pem, privateKey.export({ format: "pem", type: "pkcs8" }));
       const config = checkTrainerConfig(validConfig());
       config.member.privateKeyFile = pem;
@@ -225,13 +219,13 @@ describe("trainer config", () => {
       await assert.rejects(readMemberPrivateKey(wrong), /is not the public key of/);
       wrong.member.privateKeyFile = "";
       await assert.rejects(readMemberPrivateKey(wrong), /member\.privateKeyFile: Required value/);
-      wrong.member.privateKeyFile = join(directory, "absent.pem");
+      wrong.member.privateKeyFile = join(scratch.path, "absent.pem");
       await assert.rejects(readMemberPrivateKey(wrong), /cannot read .*absent\.pem/);
-      const garbage = join(directory, "garbage.pem");
+      const garbage = join(scratch.path, "garbage.pem");
       await writeFile(garbage, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
       wrong.member.privateKeyFile = garbage;
       await assert.rejects(readMemberPrivateKey(wrong), /is not a PKCS #8 PEM Ed25519 private key/);
-      const rsa = join(directory, "rsa.pem");
+      const rsa = join(scratch.path, "rsa.pem");
       const rsaKey = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey;
       await writeFile(rsa, rsaKey.export({ format: "pem", type: "pkcs8" }));
       wrong.member.privateKeyFile = rsa;
@@ -243,22 +237,22 @@ describe("trainer config", () => {
       await checkNatsTransport(config);
       config.transport = { natsUrls: [] };
       await assert.rejects(checkNatsTransport(config), /transport\.natsUrls: Required value/);
-      config.transport = { natsUrls: ["nats://n:4222"], credentialsFile: join(directory, "x") };
+      config.transport = { natsUrls: ["nats://n:4222"], credentialsFile: join(scratch.path, "x") };
       await assert.rejects(checkNatsTransport(config), /transport\.credentialsFile: cannot read/);
       config.transport = {
         natsUrls: ["nats://n:4222"],
-        tls: { caFile: join(directory, "trainer.yaml"), certFile: "c.crt" },
+        tls: { caFile: join(scratch.path, "trainer.yaml"), certFile: "c.crt" },
       };
       await assert.rejects(checkNatsTransport(config), /certFile and keyFile go together/);
     });
 
     it("names a missing file and an unparseable one", async () => {
       await assert.rejects(
-        loadTrainerConfig(join(directory, "absent.json")),
+        loadTrainerConfig(join(scratch.path, "absent.json")),
         (error: unknown) =>
           error instanceof TrainerConfigError && /absent\.json does not exist/.test(error.message),
       );
-      const broken = join(directory, "broken.json");
+      const broken = join(scratch.path, "broken.json");
       await writeFile(broken, "{ unclosed: [");
       await assert.rejects(loadTrainerConfig(broken), /broken\.json is neither JSON nor YAML/);
     });

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 import * as tf from "@tensorflow/tfjs";
 import {
   canonicalFederation,
@@ -11,6 +10,7 @@ import {
   federationSpecHash,
 } from "../../core/api/index.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
+import { scratchDirectory } from "../../test/fixtures/scratch.js";
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_FORMAT_V1,
@@ -130,13 +130,7 @@ const transformer: ModelDefinition = {
 };
 
 describe("checkpoints", () => {
-  let directory: string;
-  before(async () => {
-    directory = await mkdtemp(join(tmpdir(), "fedtrain-checkpoint-"));
-  });
-  after(async () => {
-    await rm(directory, { recursive: true, force: true });
-  });
+  const scratch = scratchDirectory("fedtrain-checkpoint-");
 
   it("round-trips the global model, outer state, round and federation", async () => {
     const checkpoint = checkpointOf(transformer);
@@ -197,10 +191,10 @@ describe("checkpoints", () => {
   });
 
   it("writes atomically under a sortable name and finds the newest", async () => {
-    await writeCheckpoint(directory, checkpointOf(mlp, 2));
-    const newest = await writeCheckpoint(directory, checkpointOf(mlp, 10));
-    assert.equal(await latestCheckpoint(directory, "export-test", 0), newest);
-    assert.equal(await latestCheckpoint(directory, "export-test", 1), null);
+    await writeCheckpoint(scratch.path, checkpointOf(mlp, 2));
+    const newest = await writeCheckpoint(scratch.path, checkpointOf(mlp, 10));
+    assert.equal(await latestCheckpoint(scratch.path, "export-test", 0), newest);
+    assert.equal(await latestCheckpoint(scratch.path, "export-test", 1), null);
     assert.equal((await readCheckpoint(newest)).rounds, 10);
   });
 
@@ -216,13 +210,9 @@ describe("checkpoints", () => {
 });
 
 describe("export", () => {
-  let directory: string;
+  const scratch = scratchDirectory("fedtrain-export-");
   before(async () => {
     await tf.setBackend("cpu");
-    directory = await mkdtemp(join(tmpdir(), "fedtrain-export-"));
-  });
-  after(async () => {
-    await rm(directory, { recursive: true, force: true });
   });
 
   it("writes safetensors named by the parameter layout, values bit-identical", async () => {
@@ -233,7 +223,7 @@ describe("export", () => {
         checkpointOf(transformer, 3, [{ worker: 0, state: localStateOf(size, 3, 1) }]),
       ),
     );
-    const out = join(directory, "st");
+    const out = join(scratch.path, "st");
     await exportCheckpoint(checkpoint, out, "safetensors");
     const file = parseSafetensors(new Uint8Array(await readFile(join(out, "model.safetensors"))));
     const layout = parameterLayout(transformer);
@@ -253,7 +243,7 @@ describe("export", () => {
 
   it("writes an MLP that tf.loadLayersModel loads and that computes fedtrain's loss", async () => {
     const checkpoint = checkpointOf(mlp);
-    const out = join(directory, "tfjs-mlp");
+    const out = join(scratch.path, "tfjs-mlp");
     await exportCheckpoint(checkpoint, out, "tfjs");
     const modelJson = JSON.parse(await readFile(join(out, "model.json"), "utf8"));
     const weights = await readFile(join(out, "weights.bin"));
@@ -293,7 +283,7 @@ describe("export", () => {
   });
 
   it("names fedtrain's tanh-approximated GELU gelu_new, as Keras does", async () => {
-    const out = join(directory, "tfjs-gelu");
+    const out = join(scratch.path, "tfjs-gelu");
     await exportCheckpoint(checkpointOf({ ...mlp, activation: "GELU" }), out, "tfjs");
     const modelJson = JSON.parse(await readFile(join(out, "model.json"), "utf8"));
     const activations = modelJson.modelTopology.config.layers.map(
@@ -304,7 +294,7 @@ describe("export", () => {
 
   it("writes the transformer's weights manifest and definition", async () => {
     const checkpoint = checkpointOf(transformer);
-    const out = join(directory, "tfjs-transformer");
+    const out = join(scratch.path, "tfjs-transformer");
     await exportCheckpoint(checkpoint, out, "both");
     const modelJson = JSON.parse(await readFile(join(out, "model.json"), "utf8"));
     assert.equal(modelJson.format, "fedtrain-char-transformer");
