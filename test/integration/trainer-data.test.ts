@@ -15,7 +15,8 @@ import {
   createMembers,
   type LogLine,
   type Member,
-  TrainerProcess,
+  startMemberTrainer,
+  type TrainerProcess,
   writeTrainerConfig,
 } from "../fixtures/trainer-process.js";
 
@@ -124,17 +125,7 @@ describe("what federated trainers train on", () => {
           server.url,
           own.get(member.id),
         );
-        return new TrainerProcess([
-          "run",
-          "--config",
-          file,
-          "--checkpoint-dir",
-          join(directory, `${federation.id}-${member.id}-checkpoints`),
-          "--backend",
-          "WASM",
-          "--log-level",
-          "debug",
-        ]);
+        return startMemberTrainer(directory, federation, member, file, ["--log-level", "debug"]);
       }),
     );
     const timeout = setTimeout(() => {

@@ -25,6 +25,7 @@ import { type Checkpoint, readCheckpoint } from "../../trainer-image/training/ch
 import {
   createMembers,
   type Member,
+  startMemberTrainer,
   TrainerProcess,
   writeTrainerConfig,
 } from "../fixtures/trainer-process.js";
@@ -94,15 +95,7 @@ describe("trainer processes federated over NATS", () => {
   }
 
   function startTrainer(federation: FederationSpec, configFile: string, member: Member) {
-    return new TrainerProcess([
-      "run",
-      "--config",
-      configFile,
-      "--checkpoint-dir",
-      join(directory, `${federation.id}-${member.id}-checkpoints`),
-      "--backend",
-      "WASM",
-    ]);
+    return startMemberTrainer(directory, federation, member, configFile);
   }
 
   after(async () => {
