@@ -1,6 +1,6 @@
 // Turns the shared federation spec into what the trainer runs: the model definition, this
-// worker's data and the DiLoCo settings. Defaults match the CRD's, for specs that skipped the
-// API server (a workstation run from a file): read from the CRD, never written here again.
+// worker's data and the DiLoCo settings. A field that a spec which skipped the API server (a
+// workstation run from a file) leaves out takes the CRD's default, read from its schema.
 import { crdDefault, defaultTrimFraction, type FederationSpec } from "../../core/api/index.js";
 import type { AggregationRule, CodecParams, NormBound, TopKBits } from "../../core/codec/index.js";
 import { brownCorpusSet, loadBrownCorpus } from "./corpus.js";
