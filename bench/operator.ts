@@ -13,10 +13,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../core/api/index.js";
-import { installCrds } from "../e2e/testbed/apply.js";
-import { OperatorProcess } from "../e2e/testbed/operator-process.js";
-import { waitFor } from "../e2e/testbed/process.js";
-import { Testbed } from "../e2e/testbed/testbed.js";
+import { installCrds } from "../testbed/apply.js";
+import { OperatorProcess } from "../testbed/operator-process.js";
+import { waitFor } from "../testbed/process.js";
+import { Testbed } from "../testbed/testbed.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const namespace = "bench";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { after, before, test } from "node:test";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
 import { condition, memberManifest, members, startFederationBed, waitForViews } from "./support.js";
 
 const [alpine, birch, cedar] = members as [string, string, string];

@@ -9,7 +9,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
 import { connectNats, federationNames } from "../../core/protocol/index.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
 import {
   federationId,
   hashDisagreements,

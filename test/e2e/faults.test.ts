@@ -14,8 +14,12 @@ import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
 import { connectNats, readFederationView } from "../../core/protocol/index.js";
-import { type FederationBed, type MemberView, releaseNamespace } from "../../e2e/federation-bed.js";
 import { protocolSpecOf, specHashBytes } from "../../operator/src/trainingfederation/federation.js";
+import {
+  type FederationBed,
+  type MemberView,
+  releaseNamespace,
+} from "../../testbed/federation-bed.js";
 import {
   explain,
   federationId,

@@ -5,8 +5,8 @@
 // every round's global-model hash agrees across members, and `fedtrain ledger verify` passes.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { demoSchedule } from "../../e2e/demo/federation.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
+import { demoSchedule } from "../../demo/federation.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
 import {
   condition,
   explain,

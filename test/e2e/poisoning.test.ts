@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Aggregation, TrainingFederation } from "../../core/api/types.generated.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
 import { explain, memberManifest, members, startFederationBed } from "./support.js";
 
 const [alpine, , cedar] = members as [string, string, string];

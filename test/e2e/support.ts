@@ -5,8 +5,8 @@ import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
-import { demoFederation } from "../../e2e/demo/federation.js";
-import { FederationBed, type MemberView } from "../../e2e/federation-bed.js";
+import { demoFederation } from "../../demo/federation.js";
+import { FederationBed, type MemberView } from "../../testbed/federation-bed.js";
 import { repoRoot } from "../integration/support.js";
 
 export const members = ["alpine", "birch", "cedar"];

@@ -6,10 +6,10 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { federationSpecHash, group, plural, version } from "../../core/api/index.js";
-import { installCrds } from "../../e2e/testbed/apply.js";
-import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
-import { waitFor } from "../../e2e/testbed/process.js";
-import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { installCrds } from "../../testbed/apply.js";
+import { OperatorProcess } from "../../testbed/operator-process.js";
+import { waitFor } from "../../testbed/process.js";
+import type { Testbed } from "../../testbed/testbed.js";
 import { condition, FederationObjects } from "./federation-objects.js";
 import { repoRoot, startTestbed, testLogFile } from "./support.js";
 

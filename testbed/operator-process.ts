@@ -10,7 +10,6 @@ import { freePort, waitFor } from "./process.js";
 const entry = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   "..",
-  "..",
   "operator",
   "src",
   "main.js",

@@ -279,7 +279,7 @@ export class PodRunner {
       if (!localImage(run.spec.image ?? "")) {
         throw new WaitingError(
           "UnknownImage",
-          `image ${run.spec.image} is not in the test bed's image map (e2e/testbed/images.ts): the node agent runs containers as local processes and cannot pull images`,
+          `image ${run.spec.image} is not in the test bed's image map (testbed/images.ts): the node agent runs containers as local processes and cannot pull images`,
         );
       }
     }
