@@ -12,6 +12,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
+import { drawAxes, drawLegendEntry, Raster, type Rgb } from "../plot/index.js";
 import type { AdamWConfig } from "../trainer-image/src/adamw.js";
 import { type BackendChoice, initBackend } from "../trainer-image/src/backend.js";
 import { natsToBits } from "../trainer-image/src/levels.js";
@@ -25,7 +26,6 @@ import {
   type Task,
   type TaskSpec,
 } from "./lib/diloco-runs.js";
-import { drawAxes, drawLegendEntry, Raster, type Rgb } from "./lib/raster.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
