@@ -19,7 +19,8 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 const testbedDir = path.join(repoRoot, ".testbed", "demo");
 /** Where a failed run's pod logs are kept (the test bed's folder is removed on teardown). */
 const failedLogsDir = path.join(repoRoot, ".testbed", "demo-failed");
-const plotFile = path.join(repoRoot, "bench", "results", "demo-loss.png");
+// In the git-ignored out/: a demo run is not a record to commit.
+const plotFile = path.join(repoRoot, "out", "demo", "loss.png");
 const members = ["alpine", "birch", "cedar"];
 const namespace = "fedtrain";
 const federationName = "arith";
