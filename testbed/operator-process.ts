@@ -99,6 +99,15 @@ export class OperatorProcess {
     await exited;
   }
 
+  /** Waits until this operator leads (holds its leader-election Lease); `what` names the wait. */
+  async waitUntilLeading(timeoutMs: number, what = "the operator to lead"): Promise<void> {
+    await waitFor(
+      what,
+      async () => ((await this.metric("leader_election_master_status")) === 1 ? true : undefined),
+      timeoutMs,
+    );
+  }
+
   /** The current value of a metric (summed over its label sets that match labels). */
   async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
     const text = await (await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`)).text();

@@ -38,7 +38,7 @@ import {
   protocolSpecOf,
   specHashBytes,
 } from "../../operator/src/trainingfederation/federation.js";
-import { installCrds } from "../../testbed/apply.js";
+import { installFederationApi } from "../../testbed/apply.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { OperatorProcess } from "../../testbed/operator-process.js";
 import type { Testbed } from "../../testbed/testbed.js";
@@ -119,12 +119,7 @@ before(async () => {
   core = kubeConfig.makeApiClient(CoreV1Api);
   objects = kubeConfig.makeApiClient(CustomObjectsApi);
   federations = new FederationObjects(objects, namespace);
-  await installCrds(
-    testbed,
-    cluster,
-    path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"),
-  );
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await installFederationApi(testbed, cluster, namespace);
   operator = await OperatorProcess.start(
     await operatorKubeconfig(cluster),
     [
