@@ -22,7 +22,7 @@ import {
   generateKeyPair,
   readFederationView,
 } from "../../core/protocol/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { initBackend } from "../../trainer-image/src/backend.js";
 import type { DiLoCoWorker, RoundReport, UpdateExchange } from "../../trainer-image/src/diloco.js";
 import type { ExchangeTransport, LocalParameters } from "../../trainer-image/src/exchange.js";

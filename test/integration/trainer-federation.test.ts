@@ -13,7 +13,7 @@ import {
   type ProtocolSpec,
   toBase64,
 } from "../../core/protocol/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { initBackend } from "../../trainer-image/src/backend.js";
 import {
   type Batch,
