@@ -5,13 +5,14 @@
 // with 2- and 4-bit values and error feedback. Arithmetic is sized so that the baseline learns
 // (it closes more than a third of the gap between the best loss from the last 3 characters and
 // the best loss from the whole window); a smaller BrownCorpus run shows the same on real text.
-// Writes bench/results/diloco.json (through run.ts) and bench/results/diloco.png. About 100
-// minutes on 2 CPU cores with WASM (80 of them Arithmetic); the sweep behind the choices is
-// `npm run bench -- diloco-sweep`; docs/training.md reads both.
-import { writeFile } from "node:fs/promises";
+// Writes bench/results/diloco.json (through run.ts) and bench/results/diloco.png; with --quick,
+// out/bench/diloco-quick.json and .png. About 100 minutes on 2 CPU cores with WASM (80 of them
+// Arithmetic); the sweep behind the choices is `npm run bench -- diloco-sweep`; docs/training.md
+// reads both.
+import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
+import { drawAxes, drawLegendEntry, Raster, type Rgb } from "../plot/index.js";
 import type { AdamWConfig } from "../trainer-image/training/adamw.js";
 import { type BackendChoice, initBackend } from "../trainer-image/training/backend.js";
 import { natsToBits } from "../trainer-image/training/levels.js";
@@ -25,9 +26,7 @@ import {
   type Task,
   type TaskSpec,
 } from "./lib/diloco-runs.js";
-import { drawAxes, drawLegendEntry, Raster, type Rgb } from "./lib/raster.js";
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+import { repoRoot, resultFile } from "./lib/output.js";
 
 /** DiLoCo's outer optimiser (Douillard et al., 2023). */
 export const NESTEROV: OuterOptimizerConfig = { learningRate: 0.7, momentum: 0.9, nesterov: true };
@@ -307,13 +306,9 @@ export async function run(args: string[]): Promise<unknown> {
       ? `within 2 % of the baseline at ≥ 1000× fewer bytes on every seed: ${verdict.methods.join("; ")}`
       : "no method is within 2 % of the baseline at ≥ 1000× fewer bytes on every seed",
   );
-  const plotFile = path.join(
-    repoRoot,
-    "bench",
-    "results",
-    quick ? "diloco-quick.png" : "diloco.png",
-  );
+  const plotFile = resultFile("diloco", "png", quick);
   if (arithmeticRuns.length > 0) {
+    await mkdir(path.dirname(plotFile), { recursive: true });
     await writeFile(plotFile, plotPng(arithmetic, arithmeticRuns));
     console.log(`wrote ${path.relative(repoRoot, plotFile)}`);
   }

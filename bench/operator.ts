@@ -10,15 +10,13 @@
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../core/api/index.js";
-import { installCrds } from "../e2e/testbed/apply.js";
-import { OperatorProcess } from "../e2e/testbed/operator-process.js";
-import { waitFor } from "../e2e/testbed/process.js";
-import { Testbed } from "../e2e/testbed/testbed.js";
+import { installFederationApi } from "../testbed/apply.js";
+import { OperatorProcess } from "../testbed/operator-process.js";
+import { waitFor } from "../testbed/process.js";
+import { Testbed } from "../testbed/testbed.js";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const namespace = "bench";
 // Short, so that the steady-state window sees several full resyncs of every object.
 const resyncSeconds = 10;
@@ -77,12 +75,7 @@ export async function run(args: string[]): Promise<unknown> {
   const objects = kubeConfig.makeApiClient(CustomObjectsApi);
   let operator: OperatorProcess | undefined;
   try {
-    await installCrds(
-      testbed,
-      cluster,
-      path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"),
-    );
-    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    await installFederationApi(testbed, cluster, namespace);
     operator = await OperatorProcess.start(
       testbed.kubeconfigPath(cluster),
       [
@@ -96,11 +89,7 @@ export async function run(args: string[]): Promise<unknown> {
       path.join(dir, "operator.log"),
     );
     const metric = (name: string) => operator?.metric(name) ?? Promise.resolve(0);
-    await waitFor(
-      "the operator to lead",
-      async () => ((await metric("leader_election_master_status")) === 1 ? true : undefined),
-      60_000,
-    );
+    await operator.waitUntilLeading(60_000);
 
     // 1. apply → pods on an idle cluster.
     const applyToPods: number[] = [];

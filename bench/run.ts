@@ -1,9 +1,10 @@
 // Entry point of `npm run bench -- NAME [...args]`: runs the benchmark module bench/NAME.ts and
-// writes its result as JSON to bench/results/NAME.json.
+// writes its result as JSON to bench/results/NAME.json (with --quick, to out/bench/NAME-quick.json).
 import { readdirSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { repoRoot, resultFile } from "./lib/output.js";
 
 /** What every benchmark module exports. */
 export interface Benchmark {
@@ -12,7 +13,6 @@ export interface Benchmark {
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, "..", "..");
 
 /** The benchmarks: every module next to this one. */
 function benchmarks(): string[] {
@@ -31,10 +31,9 @@ async function main(): Promise<void> {
   }
   const module = (await import(`./${name}.js`)) as Benchmark;
   const result = await module.run(args);
-  const dir = path.join(repoRoot, "bench", "results");
-  await mkdir(dir, { recursive: true });
   // A --quick run is a smoke test of the benchmark: it never replaces the real result.
-  const file = path.join(dir, args.includes("--quick") ? `${name}-quick.json` : `${name}.json`);
+  const file = resultFile(name, "json", args.includes("--quick"));
+  await mkdir(path.dirname(file), { recursive: true });
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`wrote ${path.relative(repoRoot, file)}`);
 }

@@ -18,7 +18,7 @@ import {
   sha256,
   toBase64,
 } from "../core/protocol/index.js";
-import { startNatsServer } from "../e2e/testbed/nats.js";
+import { startNatsServer } from "../testbed/nats.js";
 
 const defaultSizes = [100_000, 1_000_000, 10_000_000, 20_000_000];
 const workerCount = 4;

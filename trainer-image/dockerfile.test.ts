@@ -218,7 +218,7 @@ describe("what the image runs", () => {
       [],
     );
     assert.deepEqual(
-      files.filter((f) => /\/dist\/(operator|e2e|test|bench)\//.test(f)),
+      files.filter((f) => /\/dist\/(operator|testbed|demo|test|bench)\//.test(f)),
       [],
     );
   });

@@ -36,7 +36,7 @@ export {
   publishControl,
   readFederationView,
   registerMember,
-} from "./operator.js";
+} from "./membership.js";
 export {
   connectNats,
   displayUrls,
@@ -48,6 +48,7 @@ export {
   readStream,
   UPDATE_SHARDS,
 } from "./resources.js";
+export { defaultSettings, settingsWith } from "./settings.js";
 export type * from "./types.js";
 export * as wire from "./wire.js";
-export { defaultSettings, FederationWorker, type WorkerOptions } from "./worker.js";
+export { FederationWorker, type WorkerOptions } from "./worker/federation-worker.js";

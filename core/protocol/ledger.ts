@@ -3,12 +3,12 @@
 // them (and the checkpoints) from NATS first.
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
+import { type ChainLink, CommitChain } from "./chain.js";
 import { ProtocolMessageError } from "./errors.js";
-import { equalBytes, sha256, toHex } from "./identity.js";
+import { equalBytes, sha256 } from "./identity.js";
 import { openExistingFederation, readStream } from "./resources.js";
-import type { CheckpointRef, Commit, ProtocolSpec } from "./types.js";
+import type { CheckpointRef, ProtocolSpec } from "./types.js";
 import { decodeCommit, decodeMember } from "./wire.js";
-import { isCanonical } from "./worker.js";
 
 /** One stored ledger message. */
 export interface LedgerRecord {
@@ -62,63 +62,34 @@ export async function verifyLedger(
   trust: LedgerTrust = {},
 ): Promise<LedgerReport> {
   const admission = trust.spec ? new Admission(trust.spec, new Uint8Array(32)) : undefined;
+  const chain = new CommitChain(
+    {
+      allows: (memberId, key) => admission?.allows(memberId, key) ?? true,
+      registered: (memberId) => trust.memberKeys?.get(memberId),
+    },
+    { entryKeys: "registered" },
+  );
   const problems: LedgerProblem[] = [];
-  const registeredKeyUsed = new Set<string>();
-  // Whether key may sign for memberId here: the registered key, or an earlier key of the member
-  // before the registered one took over (the chain's later signatures vouch for those rounds).
-  const fitsRegistered = (memberId: string, key: Uint8Array) => {
-    const registered = trust.memberKeys?.get(memberId);
-    if (!registered) return true;
-    if (equalBytes(registered, key)) return true;
-    return !registeredKeyUsed.has(memberId);
-  };
-  let round = 0;
-  let prev: Uint8Array = new Uint8Array(32);
-  let head: string | undefined;
   let checkpointsVerified = 0;
   for (const { sequence, data } of records) {
-    let commit: Commit;
-    let signer: Uint8Array;
+    let link: ChainLink;
     try {
-      ({ body: commit, signer } = decodeCommit(data));
+      const { body: commit, signer } = decodeCommit(data);
+      link = { commit, signer, data };
     } catch (error) {
       const reason = error instanceof ProtocolMessageError ? error.message : String(error);
       problems.push({ sequence, round: undefined, reason: `not a valid signed commit: ${reason}` });
       continue;
     }
-    const fail = (reason: string) => problems.push({ sequence, round: commit.round, reason });
-    if (commit.round !== round + 1) {
-      fail(`round ${commit.round} follows round ${round}`);
+    const fail = (reason: string) => problems.push({ sequence, round: link.commit.round, reason });
+    // Everything a verifier reads is history: a member's earlier key may stand for it.
+    const violation = chain.check(link, true);
+    if (violation) {
+      fail(violation.message);
       continue;
     }
-    if (!equalBytes(commit.prevHash, prev)) {
-      fail(`previous-commit hash ${toHex(commit.prevHash)} is not ${toHex(prev)}`);
-      continue;
-    }
-    const who = commit.coordinator.memberId;
-    if (admission && !admission.allows(who, signer)) {
-      fail(`signed by a key not allowlisted for member ${who}`);
-      continue;
-    }
-    if (!fitsRegistered(who, signer)) {
-      fail(`signed by a key that is not member ${who}'s registered key`);
-      continue;
-    }
-    if (!isCanonical(commit.entries)) {
-      fail("entries are not in canonical order");
-      continue;
-    }
-    const badEntry = commit.entries.find(
-      (e) =>
-        (admission && !admission.allows(e.memberId, e.publicKey)) ||
-        !fitsRegistered(e.memberId, e.publicKey),
-    );
-    if (badEntry) {
-      fail(`entry of ${badEntry.memberId}.${badEntry.workerId} carries an unknown key`);
-      continue;
-    }
-    if (commit.checkpoint && trust.checkpoint) {
-      const ref = commit.checkpoint;
+    const ref = link.commit.checkpoint;
+    if (ref && trust.checkpoint) {
       const bytes = await trust.checkpoint(ref);
       if (!bytes) {
         fail(`checkpoint ${ref.objectName} of round ${ref.round} is missing`);
@@ -130,17 +101,15 @@ export async function verifyLedger(
       }
       checkpointsVerified++;
     }
-    for (const [memberId, key] of [
-      [who, signer] as const,
-      ...commit.entries.map((e) => [e.memberId, e.publicKey] as const),
-    ])
-      if (trust.memberKeys?.has(memberId) && equalBytes(trust.memberKeys.get(memberId)!, key))
-        registeredKeyUsed.add(memberId);
-    round = commit.round;
-    prev = sha256(data);
-    head = toHex(prev);
+    chain.append(link);
   }
-  return { ok: problems.length === 0, rounds: round, head, checkpointsVerified, problems };
+  return {
+    ok: problems.length === 0,
+    rounds: chain.round,
+    head: chain.headHex,
+    checkpointsVerified,
+    problems,
+  };
 }
 
 /** Reads a federation's ledger, member keys and checkpoints from NATS and verifies them. */

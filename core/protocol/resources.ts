@@ -2,8 +2,10 @@
 // buckets"), their idempotent creation, and the few NATS operations the protocol builds on.
 
 import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   DeliverPolicy,
+  JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
@@ -135,9 +137,6 @@ export async function openFederation(
   }
 }
 
-// JetStream's error code for a stream that does not exist.
-const streamNotFound = 10059;
-
 /**
  * Opens the streams, buckets and store of a federation that a member created, creating nothing:
  * for readers (the operator's view, deregistration, ledger verification), which must not fix a
@@ -170,7 +169,7 @@ export async function openExistingFederation(
       try {
         await jsm.streams.info(stream);
       } catch (error) {
-        if (error instanceof JetStreamApiError && error.code === streamNotFound)
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)
           throw new FederationNotFoundError(
             `federation ${federationId} has no stream ${stream}: no member has joined it on this NATS yet`,
             { cause: error },
@@ -252,7 +251,9 @@ export async function connectNats(
 
 /** True when a JetStream publish failed because the expected last sequence did not match. */
 export function isWrongLastSequence(error: unknown): boolean {
-  return error instanceof JetStreamApiError && error.code === 10071;
+  return (
+    error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence
+  );
 }
 
 /**
@@ -300,10 +301,6 @@ export async function readStream(
   }
   await messages.close();
   return out;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** NATS URLs for logs: a user and password in a URL (nats://user:pass@host) are never shown. */

@@ -5,10 +5,16 @@
 // listed members train on.
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
-import { condition, memberManifest, members, startFederationBed, waitForViews } from "./support.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
+import {
+  condition,
+  federationBedPerFile,
+  memberManifest,
+  members,
+  waitForViews,
+} from "./support.js";
 
 const [alpine, birch, cedar] = members as [string, string, string];
 // Enough rounds that the honest members are still training while the refusal is checked.
@@ -16,13 +22,8 @@ const schedule = { rounds: 6, innerSteps: 10 };
 const roundsToSee = 3;
 
 let bed: FederationBed;
-
-before(async () => {
-  bed = await startFederationBed();
-});
-
-after(async () => {
-  await bed?.down();
+federationBedPerFile((up) => {
+  bed = up;
 });
 
 /** The demo's manifest under another name, namespace and federation id, on a short schedule. */

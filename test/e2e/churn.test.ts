@@ -4,13 +4,14 @@
 // applied again → it rejoins from the federation's latest checkpoint and contributes again.
 // The run completes with agreeing global-model hashes and a verified ledger.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
 import { connectNats, federationNames } from "../../core/protocol/index.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
 import {
+  federationBedPerFile,
   federationId,
   hashDisagreements,
   lastLoggedRound,
@@ -18,7 +19,6 @@ import {
   members,
   name,
   namespace,
-  startFederationBed,
   waitForViews,
 } from "./support.js";
 
@@ -29,13 +29,8 @@ const [alpine, birch, cedar] = members as [string, string, string];
 const schedule = { rounds: 30, innerSteps: 15 };
 
 let bed: FederationBed;
-
-before(async () => {
-  bed = await startFederationBed();
-});
-
-after(async () => {
-  await bed?.down();
+federationBedPerFile((up) => {
+  bed = up;
 });
 
 async function manifest(member: string): Promise<TrainingFederation> {

@@ -10,15 +10,20 @@
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { specHashBytes } from "../../core/api/index.js";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
 import { connectNats, readFederationView } from "../../core/protocol/index.js";
-import { type FederationBed, type MemberView, releaseNamespace } from "../../e2e/federation-bed.js";
 import { protocolSpecOf } from "../../operator/src/trainingfederation/federation.js";
 import {
+  type FederationBed,
+  type MemberView,
+  releaseNamespace,
+} from "../../testbed/federation-bed.js";
+import {
   explain,
+  federationBedPerFile,
   federationId,
   hashDisagreements,
   lastLoggedRound,
@@ -26,7 +31,6 @@ import {
   members,
   name,
   namespace,
-  startFederationBed,
 } from "./support.js";
 
 // Long enough that every fault and the killed trainer's rejoin fall inside the run (rounds took
@@ -45,14 +49,12 @@ const trainerPods = `${name}-trainers`;
 const stepTimeoutMs = 6 * 60_000;
 
 let bed: FederationBed;
-
-before(async () => {
-  bed = await startFederationBed({ operatorReplicas: 2 });
-});
-
-after(async () => {
-  await bed?.down();
-});
+federationBedPerFile(
+  (up) => {
+    bed = up;
+  },
+  { operatorReplicas: 2 },
+);
 
 /** The demo's manifest for `member` on this scenario's schedule. */
 async function manifest(member: string): Promise<TrainingFederation> {

@@ -4,12 +4,13 @@
 // eval loss falls below a target, every member's status shows all three members and Ready,
 // every round's global-model hash agrees across members, and `fedtrain ledger verify` passes.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { demoSchedule } from "../../e2e/demo/federation.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
+import { test } from "node:test";
+import { demoSchedule } from "../../demo/federation.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
 import {
   condition,
   explain,
+  federationBedPerFile,
   federationId,
   hashDisagreements,
   lastLoggedRound,
@@ -17,7 +18,6 @@ import {
   members,
   name,
   namespace,
-  startFederationBed,
 } from "./support.js";
 
 // The untrained model's eval loss is ln(vocabulary) ≈ 2.6 nats; the demo's 30 rounds reach
@@ -26,13 +26,8 @@ import {
 const evalLossTarget = 1.6;
 
 let bed: FederationBed;
-
-before(async () => {
-  bed = await startFederationBed();
-});
-
-after(async () => {
-  await bed?.down();
+federationBedPerFile((up) => {
+  bed = up;
 });
 
 test("happy path: three members train to the last round with agreeing hashes and a verified ledger", async (t) => {

@@ -5,10 +5,10 @@
 // of the clean run's; with the mean it is clearly worse (the attack is real); and the poisoner's
 // updates show as dropped in the honest members' status and in the honest trainers' metrics.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import type { Aggregation, TrainingFederation } from "../../core/api/types.generated.js";
-import type { FederationBed, MemberView } from "../../e2e/federation-bed.js";
-import { explain, memberManifest, members, startFederationBed } from "./support.js";
+import type { FederationBed, MemberView } from "../../testbed/federation-bed.js";
+import { explain, federationBedPerFile, memberManifest, members } from "./support.js";
 
 const [alpine, , cedar] = members as [string, string, string];
 const poisonAnnotation = "fedtrain.dev/drill-poison-scale";
@@ -31,15 +31,13 @@ const runs = [
 ] as const;
 
 let bed: FederationBed;
-
-before(async () => {
-  // Three federations need three GPUs per cluster: one trainer each.
-  bed = await startFederationBed({ gpusPerNode: 3 });
-});
-
-after(async () => {
-  await bed?.down();
-});
+// Three federations need three GPUs per cluster: one trainer each.
+federationBedPerFile(
+  (up) => {
+    bed = up;
+  },
+  { gpusPerNode: 3 },
+);
 
 async function manifest(member: string, run: (typeof runs)[number]): Promise<TrainingFederation> {
   const tf = await memberManifest(bed, member);

@@ -4,9 +4,10 @@
 import { mkdtemp, readdir, readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { after, before } from "node:test";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
-import { demoFederation } from "../../e2e/demo/federation.js";
-import { FederationBed, type MemberView } from "../../e2e/federation-bed.js";
+import { demoFederation } from "../../demo/federation.js";
+import { FederationBed, type MemberView } from "../../testbed/federation-bed.js";
 import { repoRoot } from "../integration/support.js";
 
 export const members = ["alpine", "birch", "cedar"];
@@ -17,8 +18,26 @@ export const federationId = "arith";
 
 const verbose = process.env.FEDTRAIN_TEST_VERBOSE === "1";
 
+/**
+ * A bed of its own for the calling test file: brought up before the file's tests (and handed to
+ * `use`), brought down after them.
+ */
+export function federationBedPerFile(
+  use: (bed: FederationBed) => void,
+  options: { operatorReplicas?: number; gpusPerNode?: number } = {},
+): void {
+  let bed: FederationBed | undefined;
+  before(async () => {
+    bed = await startFederationBed(options);
+    use(bed);
+  });
+  after(async () => {
+    await bed?.down();
+  });
+}
+
 /** Brings up the bed; bring it down in an `after` hook. */
-export async function startFederationBed(
+async function startFederationBed(
   options: { operatorReplicas?: number; gpusPerNode?: number } = {},
 ): Promise<FederationBed> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "fedtrain-e2e-"));

@@ -9,8 +9,8 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import { group, plural, version } from "../../core/api/resource.js";
-import { installCrds, parseManifests } from "../../e2e/testbed/apply.js";
-import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { installCrds, parseManifests } from "../../testbed/apply.js";
+import type { Testbed } from "../../testbed/testbed.js";
 import { celInvalid, immutableChanges, member, schemaInvalid } from "../fixtures/manifests.js";
 import { repoRoot, startTestbed } from "./support.js";
 

@@ -1,7 +1,7 @@
 // Reading, patching and waiting on TrainingFederation objects in the integration tests.
 import { type CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { group, plural, version } from "../../core/api/index.js";
-import { waitFor } from "../../e2e/testbed/process.js";
+import { waitFor } from "../../testbed/process.js";
 
 /** A TrainingFederation as the tests read it (untyped, as it comes from the API). */
 export type FederationObject = Record<string, any>;

@@ -11,10 +11,10 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../../core/api/resource.js";
-import { applyManifests, installCrds, parseManifests } from "../../e2e/testbed/apply.js";
-import { waitFor } from "../../e2e/testbed/process.js";
-import type { Testbed } from "../../e2e/testbed/testbed.js";
 import { parseConfig } from "../../operator/src/config.js";
+import { applyManifests, installCrds, parseManifests } from "../../testbed/apply.js";
+import { waitFor } from "../../testbed/process.js";
+import type { Testbed } from "../../testbed/testbed.js";
 import { repoRoot, startTestbed } from "./support.js";
 
 const run = promisify(execFile);

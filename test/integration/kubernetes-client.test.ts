@@ -8,10 +8,10 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CoreV1Api, KubeConfig, type V1ConfigMap, Watch } from "@kubernetes/client-node";
 import { pino } from "pino";
-import { waitFor } from "../../e2e/testbed/process.js";
-import type { Testbed } from "../../e2e/testbed/testbed.js";
 import { Informer, type InformerEvent } from "../../operator/src/controller/informer.js";
 import { PooledKubeConfig } from "../../operator/src/controller/kubeconfig.js";
+import { waitFor } from "../../testbed/process.js";
+import type { Testbed } from "../../testbed/testbed.js";
 import { startTestbed } from "./support.js";
 
 let testbed: Testbed;

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import { test } from "node:test";
-import { natsServerBinary, startNatsServer } from "../../e2e/testbed/nats.js";
-import { freePort } from "../../e2e/testbed/process.js";
+import { natsServerBinary, startNatsServer } from "../../testbed/nats.js";
+import { freePort } from "../../testbed/process.js";
 
 // The test bed's nats-server helper, on a real server (provisioned by `npm test`).
 

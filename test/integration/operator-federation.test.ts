@@ -39,14 +39,14 @@ import {
   type ReplicaModel,
   registerMember,
 } from "../../core/protocol/index.js";
-import { installCrds } from "../../e2e/testbed/apply.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
-import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
-import type { Testbed } from "../../e2e/testbed/testbed.js";
 import {
   privateKeySeed,
   protocolSpecOf,
 } from "../../operator/src/trainingfederation/federation.js";
+import { installFederationApi } from "../../testbed/apply.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
+import { OperatorProcess } from "../../testbed/operator-process.js";
+import type { Testbed } from "../../testbed/testbed.js";
 import { condition, FederationObjects } from "./federation-objects.js";
 import { repoRoot, startTestbed, testLogFile } from "./support.js";
 
@@ -124,12 +124,7 @@ before(async () => {
   core = kubeConfig.makeApiClient(CoreV1Api);
   objects = kubeConfig.makeApiClient(CustomObjectsApi);
   federations = new FederationObjects(objects, namespace);
-  await installCrds(
-    testbed,
-    cluster,
-    path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"),
-  );
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await installFederationApi(testbed, cluster, namespace);
   operator = await OperatorProcess.start(
     await operatorKubeconfig(cluster),
     [

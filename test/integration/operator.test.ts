@@ -2,16 +2,15 @@
 // agents): children and status, elastic scaling, suspend, invalid input, deletion, restarts,
 // leader election and an API server restart.
 import assert from "node:assert/strict";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { federationSpecHash, group, plural, version } from "../../core/api/index.js";
-import { installCrds } from "../../e2e/testbed/apply.js";
-import { OperatorProcess } from "../../e2e/testbed/operator-process.js";
-import { waitFor } from "../../e2e/testbed/process.js";
-import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { installFederationApi } from "../../testbed/apply.js";
+import { OperatorProcess } from "../../testbed/operator-process.js";
+import { waitFor } from "../../testbed/process.js";
+import type { Testbed } from "../../testbed/testbed.js";
 import { condition, FederationObjects } from "./federation-objects.js";
-import { repoRoot, startTestbed, testLogFile } from "./support.js";
+import { startTestbed, testLogFile } from "./support.js";
 
 const namespace = "members";
 let testbed: Testbed;
@@ -79,18 +78,9 @@ before(async () => {
   batch = kubeConfig.makeApiClient(BatchV1Api);
   objects = kubeConfig.makeApiClient(CustomObjectsApi);
   federations = new FederationObjects(objects, namespace);
-  await installCrds(
-    testbed,
-    cluster,
-    path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"),
-  );
-  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  await installFederationApi(testbed, cluster, namespace);
   operator = await OperatorProcess.start(kubeconfig, operatorFlags(), logFile);
-  await waitFor(
-    "the operator to lead",
-    async () => ((await operator.metric("leader_election_master_status")) === 1 ? true : undefined),
-    30_000,
-  );
+  await operator.waitUntilLeading(30_000);
 });
 
 after(async () => {
@@ -234,12 +224,7 @@ describe("operator", () => {
     const before = await versions();
     await operator.stop("SIGTERM");
     await operator.restart();
-    await waitFor(
-      "the restarted operator to lead",
-      async () =>
-        (await operator.metric("leader_election_master_status")) === 1 ? true : undefined,
-      30_000,
-    );
+    await operator.waitUntilLeading(30_000, "the restarted operator to lead");
     // Every object reconciled at least twice (start-up and a 2 s resync) with nothing to do.
     await waitFor(
       "the restarted operator to reconcile everything twice",

@@ -23,7 +23,7 @@ import {
   generateKeyPair,
   readFederationView,
 } from "../../core/protocol/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import type { ExchangeTransport, LocalParameters } from "../../trainer-image/process/exchange.js";
 import { TrainerMetrics } from "../../trainer-image/process/metrics.js";
 import { NatsExchange } from "../../trainer-image/process/nats-exchange.js";

@@ -30,7 +30,7 @@ import {
   verifyFederationLedger,
   wire,
 } from "../../core/protocol/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 
 /** A model that sums payload bytes: enough to compare hashes across workers. */
 class SumModel implements ReplicaModel {

@@ -25,7 +25,7 @@ import {
   toBase64,
   verifyFederationLedger,
 } from "../../core/protocol/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 
 const modelSize = 1024;
 

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, afterEach } from "node:test";
 import { fileURLToPath } from "node:url";
-import { Testbed, type UpOptions } from "../../e2e/testbed/testbed.js";
+import { Testbed, type UpOptions } from "../../testbed/testbed.js";
 
 /** The repository's root folder. */
 export const repoRoot = path.resolve(

@@ -6,8 +6,8 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { BatchV1Api, CoreV1Api, RbacAuthorizationV1Api, type V1Pod } from "@kubernetes/client-node";
-import { waitFor } from "../../e2e/testbed/process.js";
-import type { Testbed } from "../../e2e/testbed/testbed.js";
+import { waitFor } from "../../testbed/process.js";
+import type { Testbed } from "../../testbed/testbed.js";
 import { startTestbed } from "./support.js";
 
 let testbed: Testbed;

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { canonicalFederation, type FederationSpec, type LocalData } from "../../core/api/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { ARITHMETIC_VOCABULARY } from "../../trainer-image/training/data.js";
 import {
   createMembers,

@@ -13,7 +13,7 @@ import {
   type ProtocolSpec,
   toBase64,
 } from "../../core/protocol/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { NatsExchange } from "../../trainer-image/process/nats-exchange.js";
 import { initBackend } from "../../trainer-image/training/backend.js";
 import {

@@ -20,7 +20,7 @@ import {
   readFederationView,
   verifyFederationLedger,
 } from "../../core/protocol/index.js";
-import { type NatsServer, startNatsServer } from "../../e2e/testbed/nats.js";
+import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { type Checkpoint, readCheckpoint } from "../../trainer-image/training/checkpoint.js";
 import {
   createMembers,

@@ -139,6 +139,27 @@ async function withCacheDir(run: (cacheDir: string) => Promise<void>): Promise<v
   }
 }
 
+/** A stand-in `go` command in dir: a shell script of these lines. */
+async function fakeGo(dir: string, lines: string[]): Promise<string> {
+  const file = path.join(dir, "go");
+  await writeFile(file, `${["#!/bin/sh", ...lines].join("\n")}\n`);
+  await chmod(file, 0o755);
+  return file;
+}
+
+/** Asserts that provision with this go fails with a ProvisionError saying each of `says`. */
+async function assertProvisionFails(
+  cacheDir: string,
+  goCommand: string,
+  says: string[],
+): Promise<void> {
+  await assert.rejects(
+    provision({ cacheDir, goCommand, log: () => {} }),
+    (error: Error) =>
+      error instanceof ProvisionError && says.every((text) => error.message.includes(text)),
+  );
+}
+
 test("provision reuses cached binaries without needing Go", async () => {
   await withCacheDir(async (cacheDir) => {
     const bin = path.join(cacheDir, "bin");
@@ -182,50 +203,29 @@ test("provision reuses cached binaries without needing Go", async () => {
 
 test("provision says how to install Go when there is none", async () => {
   await withCacheDir(async (cacheDir) => {
-    await assert.rejects(
-      provision({ cacheDir, goCommand: "/nonexistent/go", log: () => {} }),
-      (error: Error) =>
-        error instanceof ProvisionError &&
-        error.message.includes("no `/nonexistent/go` command") &&
-        error.message.includes(`Install Go ${versions.go} or newer`),
-    );
+    await assertProvisionFails(cacheDir, "/nonexistent/go", [
+      "no `/nonexistent/go` command",
+      `Install Go ${versions.go} or newer`,
+    ]);
   });
 });
 
 test("provision refuses a Go older than versions.json asks for", async () => {
   await withCacheDir(async (cacheDir) => {
-    const oldGo = path.join(cacheDir, "go");
-    await writeFile(oldGo, "#!/bin/sh\necho go version go1.20.1 linux/amd64\n");
-    await chmod(oldGo, 0o755);
-    await assert.rejects(
-      provision({ cacheDir, goCommand: oldGo, log: () => {} }),
-      (error: Error) =>
-        error instanceof ProvisionError &&
-        error.message.includes("go1.20.1") &&
-        error.message.includes(`needs Go ${versions.go} or newer`),
-    );
+    const oldGo = await fakeGo(cacheDir, ["echo go version go1.20.1 linux/amd64"]);
+    await assertProvisionFails(cacheDir, oldGo, ["go1.20.1", `needs Go ${versions.go} or newer`]);
   });
 });
 
 test("a failed build shows go's error and leaves nothing behind in the cache", async () => {
   await withCacheDir(async (cacheDir) => {
-    const failingGo = path.join(cacheDir, "go");
-    const script = [
-      "#!/bin/sh",
+    const failingGo = await fakeGo(cacheDir, [
       'if [ "$1" = version ]; then echo go version go1.99.0 linux/amd64; exit 0; fi',
       'echo partial > "$GOBIN/nats-server"',
       "echo 'main.go:1:1: something is broken' >&2",
       "exit 1",
-    ];
-    await writeFile(failingGo, `${script.join("\n")}\n`);
-    await chmod(failingGo, 0o755);
-    await assert.rejects(
-      provision({ cacheDir, goCommand: failingGo, log: () => {} }),
-      (error: Error) =>
-        error instanceof ProvisionError &&
-        error.message.includes("exited with code 1") &&
-        error.message.includes("something is broken"),
-    );
+    ]);
+    await assertProvisionFails(cacheDir, failingGo, ["exited with code 1", "something is broken"]);
     assert.deepEqual(await readdir(path.join(cacheDir, "bin")), []);
   });
 });

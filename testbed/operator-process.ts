@@ -10,7 +10,6 @@ import { freePort, waitFor } from "./process.js";
 const entry = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
   "..",
-  "..",
   "operator",
   "src",
   "main.js",
@@ -98,6 +97,15 @@ export class OperatorProcess {
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill(signal);
     await exited;
+  }
+
+  /** Waits until this operator leads (holds its leader-election Lease); `what` names the wait. */
+  async waitUntilLeading(timeoutMs: number, what = "the operator to lead"): Promise<void> {
+    await waitFor(
+      what,
+      async () => ((await this.metric("leader_election_master_status")) === 1 ? true : undefined),
+      timeoutMs,
+    );
   }
 
   /** The current value of a metric (summed over its label sets that match labels). */

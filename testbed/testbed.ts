@@ -68,7 +68,7 @@ export interface ComponentStatus {
   detail?: string;
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 /** The default test-bed folder, git-ignored. */
 export const defaultDir = path.join(repoRoot, ".testbed");
 const clusterNames = ["alpine", "birch", "cedar", "dogwood", "elm", "fir", "ginkgo", "hazel"];

@@ -6,12 +6,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The repository's root folder, where fedtrain's images find their programs. */
-export const repoRoot = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-);
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /** What an image stands for on this machine. */
 export interface LocalImage {

@@ -1,6 +1,5 @@
-// A tiny rasteriser and PNG writer with a 5×7 font, so plots need no native or downloaded
-// packages. Used by the diloco benchmark and the demo.
-import { deflateSync } from "node:zlib";
+// A tiny rasteriser with a 5×7 font, so plots need no native or downloaded packages.
+import { encodePng } from "./png.js";
 
 /** An RGB colour. */
 export type Rgb = readonly [number, number, number];
@@ -65,59 +64,10 @@ export class Raster {
     return text.length * 6 * scale;
   }
 
+  /** The image as a PNG file (8-bit RGB). */
   png(): Uint8Array {
-    const raw = new Uint8Array((this.width * 3 + 1) * this.height);
-    for (let y = 0; y < this.height; y++) {
-      raw[y * (this.width * 3 + 1)] = 0;
-      raw.set(
-        this.pixels.subarray(y * this.width * 3, (y + 1) * this.width * 3),
-        y * (this.width * 3 + 1) + 1,
-      );
-    }
-    const header = new Uint8Array(13);
-    const view = new DataView(header.buffer);
-    view.setUint32(0, this.width);
-    view.setUint32(4, this.height);
-    header.set([8, 2, 0, 0, 0], 8);
-    return concat([
-      Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a),
-      chunk("IHDR", header),
-      chunk("IDAT", deflateSync(raw)),
-      chunk("IEND", new Uint8Array(0)),
-    ]);
+    return encodePng(this.width, this.height, this.pixels);
   }
-}
-
-const CRC_TABLE = Uint32Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const byte of bytes) c = CRC_TABLE[(c ^ byte) & 0xff]! ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** 5×7 glyphs, one byte per column, bit 0 at the top (the classic HD44780-style font). */
@@ -171,72 +121,3 @@ const FONT: Record<string, readonly number[]> = {
   "/": [0x20, 0x10, 0x08, 0x04, 0x02],
   "?": [0x02, 0x01, 0x51, 0x09, 0x06],
 };
-
-/** A round axis step (1, 2 or 5 × 10^k) near raw. */
-export function niceStep(raw: number): number {
-  const power = 10 ** Math.floor(Math.log10(raw));
-  for (const m of [1, 2, 5, 10]) if (m * power >= raw) return m * power;
-  return 10 * power;
-}
-
-/** Where a plot's data area lies in its image, in pixels. */
-export interface PlotArea {
-  left: number;
-  top: number;
-  width: number;
-  height: number;
-}
-
-const gridGrey: Rgb = [220, 220, 220];
-const black: Rgb = [0, 0, 0];
-
-/**
- * A line plot's frame: grey grid lines at the x ticks (pixel x, label) and at round y steps
- * between yMin and yMax (placed by py), the two axes, the title and the axis names.
- */
-export function drawAxes(
-  image: Raster,
-  area: PlotArea,
-  axes: {
-    xTicks: [x: number, label: string][];
-    yMin: number;
-    yMax: number;
-    py: (y: number) => number;
-    title: string;
-    xName: string;
-    yName: string;
-  },
-): void {
-  const { left, top, width, height } = area;
-  for (const [x, label] of axes.xTicks) {
-    image.line(x, top, x, top + height, gridGrey);
-    image.text(x - Raster.textWidth(label) / 2, top + height + 10, label, black);
-  }
-  const { yMin, yMax, py } = axes;
-  const yStep = niceStep((yMax - yMin) / 6);
-  for (let y = Math.ceil(yMin / yStep) * yStep; y <= yMax; y += yStep) {
-    image.line(left, py(y), left + width, py(y), gridGrey);
-    const label = y.toFixed(yStep < 0.1 ? 2 : 1);
-    image.text(left - 10 - Raster.textWidth(label), py(y) - 7, label, black);
-  }
-  image.line(left, top, left, top + height, black, 2);
-  image.line(left, top + height, left + width, top + height, black, 2);
-  image.text(left, 8, axes.title, black, 2);
-  const xNameAt = left + width / 2 - Raster.textWidth(axes.xName) / 2;
-  image.text(xNameAt, image.height - 40, axes.xName, black);
-  image.text(10, top - 26, axes.yName, black);
-}
-
-/** Legend entry `index` (a colour disc and its label), in the margin right of the plot area. */
-export function drawLegendEntry(
-  image: Raster,
-  area: PlotArea,
-  index: number,
-  label: string,
-  color: Rgb,
-): void {
-  const x = area.left + area.width;
-  const y = area.top + 10 + index * 28;
-  image.disc(x + 30, y + 6, 6, color);
-  image.text(x + 45, y, label, black, 2);
-}

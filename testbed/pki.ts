@@ -33,6 +33,8 @@ export interface ClusterPki {
 
 // Ten years: a test bed left running must never fail on an expired certificate.
 const validDays = "3650";
+// openssl req arguments for a new unencrypted P-256 key, the kind every key of this PKI is.
+const newP256Key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
 async function openssl(args: string[]): Promise<void> {
   try {
@@ -62,11 +64,7 @@ async function issue(
   await openssl([
     "req",
     "-new",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
+    ...newP256Key,
     "-keyout",
     out.key,
     "-out",
@@ -105,11 +103,7 @@ export async function ensureClusterPki(dir: string): Promise<ClusterPki> {
     await openssl([
       "req",
       "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
+      ...newP256Key,
       "-keyout",
       pki.ca.key,
       "-out",

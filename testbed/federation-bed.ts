@@ -10,10 +10,10 @@ import { promisify } from "node:util";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../core/api/resource.js";
 import type { TrainingFederation, TrainingFederationStatus } from "../core/api/types.generated.js";
-import { readTrainerLog, readTrainerMessages, type TrainerLog } from "./demo/trainer-logs.js";
-import { applyManifests } from "./testbed/apply.js";
-import { signalGroup, waitFor } from "./testbed/process.js";
-import { Testbed, type UpOptions } from "./testbed/testbed.js";
+import { applyManifests } from "./apply.js";
+import { signalGroup, waitFor } from "./process.js";
+import { Testbed, type UpOptions } from "./testbed.js";
+import { readTrainerLog, readTrainerMessages, type TrainerLog } from "./trainer-logs.js";
 
 const run = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -3,7 +3,7 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import type { TrainingFederation } from "../../core/api/types.generated.js";
+import type { TrainingFederation } from "../core/api/types.generated.js";
 import { parseManifests } from "../testbed/apply.js";
 
 const run = promisify(execFile);

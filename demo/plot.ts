@@ -1,5 +1,5 @@
 // A dependency-free PNG line plot of the demo's loss per round.
-import { drawAxes, drawLegendEntry, Raster, type Rgb } from "../../bench/lib/raster.js";
+import { drawAxes, drawLegendEntry, Raster, type Rgb } from "../plot/index.js";
 
 export interface LossPoint {
   round: number;

@@ -8,18 +8,19 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, verifyFederationLedger } from "../core/protocol/index.js";
-import { demoDataNote, demoFederation, demoSchedule } from "./demo/federation.js";
-import { plotLossPng } from "./demo/plot.js";
-import type { TrainerLog } from "./demo/trainer-logs.js";
-import { FederationBed, type MemberView } from "./federation-bed.js";
-import { formatDuration, provision } from "./testbed/provision.js";
-import { Testbed } from "./testbed/testbed.js";
+import { FederationBed, type MemberView } from "../testbed/federation-bed.js";
+import { formatDuration, provision } from "../testbed/provision.js";
+import { Testbed } from "../testbed/testbed.js";
+import type { TrainerLog } from "../testbed/trainer-logs.js";
+import { demoDataNote, demoFederation, demoSchedule } from "./federation.js";
+import { plotLossPng } from "./plot.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const testbedDir = path.join(repoRoot, ".testbed", "demo");
 /** Where a failed run's pod logs are kept (the test bed's folder is removed on teardown). */
 const failedLogsDir = path.join(repoRoot, ".testbed", "demo-failed");
-const plotFile = path.join(repoRoot, "bench", "results", "demo-loss.png");
+// In the git-ignored out/: a demo run is not a record to commit.
+const plotFile = path.join(repoRoot, "out", "demo", "loss.png");
 const members = ["alpine", "birch", "cedar"];
 const namespace = "fedtrain";
 const federationName = "arith";

@@ -13,7 +13,7 @@ import {
   type V1Node,
   type V1Pod,
 } from "@kubernetes/client-node";
-import { apiTimeMicro } from "../../core/api/time.js";
+import { apiTimeMicro } from "../core/api/time.js";
 import { type NodeContext, PodRunner } from "./pod-runner.js";
 import versions from "./versions.json" with { type: "json" };
 

@@ -2,10 +2,19 @@
 // waits tests need around it.
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { ApiextensionsV1Api, type KubernetesObject } from "@kubernetes/client-node";
+import path from "node:path";
+import { ApiextensionsV1Api, CoreV1Api, type KubernetesObject } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
+import { repoRoot } from "./images.js";
 import { waitFor } from "./process.js";
 import type { Testbed } from "./testbed.js";
+
+/** The TrainingFederation CRD, as this repository defines it. */
+export const federationCrdFile = path.join(
+  repoRoot,
+  "crds",
+  "trainingfederations.fedtrain.dev.yaml",
+);
 
 /** Field manager of objects the test bed applies. */
 export const testbedFieldManager = "fedtrain-testbed";
@@ -62,4 +71,20 @@ export async function installCrds(testbed: Testbed, cluster: string, file: strin
       100,
     );
   }
+}
+
+/**
+ * Readies a cluster for TrainingFederations: the CRD installed and Established, and `namespace`
+ * created for the objects (and for an operator's Lease).
+ */
+export async function installFederationApi(
+  testbed: Testbed,
+  cluster: string,
+  namespace: string,
+): Promise<void> {
+  await installCrds(testbed, cluster, federationCrdFile);
+  await testbed
+    .kubeConfig(cluster)
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name: namespace } } });
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { boundedUpdatesOf } from "./operator.js";
+import { boundedUpdatesOf } from "./membership.js";
 import type { BoundedUpdateCount, WorkerHeartbeat } from "./types.js";
 
 const heartbeat = (workerId: string, boundedUpdates: BoundedUpdateCount[]): WorkerHeartbeat => ({

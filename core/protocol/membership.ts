@@ -1,18 +1,20 @@
 // What the operator does on NATS: register and deregister its member (the finalizer), read the
 // federation view for status, and (for organisers) pause or resume the federation.
-import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
-import { FederationNotFoundError } from "./errors.js";
+import { AdmissionError, FederationNotFoundError } from "./errors.js";
 import { equalBytes, keyPairFromPrivate, sha256, toBase64, toHex } from "./identity.js";
 import { workerKey } from "./inbox.js";
 import {
+  type FederationResources,
   federationNames,
   openExistingFederation,
   openFederation,
   publishDurable,
   readStream,
 } from "./resources.js";
+import { settingsWith } from "./settings.js";
 import type {
   FederationView,
   MemberView,
@@ -31,13 +33,13 @@ import {
   decodeMember,
   decodeRoundStatus,
   encodeControl,
+  encodeMember,
 } from "./wire.js";
-import { defaultSettings, registerMemberRecord } from "./worker.js";
 
 type Timings = Pick<ProtocolSettings, "workerTtlMs" | "leaseTtlMs">;
 
 function timingsOf(settings?: Partial<ProtocolSettings>): Timings {
-  return { ...defaultSettings, ...settings };
+  return settingsWith(settings);
 }
 
 /**
@@ -58,8 +60,40 @@ export async function registerMember(
   await registerMemberRecord(resources, member);
 }
 
-// The JetStream error code of "stream not found".
-const streamNotFound = 10059;
+/** Registers (or updates) a member record; refuses a member id held by another key. */
+export async function registerMemberRecord(
+  resources: Pick<FederationResources, "members">,
+  member: { memberId: string; specHash: Uint8Array; privateKey: Uint8Array },
+): Promise<void> {
+  const { publicKey } = keyPairFromPrivate(member.privateKey);
+  const record = encodeMember(
+    { memberId: member.memberId, specHash: member.specHash, registeredAtMs: Date.now() },
+    member.privateKey,
+  );
+  const existing = await resources.members.get(member.memberId);
+  if (existing && existing.operation === "PUT") {
+    let current: ReturnType<typeof decodeMember> | undefined;
+    try {
+      current = decodeMember(existing.value);
+    } catch {
+      current = undefined;
+    }
+    if (current && !equalBytes(current.signer, publicKey))
+      throw new AdmissionError(
+        `member id ${member.memberId} is registered with another public key: deregister it with that key, or choose another member id`,
+      );
+    if (current && equalBytes(current.body.specHash, member.specHash)) return;
+    await resources.members.update(member.memberId, record, existing.revision);
+    return;
+  }
+  try {
+    await resources.members.create(member.memberId, record);
+  } catch (error) {
+    throw new AdmissionError(`member id ${member.memberId} was registered concurrently`, {
+      cause: error,
+    });
+  }
+}
 
 /**
  * Whether a federation's resources exist. The other calls here open them with create semantics;
@@ -72,7 +106,8 @@ export async function federationExists(nc: NatsConnection, federationId: string)
     await jsm.streams.info(`KV_${federationNames(federationId).membersBucket}`);
     return true;
   } catch (error) {
-    if (error instanceof JetStreamApiError && error.code === streamNotFound) return false;
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)
+      return false;
     throw error;
   }
 }

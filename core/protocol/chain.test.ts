@@ -1,0 +1,230 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { type ChainKeys, type ChainLink, type ChainRules, CommitChain } from "./chain.js";
+import { generateKeyPair, type KeyPair } from "./identity.js";
+import type { Commit, CommitEntry } from "./types.js";
+import { encodeCommit } from "./wire.js";
+
+const specHash = new Uint8Array(32).fill(7);
+const alpine = generateKeyPair();
+const birch = generateKeyPair();
+const cedarOld = generateKeyPair();
+const cedarNew = generateKeyPair();
+const stranger = generateKeyPair();
+
+const entry = (memberId: string, key: KeyPair): CommitEntry => ({
+  memberId,
+  workerId: "w0",
+  publicKey: key.publicKey,
+  digest: new Uint8Array(32),
+  size: 1,
+});
+
+/** One commit of the chain under test: who signs it as whose coordinator, and what it lists. */
+interface Link {
+  signer: KeyPair;
+  coordinator: string;
+  entries: CommitEntry[];
+  /** Fields that differ from the commit an honest coordinator would make. */
+  change?: Partial<Commit>;
+}
+
+const link = (signer: KeyPair, coordinator: string, ...entries: CommitEntry[]): Link => ({
+  signer,
+  coordinator,
+  entries,
+});
+
+/** Signs the links in order, each naming the previous one's hash, as honest coordinators do. */
+function signed(links: Link[]): ChainLink[] {
+  const chain = new CommitChain({ allows: () => true, registered: () => undefined }, open);
+  return links.map(({ signer, coordinator, entries, change }) => {
+    const commit: Commit = {
+      round: chain.round + 1,
+      attempt: 0,
+      prevHash: chain.head,
+      specHash,
+      coordinator: { memberId: coordinator, workerId: "w0" },
+      closedBy: "all-in",
+      activeMembers: entries.length,
+      committedAtMs: 1_000,
+      entries,
+      checkpoint: undefined,
+    };
+    Object.assign(commit, change);
+    const out = { commit, signer: signer.publicKey, data: encodeCommit(commit, signer.privateKey) };
+    chain.append(out);
+    return out;
+  });
+}
+
+const open: ChainRules = { entryKeys: "registered" };
+
+/** Keys as a verifier or worker would know them: a policy (allowlist) and registered keys. */
+function keys(registered: Record<string, KeyPair>, allowlist?: Record<string, KeyPair>): ChainKeys {
+  return {
+    allows: (memberId, key) =>
+      !allowlist || allowlist[memberId]?.publicKey.every((b, i) => b === key[i]) === true,
+    registered: (memberId) => registered[memberId]?.publicKey,
+  };
+}
+
+const everyone = { alpine, birch, cedar: cedarNew };
+
+interface Case {
+  name: string;
+  links: Link[];
+  keys: ChainKeys;
+  rules?: ChainRules;
+  /** Whether the links are history (read at start) or seen live. */
+  history?: boolean;
+  /** Feed these links instead of `signed(links)` (to replay or reorder). */
+  feed?: (chain: ChainLink[]) => ChainLink[];
+  /** The first refused link (index into what is fed) and its reason, or none. */
+  want: { at: number; reason: string; message: RegExp } | undefined;
+}
+
+const cases: Case[] = [
+  {
+    name: "an honest chain is accepted",
+    links: [link(alpine, "alpine", entry("alpine", alpine)), link(birch, "birch")],
+    keys: keys(everyone),
+    want: undefined,
+  },
+  {
+    name: "a replayed commit is refused as replayed",
+    links: [link(alpine, "alpine"), link(birch, "birch")],
+    keys: keys(everyone),
+    feed: (c) => [c[0]!, c[1]!, c[1]!],
+    want: { at: 2, reason: "replayed", message: /round 2 follows round 2/ },
+  },
+  {
+    name: "a commit that skips a round is refused",
+    links: [link(alpine, "alpine"), link(birch, "birch"), link(alpine, "alpine")],
+    keys: keys(everyone),
+    feed: (c) => [c[0]!, c[2]!],
+    want: { at: 1, reason: "malformed", message: /round 3 follows round 1/ },
+  },
+  {
+    name: "a commit naming another previous hash breaks the chain",
+    links: [
+      link(alpine, "alpine"),
+      { ...link(birch, "birch"), change: { prevHash: new Uint8Array(32).fill(1) } },
+    ],
+    keys: keys(everyone),
+    want: { at: 1, reason: "malformed", message: /previous-commit hash/ },
+  },
+  {
+    name: "a signer outside the allowlist is refused",
+    links: [link(stranger, "alpine")],
+    keys: keys({}, { alpine }),
+    want: { at: 0, reason: "unknown-key", message: /not allowlisted for member alpine/ },
+  },
+  {
+    name: "live: a coordinator signing with another key than its registered one is refused",
+    links: [link(cedarOld, "cedar")],
+    keys: keys(everyone),
+    history: false,
+    want: { at: 0, reason: "unknown-key", message: /not member cedar's registered key/ },
+  },
+  {
+    name: "history: a member's earlier key stands until its registered key appears",
+    links: [
+      link(cedarOld, "cedar", entry("cedar", cedarOld)),
+      link(alpine, "alpine", entry("cedar", cedarNew)),
+    ],
+    keys: keys(everyone),
+    want: undefined,
+  },
+  {
+    name: "history: the earlier key is refused once the registered key signed",
+    links: [link(cedarNew, "cedar"), link(cedarOld, "cedar")],
+    keys: keys(everyone),
+    want: { at: 1, reason: "unknown-key", message: /not member cedar's registered key/ },
+  },
+  {
+    name: "history: an entry with the earlier key after the registered key appeared is refused",
+    links: [
+      link(alpine, "alpine", entry("cedar", cedarNew)),
+      link(alpine, "alpine", entry("cedar", cedarOld)),
+    ],
+    keys: keys(everyone),
+    want: { at: 1, reason: "unknown-key", message: /cedar.w0 carries an unknown key/ },
+  },
+  {
+    name: "live (entry keys by policy): an entry's unregistered key is taken on the commit's word",
+    links: [link(alpine, "alpine", entry("cedar", cedarOld))],
+    keys: keys(everyone),
+    rules: { entryKeys: "policy" },
+    history: false,
+    want: undefined,
+  },
+  {
+    name: "live (entry keys by policy): an entry outside the allowlist is refused",
+    links: [link(alpine, "alpine", entry("birch", stranger))],
+    keys: keys(everyone, everyone),
+    rules: { entryKeys: "policy" },
+    history: false,
+    want: { at: 0, reason: "unknown-key", message: /birch.w0 carries an unknown key/ },
+  },
+  {
+    name: "entries out of canonical order are refused",
+    links: [link(alpine, "alpine", entry("birch", birch), entry("alpine", alpine))],
+    keys: keys(everyone),
+    want: { at: 0, reason: "malformed", message: /canonical order/ },
+  },
+  {
+    name: "two entries of one worker are refused (not strictly ordered)",
+    links: [link(alpine, "alpine", entry("alpine", alpine), entry("alpine", alpine))],
+    keys: keys(everyone),
+    want: { at: 0, reason: "malformed", message: /canonical order/ },
+  },
+  {
+    name: "with a spec hash, a commit under another spec is refused",
+    links: [{ ...link(alpine, "alpine"), change: { specHash: new Uint8Array(32) } }],
+    keys: keys(everyone),
+    rules: { specHash, entryKeys: "registered" },
+    want: { at: 0, reason: "spec-mismatch", message: /another federation spec hash/ },
+  },
+  {
+    name: "an unregistered member's key is checked by the policy alone",
+    links: [link(stranger, "dahlia", entry("dahlia", stranger))],
+    keys: keys(everyone),
+    want: undefined,
+  },
+];
+
+describe("the commit-chain rule", () => {
+  for (const c of cases)
+    test(c.name, () => {
+      const fed = (c.feed ?? ((x) => x))(signed(c.links));
+      const chain = new CommitChain(c.keys, c.rules ?? open);
+      const refusals: { at: number; reason: string; message: string }[] = [];
+      fed.forEach((one, at) => {
+        const violation = chain.check(one, c.history ?? true);
+        if (violation) refusals.push({ at, ...violation });
+        else chain.append(one);
+      });
+      const first = refusals[0];
+      assert.equal(first?.at, c.want?.at);
+      assert.equal(first?.reason, c.want?.reason);
+      if (c.want) assert.match(first?.message ?? "", c.want.message);
+    });
+
+  test("a deregistered member's earlier key may stand again in history", () => {
+    const chain = new CommitChain(keys(everyone), open);
+    const [first, second] = signed([link(cedarNew, "cedar"), link(cedarOld, "cedar")]);
+    chain.append(first!);
+    assert.ok(chain.check(second!, true));
+    chain.forget("cedar");
+    assert.equal(chain.check(second!, true), undefined);
+  });
+
+  test("the head is the SHA-256 of the last commit's bytes", () => {
+    const chain = new CommitChain(keys(everyone), open);
+    assert.equal(chain.headHex, undefined);
+    const [first, second] = signed([link(alpine, "alpine"), link(birch, "birch")]);
+    chain.append(first!);
+    assert.deepEqual(second!.commit.prevHash, chain.head);
+  });
+});

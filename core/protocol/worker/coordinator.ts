@@ -1,0 +1,267 @@
+// The coordinator: every worker campaigns for the lease; the one that holds it closes rounds.
+// decideRound (decide.ts) says what to do; this file does it: status records, commits, and
+// handing the lease on.
+import { compareEntries } from "../chain.js";
+import { equalBytes } from "../identity.js";
+import type { ReceivedUpdate, RoundInbox } from "../inbox.js";
+import { isWrongLastSequence, publishDurable } from "../resources.js";
+import type { CheckpointRef, Commit, CommitEntry, WorkerRef } from "../types.js";
+import { decodeCheckpoint, encodeCommit, encodeLease, encodeRoundStatus } from "../wire.js";
+import type { WorkerContext } from "./context.js";
+import { decideRound } from "./decide.js";
+
+const leaseKey = "coordinator";
+
+/** What the coordinator asks of the other roles (wired by the facade). */
+export interface CoordinatorLinks {
+  appliedRound(): number;
+  lastRound(): number;
+  /** SHA-256 of the last commit: the next commit's previous hash. */
+  lastHash(): Uint8Array;
+  /** The ledger's last stream sequence seen: a commit is published only right after it. */
+  ledgerSeq(): number;
+  lastCheckpointReferenced(): number;
+  isPaused(): boolean;
+  liveWorkers(): WorkerRef[];
+  inboxFor(round: number): RoundInbox;
+  readFromStore(round: number): void;
+}
+
+/** The lease and the closing of rounds; see the file comment. */
+export class Coordinator {
+  private leaseRevision: number | undefined;
+  private opened: { round: number; deadline: number } | undefined;
+  private attempt = 0;
+  private committing: { round: number; since: number } | undefined;
+  private statusWritten = "";
+  private running = false;
+  private again = false;
+  private behindSince: number | undefined;
+
+  constructor(
+    private readonly ctx: WorkerContext,
+    private readonly links: CoordinatorLinks,
+  ) {}
+
+  /** True while this worker holds the coordinator lease. */
+  get isCoordinator(): boolean {
+    return this.leaseRevision !== undefined;
+  }
+
+  private leaseValue(): Uint8Array {
+    const { memberId, workerId, options } = this.ctx;
+    return encodeLease({ memberId, workerId, acquiredAtMs: Date.now() }, options.privateKey);
+  }
+
+  /** Renews the lease when held; else takes it when free and this replica is not behind. */
+  async campaign(): Promise<void> {
+    const { lease } = this.ctx.resources;
+    if (this.leaseRevision !== undefined) {
+      try {
+        this.leaseRevision = await lease.update(leaseKey, this.leaseValue(), this.leaseRevision);
+      } catch (error) {
+        this.leaseRevision = undefined;
+        this.ctx.log(`lost the coordinator lease: ${String(error)}`);
+      }
+      return;
+    }
+    // A worker behind the ledger could not close the next round: it leaves the lease to others.
+    if (this.links.appliedRound() < this.links.lastRound()) return;
+    try {
+      this.leaseRevision = await lease.create(leaseKey, this.leaseValue());
+    } catch {
+      return; // held by another worker
+    }
+    this.ctx.counters.coordinatorTerms++;
+    this.opened = undefined;
+    this.committing = undefined;
+    this.ctx.log("is the coordinator");
+  }
+
+  private async resign(): Promise<void> {
+    const revision = this.leaseRevision;
+    this.leaseRevision = undefined;
+    this.behindSince = undefined;
+    this.ctx.log("hands the coordinator lease on: it is behind the ledger");
+    if (revision !== undefined)
+      await this.ctx.resources.lease.delete(leaseKey, { previousSeq: revision }).catch(() => {});
+  }
+
+  /** Gives the lease back (a worker leaving gracefully). */
+  async release(): Promise<void> {
+    if (this.leaseRevision !== undefined)
+      await this.ctx.resources.lease.delete(leaseKey).catch(() => {});
+  }
+
+  /**
+   * Runs one coordinator step, called on ticks and on new updates. A call while a step runs
+   * makes that step run once more when it ends: the update that arrived during it may close the
+   * round, which should not wait for the next tick.
+   */
+  async coordinateOnce(): Promise<void> {
+    if (this.leaseRevision === undefined || this.ctx.stopping) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    try {
+      do {
+        this.again = false;
+        await this.coordinate();
+      } while (this.again && this.leaseRevision !== undefined && !this.ctx.stopping);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async coordinate(): Promise<void> {
+    const { ctx, links } = this;
+    for (;;) {
+      if (this.leaseRevision === undefined) return;
+      const now = Date.now();
+      const behind = links.appliedRound() < links.lastRound();
+      if (behind) this.behindSince ??= now;
+      else this.behindSince = undefined;
+      const round = links.lastRound() + 1;
+      const inbox = behind ? undefined : links.inboxFor(round);
+      const committable = inbox ? [...inbox.committable().values()] : [];
+      const decision = decideRound({
+        now,
+        round,
+        behind,
+        behindSince: this.behindSince,
+        deadlineMs: ctx.deadlineMs,
+        opened: this.opened,
+        committing: this.committing,
+        paused: links.isPaused(),
+        quorum: ctx.options.spec.sync.quorum,
+        live: behind ? [] : links.liveWorkers(),
+        committable: committable.map((u) => u.manifest),
+      });
+      // A commit not back within COMMIT_ECHO_MS is forgotten: the round is decided afresh.
+      if (decision.kind !== "resign" && !(decision.kind === "wait" && decision.for !== "updates"))
+        this.committing = undefined;
+      switch (decision.kind) {
+        case "resign":
+          await this.resign();
+          return;
+        case "wait":
+          if (decision.readFromStore) links.readFromStore(round);
+          return;
+        case "open":
+          this.opened = { round, deadline: now + ctx.deadlineMs };
+          this.attempt = 0;
+          await this.writeStatus(round, "open", "");
+          continue;
+        case "paused":
+          this.opened = { round, deadline: now + ctx.deadlineMs };
+          await this.writeStatus(round, "paused", "paused by an organiser");
+          return;
+        case "commit":
+          if (decision.readFromStore) links.readFromStore(round);
+          await this.commit(round, committable, decision.activeMembers, decision.closedBy);
+          return;
+        case "retry":
+          if (decision.readFromStore) links.readFromStore(round);
+          this.attempt++;
+          this.opened = { round, deadline: now + ctx.deadlineMs };
+          ctx.counters.roundsRetried++;
+          ctx.log(`round ${round} retried: ${decision.reason}`);
+          await this.writeStatus(round, "retrying", decision.reason);
+          return;
+      }
+    }
+  }
+  private async writeStatus(round: number, phase: "open" | "retrying" | "paused", reason: string) {
+    const { ctx } = this;
+    const id = `${round}/${this.attempt}/${phase}`;
+    if (this.statusWritten === id) return;
+    this.statusWritten = id;
+    await ctx.resources.state.put(
+      "round",
+      encodeRoundStatus(
+        {
+          round,
+          attempt: this.attempt,
+          phase,
+          reason,
+          coordinator: { memberId: ctx.memberId, workerId: ctx.workerId },
+          updatedAtMs: Date.now(),
+        },
+        ctx.options.privateKey,
+      ),
+    );
+  }
+
+  private async commit(
+    round: number,
+    received: ReceivedUpdate[],
+    activeMembers: number,
+    closedBy: Commit["closedBy"],
+  ): Promise<void> {
+    const { ctx, links } = this;
+    const entries: CommitEntry[] = received
+      .map((u) => ({
+        memberId: u.manifest.memberId,
+        workerId: u.manifest.workerId,
+        publicKey: u.signer,
+        digest: u.manifest.digest,
+        size: u.manifest.size,
+      }))
+      .sort(compareEntries);
+    const checkpoint = await this.unreferencedCheckpoint();
+    const commit: Commit = {
+      round,
+      attempt: this.attempt,
+      prevHash: links.lastHash(),
+      specHash: ctx.options.specHash,
+      coordinator: { memberId: ctx.memberId, workerId: ctx.workerId },
+      closedBy,
+      activeMembers,
+      committedAtMs: Date.now(),
+      entries,
+      checkpoint,
+    };
+    const bytes = encodeCommit(commit, ctx.options.privateKey);
+    this.committing = { round, since: Date.now() };
+    try {
+      // The expected last sequence makes the ledger linear even if two workers briefly both
+      // believe they hold the lease: only one commit per position is stored.
+      await publishDurable(
+        ctx.resources.js,
+        ctx.resources.names.ledgerSubject,
+        bytes,
+        { expect: { lastSequence: links.ledgerSeq() }, msgID: `commit.${round}` },
+        ctx.settings.publishRetryMs,
+      );
+      ctx.counters.commitsPublished++;
+      ctx.log(`committed round ${round}: ${entries.length} updates`);
+    } catch (error) {
+      this.committing = undefined;
+      if (!isWrongLastSequence(error)) throw error;
+    }
+  }
+
+  private async unreferencedCheckpoint(): Promise<CheckpointRef | undefined> {
+    const { ctx, links } = this;
+    // Checkpoints are taken after rounds divisible by checkpointEveryRounds: none can be newer
+    // than the last one referenced until such a round was committed since (saves a KV read).
+    const every = ctx.options.spec.sync.checkpointEveryRounds;
+    const referenced = links.lastCheckpointReferenced();
+    if (every <= 0 || Math.floor(links.lastRound() / every) * every <= referenced) return undefined;
+    const entry = await ctx.resources.state.get("checkpoint").catch(() => null);
+    if (entry?.operation !== "PUT") return undefined;
+    try {
+      const { body, signer } = decodeCheckpoint(entry.value);
+      const known = [...ctx.admission.members.values()].some((m) =>
+        equalBytes(m.publicKey, signer),
+      );
+      if (!known || body.round <= referenced) return undefined;
+      return body;
+    } catch (error) {
+      ctx.drop(error);
+      return undefined;
+    }
+  }
+}
