@@ -13,6 +13,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { CodecParams, OuterOptimizerConfig } from "../core/codec/index.js";
 import { drawAxes, drawLegendEntry, Raster, type Rgb } from "../plot/index.js";
+import { repoRoot } from "../scripts/repository.js";
 import type { AdamWConfig } from "../trainer-image/training/adamw.js";
 import { type BackendChoice, initBackend } from "../trainer-image/training/backend.js";
 import { natsToBits } from "../trainer-image/training/levels.js";
@@ -26,7 +27,7 @@ import {
   type Task,
   type TaskSpec,
 } from "./lib/diloco-runs.js";
-import { repoRoot, resultFile } from "./lib/output.js";
+import { resultFile } from "./lib/output.js";
 
 /** DiLoCo's outer optimiser (Douillard et al., 2023). */
 export const NESTEROV: OuterOptimizerConfig = { learningRate: 0.7, momentum: 0.9, nesterov: true };

@@ -4,7 +4,8 @@ import { readdirSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { repoRoot, resultFile } from "./lib/output.js";
+import { repoRoot } from "../scripts/repository.js";
+import { resultFile } from "./lib/output.js";
 
 /** What every benchmark module exports. */
 export interface Benchmark {

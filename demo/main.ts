@@ -5,9 +5,9 @@
 // also on Ctrl-C and on failure.
 import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, verifyFederationLedger } from "../core/protocol/index.js";
+import { repoRoot } from "../scripts/repository.js";
 import { FederationBed, type MemberView } from "../testbed/federation-bed.js";
 import { formatDuration, provision } from "../testbed/provision.js";
 import { Testbed } from "../testbed/testbed.js";
@@ -15,7 +15,6 @@ import type { TrainerLog } from "../testbed/trainer-logs.js";
 import { demoDataNote, demoFederation, demoSchedule } from "./federation.js";
 import { plotLossPng } from "./plot.js";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const testbedDir = path.join(repoRoot, ".testbed", "demo");
 /** Where a failed run's pod logs are kept (the test bed's folder is removed on teardown). */
 const failedLogsDir = path.join(repoRoot, ".testbed", "demo-failed");

@@ -8,9 +8,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { compile, type JSONSchema } from "json-schema-to-typescript";
 import { parse } from "yaml";
+import { crdPath, repoRoot } from "./repository.js";
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const crdPath = path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml");
+export { crdPath };
+
 export const schemaModulePath = path.join(repoRoot, "core", "api", "schema.generated.ts");
 export const typesModulePath = path.join(repoRoot, "core", "api", "types.generated.ts");
 export const referencePath = path.join(repoRoot, "docs", "api.md");

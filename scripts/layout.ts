@@ -4,6 +4,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { repoRoot } from "./repository.js";
 
 /** A file (path from the repository root, "/"-separated) and what it imports. */
 export interface SourceFile {
@@ -91,48 +92,68 @@ export function layoutViolations(files: readonly SourceFile[]): LayoutViolation[
       for (const [rule, broken] of importRules)
         if (broken(file.path, target)) out.push({ rule, file: file.path, imports: target });
   const byPath = new Map(files.map((f) => [f.path, f]));
-  for (const { rule, entry, forbidden } of reachRules) {
-    const seen = new Set<string>();
-    const queue = [entry];
-    while (queue.length > 0) {
-      const current = queue.pop()!;
-      if (seen.has(current)) continue;
-      seen.add(current);
-      for (const target of byPath.get(current)?.imports ?? []) {
-        if (forbidden.test(target)) out.push({ rule, file: current, imports: target });
-        else if (!isPackage(target)) queue.push(target);
-      }
-    }
-  }
+  const split = (file: string) => {
+    const imports = byPath.get(file)?.imports ?? [];
+    return { files: imports.filter((t) => !isPackage(t)), packages: imports.filter(isPackage) };
+  };
+  for (const { rule, entry, forbidden } of reachRules)
+    for (const { file, name } of importClosure(entry, split).packages)
+      if (forbidden.test(name)) out.push({ rule, file, imports: name });
   return out;
 }
 
 const importPattern =
   /(?:^|\s)(?:import|export)\s[^;]*?from\s+"([^"]+)"|import\(\s*"([^"]+)"\s*\)/g;
 
+/** The module specifiers a JavaScript or TypeScript text imports, statically or by import("…"). */
+export function importSpecifiers(text: string): string[] {
+  return [...text.matchAll(importPattern)].map((match) => match[1] ?? match[2]!);
+}
+
+/** The package a bare specifier names (`@scope/name/sub` → `@scope/name`). */
+export function packageName(specifier: string): string {
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
+}
+
 /** What a file's text imports: project files as repository paths, packages by their name. */
 export function importsOf(filePath: string, text: string): string[] {
   const out: string[] = [];
-  for (const match of text.matchAll(importPattern)) {
-    const specifier = match[1] ?? match[2]!;
-    if (specifier.startsWith(".")) {
-      const resolved = path.posix.join(path.posix.dirname(filePath), specifier);
-      out.push(resolved.replace(/\.js$/, ".ts"));
-    } else if (!specifier.startsWith("node:")) {
-      const parts = specifier.split("/");
-      out.push(specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!);
-    }
-  }
+  for (const specifier of importSpecifiers(text))
+    if (specifier.startsWith("."))
+      out.push(path.posix.join(path.posix.dirname(filePath), specifier).replace(/\.js$/, ".ts"));
+    else if (!specifier.startsWith("node:")) out.push(packageName(specifier));
   return out;
 }
 
-/** The repository root (this file runs from dist/scripts/). */
-export const repositoryRoot = fileURLToPath(new URL("../..", import.meta.url));
+/**
+ * The files reachable from entry through imports (entry first), and every package import among
+ * them with the file that makes it. `next` says what one file imports: files and packages.
+ */
+export function importClosure(
+  entry: string,
+  next: (file: string) => { files: string[]; packages: string[] },
+): { files: string[]; packages: { file: string; name: string }[] } {
+  const files: string[] = [];
+  const packages: { file: string; name: string }[] = [];
+  const seen = new Set<string>();
+  const pending = [entry];
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    files.push(file);
+    const imports = next(file);
+    for (const name of imports.packages) packages.push({ file, name });
+    pending.push(...imports.files);
+  }
+  return { files, packages };
+}
 
 const skipped = new Set(["node_modules", "dist", "out", ".git", ".testbed", ".cache"]);
 
 /** Reads every TypeScript file of the repository and what it imports. */
-export async function readSources(root = repositoryRoot): Promise<SourceFile[]> {
+export async function readSources(root = repoRoot): Promise<SourceFile[]> {
   const out: SourceFile[] = [];
   async function walk(dir: string): Promise<void> {
     for (const entry of await readdir(path.join(root, dir), { withFileTypes: true })) {

@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { ApiextensionsV1Api, CoreV1Api, type KubernetesObject } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
-import { repoRoot } from "./images.js";
+import { repoRoot } from "../scripts/repository.js";
 import { waitFor } from "./process.js";
 import type { Testbed } from "./testbed.js";
 

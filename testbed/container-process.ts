@@ -4,7 +4,8 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";
 import path from "node:path";
-import { containerArgv, localImage, repoRoot } from "./images.js";
+import { repoRoot } from "../scripts/repository.js";
+import { containerArgv, localImage } from "./images.js";
 import type { ContainerRun, PodContext } from "./pod-context.js";
 import { expandVariables } from "./pod-spec.js";
 

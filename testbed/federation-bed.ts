@@ -5,18 +5,17 @@
 import { execFile } from "node:child_process";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../core/api/resource.js";
 import type { TrainingFederation, TrainingFederationStatus } from "../core/api/types.generated.js";
+import { repoRoot } from "../scripts/repository.js";
 import { applyManifests } from "./apply.js";
 import { signalGroup, waitFor } from "./process.js";
 import { Testbed, type UpOptions } from "./testbed.js";
 import { readTrainerLog, readTrainerMessages, type TrainerLog } from "./trainer-logs.js";
 
 const run = promisify(execFile);
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const chart = path.join(repoRoot, "charts", "fedtrain");
 
 /** The namespace the chart is installed into in every cluster. */

@@ -1,12 +1,7 @@
-// The node agent runs containers as local processes, so an image must map to a local command.
-// This is that map: an image reference (registry/repository, any tag or digest) to an entrypoint
-// on this machine. fedtrain's own images map to this repository's built programs; two test images
-// run the container's command on the host. Any other image fails its pod with reason UnknownImage.
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+
+import { builtPath, repoRoot } from "../scripts/repository.js";
 
 /** The repository's root folder, where fedtrain's images find their programs. */
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /** What an image stands for on this machine. */
 export interface LocalImage {
@@ -20,25 +15,18 @@ export interface LocalImage {
 export const imageMap: Record<string, LocalImage> = {
   // The flag before the program is the one operator/Dockerfile's ENTRYPOINT gives.
   "ghcr.io/fedtrain/operator": {
-    entrypoint: [
-      process.execPath,
-      "--optimize-for-size",
-      path.join(repoRoot, "dist", "operator", "src", "main.js"),
-    ],
+    entrypoint: [process.execPath, "--optimize-for-size", builtPath("operator", "src", "main.js")],
     workingDir: repoRoot,
   },
   "ghcr.io/fedtrain/trainer": {
-    entrypoint: [
-      process.execPath,
-      path.join(repoRoot, "dist", "trainer-image", "process", "main.js"),
-    ],
+    entrypoint: [process.execPath, builtPath("trainer-image", "process", "main.js")],
     workingDir: repoRoot,
   },
   // Stands in for the trainer in the operator's integration tests (see the program's header).
   "testbed.local/stand-in-trainer": {
     entrypoint: [
       process.execPath,
-      path.join(repoRoot, "dist", "test", "integration", "programs", "stand-in-trainer.js"),
+      builtPath("test", "integration", "programs", "stand-in-trainer.js"),
     ],
     workingDir: repoRoot,
   },

@@ -6,7 +6,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { parse } from "yaml";
-import { imageMap, repoRoot } from "./images.js";
+import { repoRoot } from "../scripts/repository.js";
+import { imageMap } from "./images.js";
 import { operatorEnv, operatorNodeOptions } from "./operator-process.js";
 
 const read = (file: string) => readFileSync(path.join(repoRoot, file), "utf8");

@@ -3,17 +3,10 @@
 // tests it runs as a pod instead, installed by the Helm chart.
 import { type ChildProcess, spawn } from "node:child_process";
 import { openSync } from "node:fs";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { builtPath } from "../scripts/repository.js";
 import { freePort, waitFor } from "./process.js";
 
-const entry = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "operator",
-  "src",
-  "main.js",
-);
+const entry = builtPath("operator", "src", "main.js");
 
 /**
  * Node.js options the operator runs with (the Helm chart sets them in NODE_OPTIONS): a heap limit

@@ -9,6 +9,7 @@ import https from "node:https";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { repoRoot } from "../scripts/repository.js";
 import { writeKubeconfig } from "./kubeconfig.js";
 import { answersInfo, natsServerConfig } from "./nats.js";
 import { ensureClientCertificate, ensureClusterPki } from "./pki.js";
@@ -68,7 +69,6 @@ export interface ComponentStatus {
   detail?: string;
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 /** The default test-bed folder, git-ignored. */
 export const defaultDir = path.join(repoRoot, ".testbed");
 const clusterNames = ["alpine", "birch", "cedar", "dogwood", "elm", "fir", "ginkgo", "hazel"];

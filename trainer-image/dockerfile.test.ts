@@ -4,11 +4,12 @@
 // tfjs-node-gpu's install script allowed, the operator's port and user).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { builtinModules } from "node:module";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { trainerMetricsPort } from "../core/api/trainer-config.js";
+import { importClosure, importSpecifiers, packageName } from "../scripts/layout.js";
+import { builtPath, repoPath } from "../scripts/repository.js";
 
 /** One Dockerfile instruction, continuation lines joined. */
 interface Instruction {
@@ -123,7 +124,7 @@ function dockerfileViolations(text: string): string[] {
   return violations;
 }
 
-const dockerfile = readFileSync(new URL("../../trainer-image/Dockerfile", import.meta.url), "utf8");
+const dockerfile = readFileSync(repoPath("trainer-image", "Dockerfile"), "utf8");
 const instructions = parseDockerfile(dockerfile);
 const stagesOf = (all: Instruction[]) => {
   const stages: Instruction[][] = [];
@@ -177,37 +178,25 @@ describe("trainer-image/Dockerfile", () => {
   });
 });
 
-/** Files and packages reachable from `entry` through static imports (relative ones followed). */
-async function importGraph(entry: string): Promise<{ files: string[]; packages: Set<string> }> {
-  const files: string[] = [];
-  const packages = new Set<string>();
-  const pending = [entry];
-  while (pending.length > 0) {
-    const file = pending.pop()!;
-    if (files.includes(file)) continue;
-    files.push(file);
-    const text = await readFile(file, "utf8");
-    for (const match of text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"/g)) {
-      const specifier = match[1]!;
-      if (specifier.startsWith("."))
-        pending.push(fileURLToPath(new URL(specifier, `file://${file}`)));
-      else packages.add(specifier);
-    }
-  }
-  return { files, packages };
-}
-
-/** The package name of a bare specifier (`@scope/name/sub` → `@scope/name`). */
-function packageName(specifier: string): string {
-  const parts = specifier.split("/");
-  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
+/** Files and packages reachable from `entry` through its imports (relative ones followed). */
+function importGraph(entry: string): { files: string[]; packages: Set<string> } {
+  const { files, packages } = importClosure(entry, (file) => {
+    const specifiers = importSpecifiers(readFileSync(file, "utf8"));
+    return {
+      files: specifiers
+        .filter((s) => s.startsWith("."))
+        .map((s) => fileURLToPath(new URL(s, `file://${file}`))),
+      packages: specifiers.filter((s) => !s.startsWith(".")),
+    };
+  });
+  return { files, packages: new Set(packages.map((p) => p.name)) };
 }
 
 describe("what the image runs", () => {
-  const main = fileURLToPath(new URL("./process/main.js", import.meta.url));
+  const main = builtPath("trainer-image", "process", "main.js");
 
   it("never loads the Kubernetes client, the operator or the test bed", async () => {
-    const { files, packages } = await importGraph(main);
+    const { files, packages } = importGraph(main);
     assert.ok(
       files.some((file) => file.endsWith("/core/api/index.js")),
       "walks into core",
@@ -224,15 +213,16 @@ describe("what the image runs", () => {
   });
 
   it("ships every package the trainer imports (dev dependencies only when the Dockerfile keeps them)", async () => {
-    const manifest = JSON.parse(
-      readFileSync(new URL("../../package.json", import.meta.url), "utf8"),
-    ) as Record<string, Record<string, string> | undefined>;
+    const manifest = JSON.parse(readFileSync(repoPath("package.json"), "utf8")) as Record<
+      string,
+      Record<string, string> | undefined
+    >;
     const prune = instructions.find(
       (i) => i.keyword === "RUN" && /npm prune --omit=dev/.test(i.args),
     );
     assert.ok(prune, "the build prunes dev dependencies");
     const kept = /' ([@\w./ -]+?) && npm prune/.exec(prune.args)?.[1]?.split(" ") ?? [];
-    const { packages } = await importGraph(main);
+    const { packages } = importGraph(main);
     const missing = [...packages]
       .filter((s) => !s.startsWith("node:") && !builtinModules.includes(s))
       .map(packageName)

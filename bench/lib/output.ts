@@ -2,15 +2,9 @@
 // bench/results/; a --quick run is only a smoke test, so it goes to the git-ignored out/bench/
 // and never shows up as a change to the record.
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { repoRoot } from "../../scripts/repository.js";
 
 /** The repository's root folder. */
-export const repoRoot = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-);
 
 /** The file a run of benchmark `name` writes with `extension` ("json", "png"). */
 export function resultFile(name: string, extension: string, quick: boolean): string {

@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import path from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
+import { crdPath } from "../../scripts/repository.js";
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const crd = parse(
-  readFileSync(path.join(repoRoot, "crds", "trainingfederations.fedtrain.dev.yaml"), "utf8"),
-);
+const crd = parse(readFileSync(crdPath, "utf8"));
 const version = crd.spec.versions[0];
 const root = version.schema.openAPIV3Schema;
 

@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, test } from "node:test";
 import { parse } from "yaml";
+import { crdPath } from "../../scripts/repository.js";
 import { crdDefault, type DefaultedPath } from "./defaults.js";
 
 /** The default at a dotted path, read straight from the CRD's YAML. */
 async function yamlDefault(path: string): Promise<unknown> {
-  const file = new URL("../../../crds/trainingfederations.fedtrain.dev.yaml", import.meta.url);
-  const crd = parse(await readFile(file, "utf8"));
+  const crd = parse(await readFile(crdPath, "utf8"));
   let node = crd.spec.versions[0].schema.openAPIV3Schema;
   for (const segment of path.split(".")) node = node.properties[segment];
   return node.default;

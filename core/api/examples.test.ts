@@ -2,17 +2,11 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
+import { repoPath } from "../../scripts/repository.js";
 import { validateTrainingFederation } from "./validation.js";
 
-const examplesDir = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-  "examples",
-);
+const examplesDir = repoPath("examples");
 
 type Manifest = Record<string, unknown>;
 

@@ -4,19 +4,12 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { LuaFactory } from "wasmoon";
 import { parse } from "yaml";
+import { repoPath } from "../../scripts/repository.js";
 import { federation } from "../../test/fixtures/federation.js";
 
-const dir = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-  "gitops",
-  "argocd",
-);
+const dir = repoPath("gitops", "argocd");
 const script = readFileSync(path.join(dir, "health.lua"), "utf8");
 const factory = new LuaFactory();
 

@@ -7,8 +7,8 @@ import path from "node:path";
 import { after, before } from "node:test";
 import type { TrainingFederation } from "../../core/api/types.generated.js";
 import { demoFederation } from "../../demo/federation.js";
+import { repoRoot } from "../../scripts/repository.js";
 import { FederationBed, type MemberView } from "../../testbed/federation-bed.js";
-import { repoRoot } from "../integration/support.js";
 
 export const members = ["alpine", "birch", "cedar"];
 /** The example federation's name, namespace and id (examples/federation). */

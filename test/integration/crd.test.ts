@@ -9,10 +9,11 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import { group, plural, version } from "../../core/api/resource.js";
+import { repoRoot } from "../../scripts/repository.js";
 import { installCrds, parseManifests } from "../../testbed/apply.js";
 import type { Testbed } from "../../testbed/testbed.js";
 import { celInvalid, immutableChanges, member, schemaInvalid } from "../fixtures/manifests.js";
-import { repoRoot, startTestbed } from "./support.js";
+import { startTestbed } from "./support.js";
 
 const run = promisify(execFile);
 let testbed: Testbed;

@@ -12,10 +12,11 @@ import { promisify } from "node:util";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../../core/api/resource.js";
 import { parseConfig } from "../../operator/src/config.js";
+import { repoRoot } from "../../scripts/repository.js";
 import { applyManifests, installCrds, parseManifests } from "../../testbed/apply.js";
 import { waitFor } from "../../testbed/process.js";
 import type { Testbed } from "../../testbed/testbed.js";
-import { repoRoot, startTestbed } from "./support.js";
+import { startTestbed } from "./support.js";
 
 const run = promisify(execFile);
 const chart = path.join(repoRoot, "charts", "fedtrain");

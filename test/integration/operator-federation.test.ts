@@ -43,12 +43,13 @@ import {
   privateKeySeed,
   protocolSpecOf,
 } from "../../operator/src/trainingfederation/federation.js";
+import { repoRoot } from "../../scripts/repository.js";
 import { installFederationApi } from "../../testbed/apply.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { OperatorProcess } from "../../testbed/operator-process.js";
 import type { Testbed } from "../../testbed/testbed.js";
 import { condition, FederationObjects } from "./federation-objects.js";
-import { repoRoot, startTestbed, testLogFile } from "./support.js";
+import { startTestbed, testLogFile } from "./support.js";
 
 const namespace = "members";
 const federationId = "operator-federation";

@@ -4,7 +4,6 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
@@ -30,6 +29,7 @@ import {
   verifyFederationLedger,
   wire,
 } from "../../core/protocol/index.js";
+import { repoRoot } from "../../scripts/repository.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 
 /** A model that sums payload bytes: enough to compare hashes across workers. */
@@ -68,8 +68,6 @@ const settings = {
   maxUpdateBytes: 64 * 1024,
   chunkBytes: 4096,
 };
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
 describe("hostile messages over a real nats-server", () => {
   let server: NatsServer;

@@ -4,16 +4,9 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, afterEach } from "node:test";
-import { fileURLToPath } from "node:url";
 import { Testbed, type UpOptions } from "../../testbed/testbed.js";
 
 /** The repository's root folder. */
-export const repoRoot = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  "..",
-  "..",
-  "..",
-);
 
 /** Brings up a test bed of its own for one test file; call `down()` in an `after` hook. */
 export async function startTestbed(options: Omit<UpOptions, "dir" | "log"> = {}): Promise<Testbed> {
