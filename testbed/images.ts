@@ -1,7 +1,8 @@
-
+// The node agent runs containers as local processes, so an image must map to a local command.
+// This is that map: an image reference (registry/repository, any tag or digest) to an entrypoint
+// on this machine. fedtrain's own images map to this repository's built programs; two test images
+// run the container's command on the host. Any other image fails its pod with reason UnknownImage.
 import { builtPath, repoRoot } from "../scripts/repository.js";
-
-/** The repository's root folder, where fedtrain's images find their programs. */
 
 /** What an image stands for on this machine. */
 export interface LocalImage {

@@ -4,8 +4,6 @@
 import path from "node:path";
 import { repoRoot } from "../../scripts/repository.js";
 
-/** The repository's root folder. */
-
 /** The file a run of benchmark `name` writes with `extension` ("json", "png"). */
 export function resultFile(name: string, extension: string, quick: boolean): string {
   return quick

@@ -6,8 +6,6 @@ import path from "node:path";
 import { after, afterEach } from "node:test";
 import { Testbed, type UpOptions } from "../../testbed/testbed.js";
 
-/** The repository's root folder. */
-
 /** Brings up a test bed of its own for one test file; call `down()` in an `after` hook. */
 export async function startTestbed(options: Omit<UpOptions, "dir" | "log"> = {}): Promise<Testbed> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "fedtrain-testbed-"));
