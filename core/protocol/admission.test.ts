@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { commitEntry, signedCommits } from "../../test/fixtures/commits.js";
 import { Admission } from "./admission.js";
-import { generateKeyPair, sha256, toBase64 } from "./identity.js";
+import { generateKeyPair, type KeyPair, toBase64 } from "./identity.js";
 import { verifyLedger } from "./ledger.js";
-import type { Commit, CommitEntry } from "./types.js";
-import { encodeCommit } from "./wire.js";
+import type { CommitEntry } from "./types.js";
 
 const specHash = new Uint8Array(32).fill(7);
 const open = {
@@ -56,35 +56,13 @@ describe("ledger verification across a member's key change", () => {
   const alpine = generateKeyPair();
   const cedarOld = generateKeyPair();
   const cedarNew = generateKeyPair();
-  const entry = (memberId: string, publicKey: Uint8Array): CommitEntry => ({
-    memberId,
-    workerId: "w0",
-    publicKey,
-    digest: new Uint8Array(32),
-    size: 1,
-  });
+  const entry = commitEntry;
 
   /** A chain of commits, one per round, each with these entries and signed by its coordinator. */
-  function chain(rounds: [signer: typeof alpine, coordinator: string, entries: CommitEntry[]][]) {
-    let prevHash: Uint8Array = new Uint8Array(32);
-    return rounds.map(([signer, memberId, entries], i) => {
-      const commit: Commit = {
-        round: i + 1,
-        attempt: 0,
-        prevHash,
-        specHash,
-        coordinator: { memberId, workerId: "w0" },
-        closedBy: "all-in",
-        activeMembers: entries.length,
-        committedAtMs: 1_000 + i,
-        entries,
-        checkpoint: undefined,
-      };
-      const data = encodeCommit(commit, signer.privateKey);
-      prevHash = sha256(data);
-      return { sequence: i + 1, data };
-    });
-  }
+  const chain = (rounds: [signer: KeyPair, coordinator: string, entries: CommitEntry[]][]) =>
+    signedCommits(
+      rounds.map(([signer, coordinator, entries]) => ({ signer, coordinator, entries })),
+    );
 
   const memberKeys = new Map([
     ["alpine", alpine.publicKey],

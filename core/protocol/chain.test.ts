@@ -1,62 +1,28 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import {
+  type CommitSpec,
+  commitEntry,
+  commitSpecHash,
+  signedCommits,
+} from "../../test/fixtures/commits.js";
 import { type ChainKeys, type ChainLink, type ChainRules, CommitChain } from "./chain.js";
 import { generateKeyPair, type KeyPair } from "./identity.js";
-import type { Commit, CommitEntry } from "./types.js";
-import { encodeCommit } from "./wire.js";
+import type { CommitEntry } from "./types.js";
 
-const specHash = new Uint8Array(32).fill(7);
 const alpine = generateKeyPair();
 const birch = generateKeyPair();
 const cedarOld = generateKeyPair();
 const cedarNew = generateKeyPair();
 const stranger = generateKeyPair();
 
-const entry = (memberId: string, key: KeyPair): CommitEntry => ({
-  memberId,
-  workerId: "w0",
-  publicKey: key.publicKey,
-  digest: new Uint8Array(32),
-  size: 1,
-});
+const entry = commitEntry;
 
-/** One commit of the chain under test: who signs it as whose coordinator, and what it lists. */
-interface Link {
-  signer: KeyPair;
-  coordinator: string;
-  entries: CommitEntry[];
-  /** Fields that differ from the commit an honest coordinator would make. */
-  change?: Partial<Commit>;
-}
-
-const link = (signer: KeyPair, coordinator: string, ...entries: CommitEntry[]): Link => ({
+const link = (signer: KeyPair, coordinator: string, ...entries: CommitEntry[]): CommitSpec => ({
   signer,
   coordinator,
   entries,
 });
-
-/** Signs the links in order, each naming the previous one's hash, as honest coordinators do. */
-function signed(links: Link[]): ChainLink[] {
-  const chain = new CommitChain({ allows: () => true, registered: () => undefined }, open);
-  return links.map(({ signer, coordinator, entries, change }) => {
-    const commit: Commit = {
-      round: chain.round + 1,
-      attempt: 0,
-      prevHash: chain.head,
-      specHash,
-      coordinator: { memberId: coordinator, workerId: "w0" },
-      closedBy: "all-in",
-      activeMembers: entries.length,
-      committedAtMs: 1_000,
-      entries,
-      checkpoint: undefined,
-    };
-    Object.assign(commit, change);
-    const out = { commit, signer: signer.publicKey, data: encodeCommit(commit, signer.privateKey) };
-    chain.append(out);
-    return out;
-  });
-}
 
 const open: ChainRules = { entryKeys: "registered" };
 
@@ -73,12 +39,12 @@ const everyone = { alpine, birch, cedar: cedarNew };
 
 interface Case {
   name: string;
-  links: Link[];
+  links: CommitSpec[];
   keys: ChainKeys;
   rules?: ChainRules;
   /** Whether the links are history (read at start) or seen live. */
   history?: boolean;
-  /** Feed these links instead of `signed(links)` (to replay or reorder). */
+  /** Feed these links instead of `signedCommits(links)` (to replay or reorder). */
   feed?: (chain: ChainLink[]) => ChainLink[];
   /** The first refused link (index into what is fed) and its reason, or none. */
   want: { at: number; reason: string; message: RegExp } | undefined;
@@ -183,7 +149,7 @@ const cases: Case[] = [
     name: "with a spec hash, a commit under another spec is refused",
     links: [{ ...link(alpine, "alpine"), change: { specHash: new Uint8Array(32) } }],
     keys: keys(everyone),
-    rules: { specHash, entryKeys: "registered" },
+    rules: { specHash: commitSpecHash, entryKeys: "registered" },
     want: { at: 0, reason: "spec-mismatch", message: /another federation spec hash/ },
   },
   {
@@ -197,7 +163,7 @@ const cases: Case[] = [
 describe("the commit-chain rule", () => {
   for (const c of cases)
     test(c.name, () => {
-      const fed = (c.feed ?? ((x) => x))(signed(c.links));
+      const fed = (c.feed ?? ((x) => x))(signedCommits(c.links));
       const chain = new CommitChain(c.keys, c.rules ?? open);
       const refusals: { at: number; reason: string; message: string }[] = [];
       fed.forEach((one, at) => {
@@ -213,7 +179,7 @@ describe("the commit-chain rule", () => {
 
   test("a deregistered member's earlier key may stand again in history", () => {
     const chain = new CommitChain(keys(everyone), open);
-    const [first, second] = signed([link(cedarNew, "cedar"), link(cedarOld, "cedar")]);
+    const [first, second] = signedCommits([link(cedarNew, "cedar"), link(cedarOld, "cedar")]);
     chain.append(first!);
     assert.ok(chain.check(second!, true));
     chain.forget("cedar");
@@ -223,7 +189,7 @@ describe("the commit-chain rule", () => {
   test("the head is the SHA-256 of the last commit's bytes", () => {
     const chain = new CommitChain(keys(everyone), open);
     assert.equal(chain.headHex, undefined);
-    const [first, second] = signed([link(alpine, "alpine"), link(birch, "birch")]);
+    const [first, second] = signedCommits([link(alpine, "alpine"), link(birch, "birch")]);
     chain.append(first!);
     assert.deepEqual(second!.commit.prevHash, chain.head);
   });
