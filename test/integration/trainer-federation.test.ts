@@ -33,18 +33,12 @@ import {
   Model,
   type ModelDefinition,
 } from "../../trainer-image/training/model.js";
-import { dilocoSettings } from "../fixtures/diloco.js";
+import { dilocoSettings, mlpDefinition } from "../fixtures/diloco.js";
 
 const seed = 11;
 const workerCount = 3;
 const clusters = { trainExamples: 1500, evalExamples: 300, features: 16, classes: 4, noise: 1.5 };
-const definition: ModelDefinition = {
-  kind: "mlp",
-  inputs: 16,
-  classes: 4,
-  hiddenLayers: [16],
-  activation: "ReLU",
-};
+const definition: ModelDefinition = mlpDefinition(16, 4, [16]);
 const config: DiLoCoConfig = dilocoSettings({
   rounds: 5,
   innerSteps: 8,

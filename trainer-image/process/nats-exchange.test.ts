@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { OuterOptimizer } from "../../core/codec/index.js";
-import { dilocoSettings } from "../../test/fixtures/diloco.js";
+import { dilocoSettings, mlpDefinition } from "../../test/fixtures/diloco.js";
 import { initBackend } from "../training/backend.js";
 import { BatchSampler, gaussianClusters } from "../training/data.js";
 import {
@@ -98,13 +98,7 @@ describe("replaying committed rounds", () => {
 
   it("gives the bits the DiLoCo workers' own apply gave, round by round", async () => {
     const seed = 5;
-    const definition: ModelDefinition = {
-      kind: "mlp",
-      inputs: 8,
-      classes: 3,
-      hiddenLayers: [8],
-      activation: "ReLU",
-    };
+    const definition: ModelDefinition = mlpDefinition(8, 3, [8]);
     const config: DiLoCoConfig = dilocoSettings({
       rounds: 3,
       innerSteps: 3,

@@ -16,6 +16,7 @@ import {
 } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
+import { mlpDefinition } from "../../test/fixtures/diloco.js";
 import { scratchDirectory } from "../../test/fixtures/scratch.js";
 import { trainerConfigFile } from "../../test/fixtures/trainer-config.js";
 import { initBackend } from "../training/backend.js";
@@ -167,13 +168,7 @@ describe("resuming from a checkpoint", () => {
   });
 
   describe("DiLoCo workers", () => {
-    const definition: ModelDefinition = {
-      kind: "mlp",
-      inputs: clusters.features,
-      classes: clusters.classes,
-      hiddenLayers: [8],
-      activation: "ReLU",
-    };
+    const definition: ModelDefinition = mlpDefinition(clusters.features, clusters.classes, [8]);
     const config: DiLoCoConfig = dilocoConfig(federation);
     const ids = Array.from({ length: workerCount }, (_, w) => `worker-${w}`);
     const shards = ids.map((_, workerIndex) =>

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
+import { mlpDefinition } from "../../test/fixtures/diloco.js";
 import { AdamW, type AdamWConfig, learningRateAt } from "./adamw.js";
 import { initBackend } from "./backend.js";
 import type { Batch } from "./data.js";
@@ -38,13 +39,7 @@ describe("learningRateAt", () => {
 });
 
 describe("AdamW state", () => {
-  const definition: ModelDefinition = {
-    kind: "mlp",
-    inputs: 3,
-    classes: 2,
-    hiddenLayers: [4],
-    activation: "Tanh",
-  };
+  const definition: ModelDefinition = mlpDefinition(3, 2, [4], "Tanh");
   const config: AdamWConfig = { ...base, learningRate: 0.05, weightDecay: 0.1, warmupSteps: 2 };
   const batch = (step: number): Batch => ({
     kind: "classification",

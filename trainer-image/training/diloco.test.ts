@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { decodeUpdate, encodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
-import { dilocoSettings } from "../../test/fixtures/diloco.js";
+import { dilocoSettings, mlpDefinition } from "../../test/fixtures/diloco.js";
 import { initBackend } from "./backend.js";
 import { BatchSampler, evaluationBatches, gaussianClusters } from "./data.js";
 import { applyRound, type DiLoCoConfig, DiLoCoWorker, InProcessExchange } from "./diloco.js";
@@ -13,13 +13,7 @@ import { simulateDiLoCo } from "./simulate.js";
 const seed = 7;
 const workerCount = 3;
 const clusters = { trainExamples: 3000, evalExamples: 500, features: 16, classes: 4, noise: 1.5 };
-const definition: ModelDefinition = {
-  kind: "mlp",
-  inputs: 16,
-  classes: 4,
-  hiddenLayers: [32],
-  activation: "ReLU",
-};
+const definition: ModelDefinition = mlpDefinition(16, 4, [32]);
 const base: DiLoCoConfig = dilocoSettings({
   rounds: 20,
   innerSteps: 10,

@@ -10,6 +10,7 @@ import {
   federationSpecHash,
 } from "../../core/api/index.js";
 import { OuterOptimizer } from "../../core/codec/index.js";
+import { mlpDefinition } from "../../test/fixtures/diloco.js";
 import { scratchDirectory } from "../../test/fixtures/scratch.js";
 import {
   CHECKPOINT_FORMAT,
@@ -112,13 +113,7 @@ function encodeV1(checkpoint: Checkpoint): Uint8Array {
   );
 }
 
-const mlp: ModelDefinition = {
-  kind: "mlp",
-  inputs: 5,
-  classes: 3,
-  hiddenLayers: [7, 6],
-  activation: "Tanh",
-};
+const mlp: ModelDefinition = mlpDefinition(5, 3, [7, 6], "Tanh");
 const transformer: ModelDefinition = {
   kind: "transformer",
   vocabularySize: 9,

@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import { before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import * as tf from "@tensorflow/tfjs";
+import { mlpDefinition } from "../../test/fixtures/diloco.js";
 import { initBackend } from "./backend.js";
 import { arithmetic, BatchSampler, gaussianClusters } from "./data.js";
 import { parameterHash } from "./diloco.js";
@@ -14,13 +15,7 @@ import {
   parameterLayout,
 } from "./model.js";
 
-const mlp: ModelDefinition = {
-  kind: "mlp",
-  inputs: 6,
-  classes: 3,
-  hiddenLayers: [8, 5],
-  activation: "GELU",
-};
+const mlp: ModelDefinition = mlpDefinition(6, 3, [8, 5], "GELU");
 const transformer: ModelDefinition = {
   kind: "transformer",
   vocabularySize: 14,
