@@ -10,6 +10,7 @@
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import { group, plural, version } from "../core/api/index.js";
 import { installFederationApi } from "../testbed/apply.js";
@@ -203,7 +204,7 @@ export async function run(args: string[]): Promise<unknown> {
     const writesBefore = await metric("fedtrain_operator_api_writes_total");
     const reconcilesBeforeSteady = await metric("controller_runtime_reconcile_total");
     log(`[operator] steady state for ${steadyStateSeconds} s (resync every ${resyncSeconds} s)`);
-    await new Promise((resolve) => setTimeout(resolve, steadyStateSeconds * 1000));
+    await sleep(steadyStateSeconds * 1000);
     const steadyWrites = (await metric("fedtrain_operator_api_writes_total")) - writesBefore;
     const steadyReconciles =
       (await metric("controller_runtime_reconcile_total")) - reconcilesBeforeSteady;

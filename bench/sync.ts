@@ -5,6 +5,7 @@
 // same threads, the same nats-server and the same chunk size. Raw NATS stores, verifies and
 // orders nothing, so it is the ceiling: ratioToRaw = raw time / round time.
 import crypto from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import {
   type Commit,
@@ -214,7 +215,7 @@ async function threadMain(setup: ThreadSetup): Promise<void> {
           settings: { heartbeatIntervalMs: 500, workerTtlMs: 5_000, leaseTtlMs: 3_000 },
         });
         // Every worker must see the others live before the first round is all-in.
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        await sleep(1_000);
         return;
       }
       case "round":

@@ -5,6 +5,7 @@
 // also on Ctrl-C and on failure.
 import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, verifyFederationLedger } from "../core/protocol/index.js";
 import { repoRoot } from "../scripts/repository.js";
@@ -136,7 +137,7 @@ async function watchTraining(bed: FederationBed): Promise<Map<string, TrainerLog
           `${path.relative(repoRoot, testbedDir)}/<cluster>/pods/`,
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, refreshMs));
+    await sleep(refreshMs);
   }
   throw new Error("interrupted");
 }

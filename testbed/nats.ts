@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { freePort } from "./process.js";
 import { provision } from "./provision.js";
 import versions from "./versions.json" with { type: "json" };
@@ -164,7 +165,7 @@ async function waitAccepting(port: number, child: ChildProcess, timeoutMs: numbe
   while (Date.now() < deadline) {
     if (exit) throw new NatsServerError(`nats-server ${exit} before accepting connections`);
     if (await answersInfo(port)) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
   }
   throw new NatsServerError(`nats-server did not accept connections on ${port} in ${timeoutMs} ms`);
 }

@@ -11,6 +11,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import {
   AuthorizationV1Api,
@@ -225,7 +226,7 @@ describe("operator and the federation on NATS", () => {
 
     // The worker keeps heartbeating; the operator polls every 10 s: nothing new, nothing written.
     const before = (await federations.read("alpha")).metadata?.resourceVersion;
-    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    await sleep(12_000);
     assert.equal((await federations.read("alpha")).metadata?.resourceVersion, before);
   });
 

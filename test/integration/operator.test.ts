@@ -3,6 +3,7 @@
 // leader election and an API server restart.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
 import { federationSpecHash, group, plural, version } from "../../core/api/index.js";
 import { installFederationApi } from "../../testbed/apply.js";
@@ -241,7 +242,7 @@ describe("operator", () => {
   test("with two operators only the leader reconciles, and killing it hands over within the lease", async () => {
     const second = await OperatorProcess.start(kubeconfig, operatorFlags(), `${logFile}.second`);
     try {
-      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      await sleep(3_000);
       assert.equal(await operator.metric("leader_election_master_status"), 1);
       assert.equal(await second.metric("leader_election_master_status"), 0);
       await objects.createNamespacedCustomObject({

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import {
@@ -175,7 +176,7 @@ describe("a poisoning drill against a norm bound", () => {
       if (workers.length === members.length && workers.every((w) => w.appliedRound === rounds))
         return view;
       assert.ok(Date.now() < deadline, `workers never reported round ${rounds}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
     }
   }
 

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   connectNats,
@@ -244,8 +245,7 @@ describe("DiLoCo trainers over the federation protocol", () => {
         if (t !== slow || report.round !== 1) return;
         // Stall before DiLoCo round 2 until the others' round-3 commit (closed at the deadline
         // without us) is in our ledger: our round-2 update is then late and must not be sent.
-        while (slow.exchange.federation.committedRound < 3)
-          await new Promise((resolve) => setTimeout(resolve, 50));
+        while (slow.exchange.federation.committedRound < 3) await sleep(50);
       }),
     );
     assert.deepEqual(await Promise.all(runs), ["completed", "completed", "completed"]);
@@ -282,7 +282,7 @@ describe("DiLoCo trainers over the federation protocol", () => {
       }),
     );
     const lateRun = (async () => {
-      while (!late) await new Promise((resolve) => setTimeout(resolve, 20));
+      while (!late) await sleep(20);
       const trainer = await late;
       return { trainer, outcome: await run(trainer) };
     })();

@@ -11,6 +11,7 @@
 // DiLoCo worker applies it, and its round report acknowledges the round, after which the protocol
 // hashes the global parameters. So each commit is applied exactly once, in order, to the one copy
 // of the global model the trainer reports.
+import { setTimeout as sleep } from "node:timers/promises";
 import { decodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
 import {
   type BoundedUpdateCount,
@@ -229,7 +230,7 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
       const members = new Set(live.map((worker) => worker.memberId)).size;
       if (members >= minMembers || Date.now() >= until || signal?.aborted || this.closed)
         return live;
-      await new Promise((resolve) => setTimeout(resolve, LIVE_POLL_MS));
+      await sleep(LIVE_POLL_MS);
     }
   }
 

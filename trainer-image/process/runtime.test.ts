@@ -3,6 +3,7 @@
 // applied round to the transport.
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { canonicalFederation, type FederationSpec } from "../../core/api/index.js";
 import { decodeUpdate, encodeUpdate, l2Norm } from "../../core/codec/index.js";
@@ -110,7 +111,7 @@ describe("TrainerRuntime over a federated transport", () => {
     const lines: Record<string, unknown>[] = [];
     const runtime = runtimeWith(transport, [0], lines);
     const loading = runtime.load({ backend: "cpu-js", device: "cpu" });
-    while (!transport.joined) await new Promise((resolve) => setTimeout(resolve, 5));
+    while (!transport.joined) await sleep(5);
     transport.finishJoin(firstRound, global);
     await loading;
     return { runtime, lines, worker: transport.joined };
@@ -121,7 +122,7 @@ describe("TrainerRuntime over a federated transport", () => {
     const runtime = runtimeWith(transport);
     try {
       const loading = runtime.load({ backend: "cpu-js", device: "cpu" });
-      while (!transport.joined) await new Promise((resolve) => setTimeout(resolve, 5));
+      while (!transport.joined) await sleep(5);
       assert.equal(runtime.ready(), false, "ready before the join completed");
       transport.finishJoin(1);
       await loading;
@@ -142,7 +143,7 @@ describe("TrainerRuntime over a federated transport", () => {
     const runtime = runtimeWith(transport);
     try {
       const loading = runtime.load({ backend: "cpu-js", device: "cpu" });
-      while (!transport.joined) await new Promise((resolve) => setTimeout(resolve, 5));
+      while (!transport.joined) await sleep(5);
       transport.finishJoin(0);
       await loading;
       // The first test left a checkpoint of round 3 in the folder; resuming it would make the

@@ -1,6 +1,7 @@
 // A cache of one kind of object, kept current by list + watch (one per watched namespace, or one
 // for all). client-node's informer re-lists after 410 Gone but stops on any other error: this one
 // restarts it with back-off, so a restarted API server or a dropped connection heals by itself.
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   type KubeConfig,
   type KubernetesListObject,
@@ -135,9 +136,7 @@ export class Informer<T extends KubernetesObject> {
         return;
       } catch (error) {
         if (this.stopped) return;
-        await new Promise((resolve) =>
-          setTimeout(resolve, this.backOff(entry, error, "list failed; retrying")),
-        );
+        await sleep(this.backOff(entry, error, "list failed; retrying"));
       }
     }
   }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ExponentialBackoff, MaxOf, TokenBucket, WorkQueue } from "./queue.js";
 
 describe("WorkQueue", () => {
@@ -38,7 +39,7 @@ describe("WorkQueue", () => {
     queue.addAfter("slow", 20);
     queue.addAfter("slow", 500);
     assert.equal(queue.length, 0);
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    await sleep(60);
     assert.equal(queue.length, 1);
   });
 

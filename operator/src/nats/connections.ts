@@ -3,6 +3,7 @@
 // background; callers ask for a *connected* one and get none, at once, while NATS is away, so a
 // NATS outage never holds up the Kubernetes side of a reconcile.
 import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { displayUrls } from "../../../core/protocol/resources.js";
@@ -52,7 +53,7 @@ export class NatsConnections {
       if (entry.closed) return undefined;
       if (entry.up && entry.connection && !entry.connection.isClosed()) return entry.connection;
       if (Date.now() >= deadline) return undefined;
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
+      await sleep(pollMs);
     }
   }
 
