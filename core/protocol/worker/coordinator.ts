@@ -139,9 +139,10 @@ export class Coordinator {
         live: behind ? [] : links.liveWorkers(),
         committable: committable.map((u) => u.manifest),
       });
-      // A commit not back within COMMIT_ECHO_MS is forgotten: the round is decided afresh.
-      if (decision.kind !== "resign" && !(decision.kind === "wait" && decision.for !== "updates"))
-        this.committing = undefined;
+      // Our commit in flight is kept only while we wait for its echo (or to catch up, or resign);
+      // once decideRound decides this round afresh, it is forgotten.
+      const waitsForLedger = decision.kind === "wait" && decision.for !== "updates";
+      if (decision.kind !== "resign" && !waitsForLedger) this.committing = undefined;
       switch (decision.kind) {
         case "resign":
           await this.resign();
