@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
+import * as tf from "@tensorflow/tfjs";
 import { mlpDefinition } from "../../test/fixtures/diloco.js";
 import { AdamW, type AdamWConfig, learningRateAt } from "./adamw.js";
 import { initBackend } from "./backend.js";
@@ -131,4 +132,110 @@ describe("AdamW state", () => {
     optimizer.dispose();
     model.dispose();
   });
+});
+
+describe("AdamW as one flat update", () => {
+  const config: AdamWConfig = {
+    ...base,
+    learningRate: 0.05,
+    weightDecay: 0.1,
+    warmupSteps: 2,
+    schedule: "cosine",
+  };
+  const mlp = mlpDefinition(3, 2, [4, 5], "GELU");
+  const transformer: ModelDefinition = {
+    kind: "transformer",
+    vocabularySize: 7,
+    layers: 1,
+    modelWidth: 8,
+    heads: 2,
+    contextLength: 4,
+    feedForwardMultiplier: 2,
+  };
+  const batchFor = (definition: ModelDefinition, step: number): Batch =>
+    definition.kind === "mlp"
+      ? {
+          kind: "classification",
+          size: 4,
+          features: Float32Array.from({ length: 12 }, (_, i) => Math.sin(step + i)),
+          labels: Int32Array.of(0, 1, step % 2, 1),
+        }
+      : {
+          kind: "text",
+          size: 2,
+          length: 4,
+          inputs: Int32Array.from({ length: 8 }, (_, i) => (step + i * 3) % 7),
+          targets: Int32Array.from({ length: 8 }, (_, i) => (step + i * 5 + 1) % 7),
+        };
+
+  before(async () => {
+    await initBackend("JS", { log: () => {} });
+  });
+
+  /**
+   * AdamW written per variable, as the trainer ran it before the flat update: the unfused form
+   * the flat one must reproduce.
+   */
+  function perVariableSteps(model: Model, definition: ModelDefinition, steps: number) {
+    const { beta1, beta2, weightDecay } = config;
+    const m = model.variables.map((v) => tf.variable(tf.zerosLike(v), false));
+    const v2 = model.variables.map((v) => tf.variable(tf.zerosLike(v), false));
+    for (let step = 0; step < steps; step++) {
+      const lr = learningRateAt(config, step);
+      const t = step + 1;
+      const stepSize = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
+      tf.tidy(() => {
+        const batch = batchFor(definition, step);
+        const { grads } = tf.variableGrads(() => model.loss(batch), model.variables);
+        model.variables.forEach((variable, i) => {
+          const g = grads[variable.name]!;
+          const newM = tf.add(tf.mul(m[i]!, beta1), tf.mul(g, 1 - beta1));
+          const newV = tf.add(tf.mul(v2[i]!, beta2), tf.mul(tf.square(g), 1 - beta2));
+          m[i]!.assign(newM);
+          v2[i]!.assign(newV);
+          let update = tf.mul(tf.div(newM, tf.add(tf.sqrt(newV), 1e-8)), stepSize);
+          if (weightDecay > 0 && model.layout[i]!.decay)
+            update = tf.add(update, tf.mul(variable, lr * weightDecay));
+          variable.assign(tf.sub(variable, update));
+        });
+      });
+    }
+    const flat = (moments: tf.Variable[]) => {
+      const out = new Float32Array(model.size);
+      model.layout.forEach((spec, i) => {
+        out.set(moments[i]!.dataSync(), spec.offset);
+      });
+      return out;
+    };
+    const result = { firstMoment: flat(m), secondMoment: flat(v2) };
+    for (const each of [...m, ...v2]) each.dispose();
+    return result;
+  }
+
+  for (const definition of [mlp, transformer])
+    it(`gives the per-variable result bit for bit (${definition.kind})`, async () => {
+      assert.ok(
+        parameterLayoutHasBoth(definition),
+        "the model has parameters with and without weight decay",
+      );
+      const initial = initialParameters(definition, 5);
+      const reference = new Model(definition, initial);
+      const moments = perVariableSteps(reference, definition, 4);
+      const model = new Model(definition, initial);
+      const optimizer = new AdamW(model, config);
+      for (let step = 0; step < 4; step++) await optimizer.step(batchFor(definition, step), false);
+      const state = await optimizer.readState();
+      assert.deepEqual(await model.readParameters(), await reference.readParameters());
+      assert.deepEqual(state.firstMoment, moments.firstMoment);
+      assert.deepEqual(state.secondMoment, moments.secondMoment);
+      for (const each of [optimizer, model, reference]) each.dispose();
+    });
+
+  function parameterLayoutHasBoth(definition: ModelDefinition): boolean {
+    const layout = new Model(definition, initialParameters(definition, 5));
+    const both =
+      layout.layout.some((spec) => spec.decay) && layout.layout.some((spec) => !spec.decay);
+    layout.dispose();
+    return both;
+  }
 });
