@@ -79,6 +79,13 @@ export class Admission {
     return listed !== undefined && equalBytes(listed, publicKey);
   }
 
+  /** True when publicKey is the key of a member seen on NATS now. */
+  isMemberKey(publicKey: Uint8Array): boolean {
+    for (const member of this.members.values())
+      if (equalBytes(member.publicKey, publicKey)) return true;
+    return false;
+  }
+
   /** True when publicKey is one of the organiser keys. */
   isOrganiser(publicKey: Uint8Array): boolean {
     return this.organisers.some((k) => equalBytes(k, publicKey));

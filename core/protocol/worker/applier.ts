@@ -68,7 +68,7 @@ export class Applier {
       return;
     }
     const { body: ref, signer } = decodeCheckpoint(entry.value);
-    if (![...ctx.admission.members.values()].some((m) => equalBytes(m.publicKey, signer))) {
+    if (!ctx.admission.isMemberKey(signer)) {
       // Its signer holds no member's key now (it left, or rejoined with a new key). A commit that
       // references it vouches for it, once the ledger accepts that commit (checked after reading
       // it); without one, start from the initial model and replay the whole ledger instead.

@@ -2,7 +2,6 @@
 // decideRound (decide.ts) says what to do; this file does it: status records, commits, and
 // handing the lease on.
 import { compareEntries } from "../chain.js";
-import { equalBytes } from "../identity.js";
 import type { ReceivedUpdate, RoundInbox } from "../inbox.js";
 import { isWrongLastSequence, publishDurable } from "../resources.js";
 import type { CheckpointRef, Commit, CommitEntry, WorkerRef } from "../types.js";
@@ -255,10 +254,7 @@ export class Coordinator {
     if (entry?.operation !== "PUT") return undefined;
     try {
       const { body, signer } = decodeCheckpoint(entry.value);
-      const known = [...ctx.admission.members.values()].some((m) =>
-        equalBytes(m.publicKey, signer),
-      );
-      if (!known || body.round <= referenced) return undefined;
+      if (!ctx.admission.isMemberKey(signer) || body.round <= referenced) return undefined;
       return body;
     } catch (error) {
       ctx.drop(error);
