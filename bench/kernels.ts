@@ -21,6 +21,10 @@ import { type BackendChoice, initBackend } from "../trainer-image/training/backe
 import { dilocoConfig, workerData } from "../trainer-image/training/config.js";
 import { type Batch, BatchSampler } from "../trainer-image/training/data.js";
 import {
+  fusedKernelsAvailable,
+  withoutFusedKernels,
+} from "../trainer-image/training/fused-kernels.js";
+import {
   initialParameters,
   Model,
   type ModelDefinition,
@@ -30,9 +34,11 @@ import {
 
 /** The kernels of one training step, split into the loss's gradient and the optimiser. */
 export interface StepKernels {
+  /** Median wall time of a step (loss read back) on this backend and machine. */
+  msPerStep: number;
   /** Kernels of one whole `AdamW.step`. */
   kernelsPerStep: number;
-  /** Kernels of the loss and its gradient alone (`tf.variableGrads` of the model's loss). */
+  /** Kernels of the loss and its gradient alone (`Model.lossAndGradients`). */
   forwardBackward: number;
   /** The rest: the AdamW update of every variable. */
   optimiser: number;
@@ -61,9 +67,9 @@ export async function countStepKernels(
     });
     const step = stepProfile.kernels.map((kernel) => kernel.name);
     const gradientProfile = await tf.profile(() => {
-      const { value, grads } = tf.variableGrads(() => model.loss(batch), model.variables);
-      value.dispose();
-      for (const grad of Object.values(grads)) grad.dispose();
+      tf.tidy(() => {
+        model.lossAndGradients(batch);
+      });
     });
     const forwardBackward = gradientProfile.kernels.map((kernel) => kernel.name);
     // The step computes the same gradient before it updates anything: if its kernels do not begin
@@ -80,7 +86,14 @@ export async function countStepKernels(
       const rest = count - (gradientHistogram.get(name) ?? 0);
       if (rest !== 0) optimiserHistogram.set(name, rest);
     }
+    const times: number[] = [];
+    for (let i = 0; i < TIMED_STEPS; i++) {
+      const started = performance.now();
+      await optimizer.step(batch, true);
+      times.push(performance.now() - started);
+    }
     return {
+      msPerStep: median(times),
       kernelsPerStep: step.length,
       forwardBackward: forwardBackward.length,
       optimiser: step.length - forwardBackward.length,
@@ -91,6 +104,15 @@ export async function countStepKernels(
     optimizer.dispose();
     model.dispose();
   }
+}
+
+/** Steps timed after the profiled ones; the median is reported. */
+const TIMED_STEPS = 3;
+
+function median(samples: readonly number[]): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function histogram(names: readonly string[]): Map<string, number> {
@@ -136,7 +158,17 @@ export interface PresetKernels extends StepKernels {
   variables: number;
   batchSize: number;
   definition: ModelDefinition;
-  /** Wall time of the warm-up and the profiled runs. */
+  /** Whether the step ran on fedtrain's fused kernels (false: the backend has none). */
+  fused: boolean;
+  /**
+   * Baseline measured in the same run: the same step through tfjs's autodiff of the composed
+   * model and the flat AdamW of tfjs ops (the trainer's path on backends without the fused
+   * kernels), or null where the step above already is that path.
+   */
+  autodiff: StepKernels | null;
+  /** Autodiff's step time over the fused step's, on this machine (null without a baseline). */
+  speedUp: number | null;
+  /** Wall time of the warm-up, profiled and timed runs of both paths. */
   seconds: number;
 }
 
@@ -152,12 +184,35 @@ async function presetKernels(preset: string, data: string): Promise<PresetKernel
   const variables = layout.length;
   const parameters = parameterCount(layout);
   const started = performance.now();
-  const kernels = await countStepKernels(definition, sampler.next(), dilocoConfig(spec).inner);
-  const seconds = (performance.now() - started) / 1000;
+  const batch = sampler.next();
+  const inner = dilocoConfig(spec).inner;
+  const fused = fusedKernelsAvailable();
+  const kernels = await countStepKernels(definition, batch, inner);
   console.log(
-    `${preset}: ${kernels.kernelsPerStep} kernels per step (forward+backward ${kernels.forwardBackward}, optimiser ${kernels.optimiser}); ${parameters} parameters in ${variables} variables, batch ${batchSize}; top: ${topNames(kernels.byName, 8)}`,
+    `${preset}: ${describeStep(kernels)}; ${parameters} parameters in ${variables} variables, batch ${batchSize}; top: ${topNames(kernels.byName, 8)}`,
   );
-  return { ...kernels, parameters, variables, batchSize, definition, seconds };
+  let autodiff: StepKernels | null = null;
+  if (fused) {
+    autodiff = await withoutFusedKernels(() => countStepKernels(definition, batch, inner));
+    console.log(`${preset} through autodiff (baseline): ${describeStep(autodiff)}`);
+  }
+  const speedUp = autodiff ? autodiff.msPerStep / kernels.msPerStep : null;
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    ...kernels,
+    parameters,
+    variables,
+    batchSize,
+    definition,
+    fused,
+    autodiff,
+    speedUp,
+    seconds,
+  };
+}
+
+function describeStep(step: StepKernels): string {
+  return `${step.kernelsPerStep} kernels per step (forward+backward ${step.forwardBackward}, optimiser ${step.optimiser}), ${step.msPerStep.toFixed(0)} ms per step`;
 }
 
 function topNames(counts: Record<string, number>, n: number): string {

@@ -6,6 +6,7 @@ import { AdamW, type AdamWConfig, learningRateAt } from "./adamw.js";
 import { initBackend } from "./backend.js";
 import type { Batch } from "./data.js";
 import { parameterHash } from "./diloco.js";
+import { fusedKernelsAvailable, withoutFusedKernels } from "./fused-kernels.js";
 import { initialParameters, Model, type ModelDefinition } from "./model.js";
 
 const base: AdamWConfig = {
@@ -186,9 +187,9 @@ describe("AdamW as one flat update", () => {
       const stepSize = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
       tf.tidy(() => {
         const batch = batchFor(definition, step);
-        const { grads } = tf.variableGrads(() => model.loss(batch), model.variables);
+        const { gradients } = model.lossAndGradients(batch);
         model.variables.forEach((variable, i) => {
-          const g = grads[variable.name]!;
+          const g = gradients[i]!;
           const newM = tf.add(tf.mul(m[i]!, beta1), tf.mul(g, 1 - beta1));
           const newV = tf.add(tf.mul(v2[i]!, beta2), tf.mul(tf.square(g), 1 - beta2));
           m[i]!.assign(newM);
@@ -212,24 +213,33 @@ describe("AdamW as one flat update", () => {
     return result;
   }
 
+  // Both update paths: the fused AdamW kernel (this backend has it) and the flat update of tfjs
+  // ops that backends without fused kernels run.
   for (const definition of [mlp, transformer])
-    it(`gives the per-variable result bit for bit (${definition.kind})`, async () => {
-      assert.ok(
-        parameterLayoutHasBoth(definition),
-        "the model has parameters with and without weight decay",
-      );
-      const initial = initialParameters(definition, 5);
-      const reference = new Model(definition, initial);
-      const moments = perVariableSteps(reference, definition, 4);
-      const model = new Model(definition, initial);
-      const optimizer = new AdamW(model, config);
-      for (let step = 0; step < 4; step++) await optimizer.step(batchFor(definition, step), false);
-      const state = await optimizer.readState();
-      assert.deepEqual(await model.readParameters(), await reference.readParameters());
-      assert.deepEqual(state.firstMoment, moments.firstMoment);
-      assert.deepEqual(state.secondMoment, moments.secondMoment);
-      for (const each of [optimizer, model, reference]) each.dispose();
-    });
+    for (const path of ["fused kernel", "tfjs ops"] as const)
+      it(`gives the per-variable result bit for bit (${definition.kind}, ${path})`, () =>
+        path === "fused kernel"
+          ? matchesPerVariable(definition, true)
+          : withoutFusedKernels(() => matchesPerVariable(definition, false)));
+
+  async function matchesPerVariable(definition: ModelDefinition, fused: boolean): Promise<void> {
+    assert.ok(
+      parameterLayoutHasBoth(definition),
+      "the model has parameters with and without weight decay",
+    );
+    const initial = initialParameters(definition, 5);
+    assert.equal(fusedKernelsAvailable(), fused, "the path under test is the one that runs");
+    const reference = new Model(definition, initial);
+    const moments = perVariableSteps(reference, definition, 4);
+    const model = new Model(definition, initial);
+    const optimizer = new AdamW(model, config);
+    for (let step = 0; step < 4; step++) await optimizer.step(batchFor(definition, step), false);
+    const state = await optimizer.readState();
+    assert.deepEqual(await model.readParameters(), await reference.readParameters());
+    assert.deepEqual(state.firstMoment, moments.firstMoment);
+    assert.deepEqual(state.secondMoment, moments.secondMoment);
+    for (const each of [optimizer, model, reference]) each.dispose();
+  }
 
   function parameterLayoutHasBoth(definition: ModelDefinition): boolean {
     const layout = new Model(definition, initialParameters(definition, 5));

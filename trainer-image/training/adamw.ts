@@ -3,6 +3,7 @@
 // round.
 import * as tf from "@tensorflow/tfjs";
 import type { Batch } from "./data.js";
+import { adamwStep, fusedKernelsAvailable } from "./fused-kernels.js";
 import type { Model } from "./model.js";
 
 /** How the learning rate decays after warm-up. */
@@ -94,11 +95,12 @@ export class AdamWSnapshot {
 }
 
 /**
- * AdamW state for one model. The moments are flat, one vector each in layout order, and the
- * update runs on the model's parameters and gradients joined into one vector: a handful of
- * kernels per step instead of about 13 per variable (a kernel launch costs far more on an
- * accelerator than the arithmetic of a small variable). Per element, the arithmetic is the same
- * as AdamW written per variable (adamw.test.ts compares the two).
+ * AdamW state for one model. The moments are flat, one vector each in layout order. On a backend
+ * with fedtrain's fused kernels the whole update is one kernel (fused-kernels.ts); elsewhere it
+ * runs on the model's parameters and gradients joined into one vector: a handful of kernels per
+ * step instead of about 13 per variable (a kernel launch costs far more on an accelerator than
+ * the arithmetic of a small variable). Either way, per element, the arithmetic is AdamW written
+ * per variable, bit for bit (adamw.test.ts compares them).
  */
 export class AdamW {
   private readonly firstMoment: tf.Variable;
@@ -161,8 +163,24 @@ export class AdamW {
     const stepSize = (lr * Math.sqrt(1 - beta2 ** t)) / (1 - beta1 ** t);
     const { variables, layout } = this.model;
     const loss = tf.tidy(() => {
-      const { value, grads } = tf.variableGrads(() => this.model.loss(batch), variables);
-      const gradient = joined(variables.map((variable) => grads[variable.name]!));
+      const { loss, gradients } = this.model.lossAndGradients(batch);
+      if (fusedKernelsAvailable()) {
+        const outputs = adamwStep(
+          variables,
+          gradients,
+          this.firstMoment,
+          this.secondMoment,
+          layout.map((spec) => spec.decay),
+          { beta1, beta2, epsilon, stepSize, decayRate: lr * weightDecay },
+        );
+        variables.forEach((variable, i) => {
+          variable.assign(outputs[i]!);
+        });
+        this.firstMoment.assign(outputs[variables.length]!);
+        this.secondMoment.assign(outputs[variables.length + 1]!);
+        return loss;
+      }
+      const gradient = joined(gradients);
       const parameters = joined(variables);
       const m = tf.add(tf.mul(this.firstMoment, beta1), tf.mul(gradient, 1 - beta1));
       const v = tf.add(tf.mul(this.secondMoment, beta2), tf.mul(tf.square(gradient), 1 - beta2));
@@ -178,7 +196,7 @@ export class AdamW {
       variables.forEach((variable, i) => {
         variable.assign(tf.reshape(next[i]!, layout[i]!.shape));
       });
-      return value;
+      return loss;
     });
     const result = readLoss ? ((await loss.data())[0] ?? Number.NaN) : null;
     loss.dispose();

@@ -4,6 +4,9 @@
 // initialisers, so every member and backend starts from bit-identical weights.
 import * as tf from "@tensorflow/tfjs";
 import type { Batch } from "./data.js";
+import { fusedKernelsAvailable } from "./fused-kernels.js";
+import { type LossAndGradients, mlpStep, transformerStep } from "./fused-step.js";
+import type { AttentionShape } from "./kernel-math.js";
 import { Random } from "./prng.js";
 
 /** A multi-layer perceptron classifier. */
@@ -215,7 +218,32 @@ export class Model {
     });
   }
 
-  /** Mean cross-entropy (nats per example or per character) of a batch; call inside a tidy. */
+  /**
+   * The mean loss of a batch and the gradient of every variable, in layout order; call inside a
+   * tidy. On a backend with fedtrain's fused kernels (plain JS and WASM) this runs the written-out
+   * forward and backward pass of fused-step.ts, a few dozen kernels; elsewhere, tfjs's autodiff of
+   * {@link loss}.
+   */
+  lossAndGradients(batch: Batch): LossAndGradients {
+    if (fusedKernelsAvailable()) return this.fusedStep(batch, true);
+    const { value, grads } = tf.variableGrads(() => this.loss(batch), this.variables);
+    return { loss: value, gradients: this.variables.map((variable) => grads[variable.name]!) };
+  }
+
+  private fusedStep(batch: Batch, withGradients: boolean): LossAndGradients {
+    const definition = this.definition;
+    if (definition.kind === "mlp") {
+      if (batch.kind !== "classification") throw new TypeError("the MLP needs classification data");
+      return mlpStep(definition, this.variables, batch, withGradients);
+    }
+    if (batch.kind !== "text") throw new TypeError("the CharTransformer needs text data");
+    return transformerStep(definition, this.variables, batch, withGradients);
+  }
+
+  /**
+   * Mean cross-entropy (nats per example or per character) of a batch, composed from tfjs ops and
+   * differentiable by tfjs's autodiff; call inside a tidy.
+   */
   loss(batch: Batch): tf.Scalar {
     const definition = this.definition;
     if (definition.kind === "mlp") {
@@ -266,7 +294,6 @@ export class Model {
   ): tf.Tensor2D {
     const d = definition.modelWidth;
     const h = definition.heads;
-    const hd = d / h;
     if (t > definition.contextLength) {
       throw new RangeError(
         `a window of ${t} exceeds the context length ${definition.contextLength}`,
@@ -293,8 +320,6 @@ export class Model {
       t === definition.contextLength
         ? this.causalMask!
         : tf.slice(this.causalMask!, [0, 0], [t, t]);
-    const heads = (m: tf.Tensor2D): tf.Tensor4D =>
-      tf.transpose(tf.reshape(m, [b, t, h, hd]), [0, 2, 1, 3]);
     for (let l = 0; l < definition.layers; l++) {
       const [g1, b1, wqkv, bqkv, wo, bo, g2, b2, w1, bi1, w2, bi2] = Array.from(
         { length: 12 },
@@ -302,15 +327,13 @@ export class Model {
       );
       const normed = tf.reshape(layerNorm(x, g1!, b1!), [b * t, d]);
       const qkv = tf.add(tf.matMul(normed, wqkv as tf.Tensor2D), bqkv!);
-      const [q, k, val] = tf.split(qkv, 3, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-      const scores = tf.add(
-        tf.mul(tf.matMul(heads(q), heads(k), false, true), 1 / Math.sqrt(hd)),
+      const merged = attention(
+        qkv as tf.Tensor2D,
+        { windows: b, length: t, heads: h, width: d },
         mask,
       );
-      const attended = tf.matMul(tf.softmax(scores), heads(val));
-      const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [b * t, d]);
-      const attention = tf.add(tf.matMul(merged, wo as tf.Tensor2D), bo!);
-      x = tf.add(x, tf.reshape(attention, [b, t, d]));
+      const attended = tf.add(tf.matMul(merged, wo as tf.Tensor2D), bo!);
+      x = tf.add(x, tf.reshape(attended, [b, t, d]));
       const normed2 = tf.reshape(layerNorm(x, g2!, b2!), [b * t, d]);
       const hidden = gelu(tf.add(tf.matMul(normed2, w1 as tf.Tensor2D), bi1!));
       const out = tf.add(tf.matMul(hidden, w2 as tf.Tensor2D), bi2!);
@@ -327,7 +350,9 @@ export class Model {
     let total = 0;
     let count = 0;
     for (const batch of batches) {
-      const loss = tf.tidy(() => this.loss(batch));
+      const loss = tf.tidy(() =>
+        fusedKernelsAvailable() ? this.fusedStep(batch, false).loss : this.loss(batch),
+      );
       total += ((await loss.data())[0] ?? Number.NaN) * batch.size;
       count += batch.size;
       loss.dispose();
@@ -341,7 +366,8 @@ export class Model {
   }
 }
 
-function activate(x: tf.Tensor2D, activation: MlpDefinition["activation"]): tf.Tensor2D {
+/** The MLP's hidden activation. */
+export function activate(x: tf.Tensor2D, activation: MlpDefinition["activation"]): tf.Tensor2D {
   switch (activation) {
     case "ReLU":
       return tf.relu(x);
@@ -352,20 +378,44 @@ function activate(x: tf.Tensor2D, activation: MlpDefinition["activation"]): tf.T
   }
 }
 
-/** GELU, tanh approximation (as in GPT-2), from differentiable primitives. */
-function gelu<T extends tf.Tensor>(x: T): T {
+// The layers below are composed from differentiable tfjs primitives: the form tfjs's autodiff
+// trains on backends without fedtrain's fused kernels, and the reference those kernels are tested
+// against (fused.test.ts).
+
+/**
+ * Causal multi-head attention over packed [q | k | v] rows [windows·length, 3d], with `mask` the
+ * additive causal mask [length, length]: the merged heads [windows·length, d].
+ */
+export function attention(qkv: tf.Tensor2D, shape: AttentionShape, mask: tf.Tensor): tf.Tensor2D {
+  const { windows: b, length: t, heads: h, width: d } = shape;
+  const hd = d / h;
+  const heads = (m: tf.Tensor2D): tf.Tensor4D =>
+    tf.transpose(tf.reshape(m, [b, t, h, hd]), [0, 2, 1, 3]);
+  const [q, k, v] = tf.split(qkv, 3, 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+  const scores = tf.add(
+    tf.mul(tf.matMul(heads(q), heads(k), false, true), 1 / Math.sqrt(hd)),
+    mask,
+  );
+  const attended = tf.matMul(tf.softmax(scores), heads(v));
+  return tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [b * t, d]);
+}
+
+/** GELU, tanh approximation (as in GPT-2). */
+export function gelu<T extends tf.Tensor>(x: T): T {
   const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
   return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)) as T;
 }
 
-function layerNorm(x: tf.Tensor, gain: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+/** LayerNorm over the last axis, with gain and bias. */
+export function layerNorm(x: tf.Tensor, gain: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   const mean = tf.mean(x, -1, true);
   const centred = tf.sub(x, mean);
   const variance = tf.mean(tf.square(centred), -1, true);
   return tf.add(tf.mul(tf.mul(centred, tf.rsqrt(tf.add(variance, 1e-5))), gain), bias);
 }
 
-function crossEntropy(logits: tf.Tensor, labels: tf.Tensor1D, classes: number): tf.Scalar {
+/** Mean softmax cross-entropy of logits [rows, classes] against integer labels. */
+export function crossEntropy(logits: tf.Tensor, labels: tf.Tensor1D, classes: number): tf.Scalar {
   const logProbabilities = tf.logSoftmax(logits);
   const picked = tf.sum(
     tf.mul(logProbabilities, tf.cast(tf.oneHot(labels, classes), "float32")),
