@@ -1,13 +1,13 @@
 // `npm run bench -- kernels [--quick] [--backend CPU|JS|WASM|WebGPU|CUDA|Auto]`: the tfjs kernels
 // one training step launches (forward, backward and the AdamW update, one `AdamW.step`), for each
 // model preset as the trainer builds it from a federation spec that sets nothing but the preset
-// and its data (CRD defaults for the rest, batch size included). On an accelerator every kernel
-// is a launch with a fixed cost, so at these model sizes the count, not the arithmetic, sets the
-// step time. Counted with tf.profile on the trainer's CPU backend (native, else WASM) unless
-// --backend says otherwise: tfjs's plain JS backend launches the same kernels but takes about 12 s
-// per CharTransformer step on 2 cores, against about 2.5 s on WASM. The count depends on the
-// backend (the record names it) and the code, not on the machine, so one run of about ten
-// seconds is the record.
+// and its data (CRD defaults for the rest, batch size included), and the step's median time. On
+// an accelerator every kernel is a launch with a fixed cost, so at these model sizes the count,
+// not the arithmetic, sets the step time. Counted with tf.profile on the trainer's CPU backend
+// (native, else WASM) unless --backend says otherwise. Where the backend has fedtrain's fused
+// kernels, the same step through tfjs's autodiff (the path of backends without them) is counted
+// and timed in the same run as the baseline. The count depends on the backend (the record names
+// it) and the code, not on the machine; the times depend on both. About 30 s on 2 cores.
 // Writes bench/results/kernels.json (through run.ts); with --quick, out/bench/kernels-quick.json
 // (the same work: there is nothing to shorten).
 import * as tf from "@tensorflow/tfjs";
@@ -107,7 +107,7 @@ export async function countStepKernels(
 }
 
 /** Steps timed after the profiled ones; the median is reported. */
-const TIMED_STEPS = 3;
+const TIMED_STEPS = 5;
 
 function median(samples: readonly number[]): number {
   const sorted = [...samples].sort((a, b) => a - b);
