@@ -18,7 +18,8 @@ export function canonicalFederation(federation: FederationSpec): FederationSpec 
   const { compression, aggregation } = out.sync;
   if (compression.method === "Int8") compression.int8 ??= {} as never;
   if (compression.method === "TopK") compression.topK ??= {} as never;
-  if (aggregation.rule === "TrimmedMean") aggregation.trimFraction ??= defaultTrimFraction;
+  if (aggregation.rule === "TrimmedMean" && aggregation.tolerate === undefined)
+    aggregation.trimFraction ??= defaultTrimFraction;
   if (aggregation.rule === "CentredClip") aggregation.centredClip ??= {} as never;
   // Second pass: defaults inside the variant blocks just added.
   return applyDefaults(schemaAt("spec.federation"), out);

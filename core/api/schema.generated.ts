@@ -605,6 +605,16 @@ export const trainingFederationSchema = {
                       "rule": "!has(self.centredClip) || self.rule == 'CentredClip'",
                       "message": "aggregation.centredClip may only be set when aggregation.rule is CentredClip",
                       "fieldPath": ".centredClip"
+                    },
+                    {
+                      "rule": "!has(self.tolerate) || self.rule != 'Mean'",
+                      "message": "aggregation.tolerate cannot be set with rule Mean, which withstands no faulty member: choose TrimmedMean, Median or CentredClip",
+                      "fieldPath": ".tolerate"
+                    },
+                    {
+                      "rule": "!(has(self.tolerate) && has(self.trimFraction))",
+                      "message": "set at most one of aggregation.tolerate and aggregation.trimFraction: both say how many updates a TrimmedMean trims",
+                      "fieldPath": ".trimFraction"
                     }
                   ],
                   "properties": {
@@ -619,13 +629,19 @@ export const trainingFederationSchema = {
                       ],
                       "default": "Mean"
                     },
+                    "tolerate": {
+                      "type": "integer",
+                      "description": "The protection the organiser states: how many faulty updates every round must withstand. TrimmedMean trims this many values at each end of every coordinate; Median and CentredClip need no setting but state it here to be checked. A round with fewer than 2 × tolerate + 1 updates cannot give it: it is still applied, and flagged (trainer log line and metric fedtrain_trainer_rounds_unprotected_total).",
+                      "minimum": 1,
+                      "maximum": 100
+                    },
                     "trimFraction": {
                       "type": "number",
-                      "description": "Fraction trimmed from each end per coordinate (TrimmedMean; default 0.2).",
+                      "description": "TrimmedMean without tolerate: the fraction of each round's updates to withstand, rounded up (⌈trimFraction × N⌉ values trimmed at each end of every coordinate; default 0.2); a round too small to trim that many is flagged as with tolerate.",
                       "x-kubernetes-validations": [
                         {
-                          "rule": "self >= 0.0 && self < 0.5",
-                          "message": "aggregation.trimFraction must be at least 0 and below 0.5"
+                          "rule": "self > 0.0 && self < 0.5",
+                          "message": "aggregation.trimFraction must be above 0 (a trimmed mean that trims nothing is the mean) and below 0.5"
                         }
                       ]
                     },

@@ -332,7 +332,11 @@ export interface Aggregation {
    */
   rule: "Mean" | "TrimmedMean" | "Median" | "CentredClip";
   /**
-   * Fraction trimmed from each end per coordinate (TrimmedMean; default 0.2).
+   * The protection the organiser states: how many faulty updates every round must withstand. TrimmedMean trims this many values at each end of every coordinate; Median and CentredClip need no setting but state it here to be checked. A round with fewer than 2 × tolerate + 1 updates cannot give it: it is still applied, and flagged (trainer log line and metric fedtrain_trainer_rounds_unprotected_total).
+   */
+  tolerate?: number;
+  /**
+   * TrimmedMean without tolerate: the fraction of each round's updates to withstand, rounded up (⌈trimFraction × N⌉ values trimmed at each end of every coordinate; default 0.2); a round too small to trim that many is flagged as with tolerate.
    */
   trimFraction?: number;
   centredClip?: CentredClipSettings;

@@ -8,6 +8,7 @@ import {
   l2Norm,
   mean,
   median,
+  roundProtection,
   trimmedMean,
 } from "./index.js";
 import { SeededRandom } from "./seeded-random.js";
@@ -42,7 +43,7 @@ test("coordinate-wise rules against hand-computed answers", () => {
       expected: [2.5, 15],
     },
     { name: "median of 5", updates: five, rule: { kind: "median" }, expected: [3, 0] },
-    // floor(0.2 · 5) = 1 value trimmed at each end, per coordinate:
+    // ⌈0.2 · 5⌉ = 1 value trimmed at each end, per coordinate:
     // coordinate 0 sorted 1 2 3 4 100 → (2+3+4)/3 = 3; coordinate 1 sorted −50 −5 0 1 2 → (−5+0+1)/3.
     {
       name: "trimmed mean 0.2 of 5",
@@ -50,19 +51,32 @@ test("coordinate-wise rules against hand-computed answers", () => {
       rule: { kind: "trimmedMean", trimFraction: 0.2 },
       expected: [3, -4 / 3],
     },
-    // floor(0.19 · 5) = 0: nothing trimmed, the plain mean.
+    // ⌈0.19 · 5⌉ = 1 as well: a fraction rounds up, it never trims nothing.
     {
       name: "trimmed mean 0.19 of 5",
       updates: five,
       rule: { kind: "trimmedMean", trimFraction: 0.19 },
-      expected: [22, -52 / 5],
+      expected: [3, -4 / 3],
     },
-    // floor(0.25 · 4) = 1: coordinate 0 sorted 1 2 3 10 → 2.5; coordinate 1 sorted −40 10 20 30 → 15.
+    // ⌈0.25 · 4⌉ = 1: coordinate 0 sorted 1 2 3 10 → 2.5; coordinate 1 sorted −40 10 20 30 → 15.
     {
       name: "trimmed mean 0.25 of 4",
       updates: four,
       rule: { kind: "trimmedMean", trimFraction: 0.25 },
       expected: [2.5, 15],
+    },
+    // ⌈0.3 · 5⌉ = 2 of 5: only the middle value is left, the median.
+    {
+      name: "trimmed mean 0.3 of 5",
+      updates: five,
+      rule: { kind: "trimmedMean", trimFraction: 0.3 },
+      expected: [3, 0],
+    },
+    {
+      name: "trimmed mean tolerating 2 of 5",
+      updates: five,
+      rule: { kind: "trimmedMean", tolerate: 2 },
+      expected: [3, 0],
     },
     { name: "single update", updates: [f32(7, -7)], rule: { kind: "median" }, expected: [7, -7] },
   ];
@@ -70,6 +84,79 @@ test("coordinate-wise rules against hand-computed answers", () => {
     // Expected values are rounded once to float32, as the rules promise.
     assert.deepEqual([...aggregate(updates, rule)], expected.map(Math.fround), name);
   }
+});
+
+test("a trimmed mean tolerating one faulty member excludes an outlier at n = 3 and n = 4", () => {
+  const rule: AggregationRule = { kind: "trimmedMean", tolerate: 1 };
+  const outlier = 1e6;
+  // n = 3: one trimmed at each end leaves the middle value.
+  assert.deepEqual([...aggregate([f32(1), f32(2), f32(outlier)], rule)], [2]);
+  assert.deepEqual([...aggregate([f32(-outlier), f32(1), f32(2)], rule)], [1]);
+  // n = 4: the two middle values' mean.
+  assert.deepEqual([...aggregate([f32(1), f32(outlier), f32(2), f32(3)], rule)], [2.5]);
+  assert.deepEqual([...aggregate([f32(1), f32(-outlier), f32(2), f32(3)], rule)], [1.5]);
+  // Both rounds give the stated protection; the mean would have moved by ~outlier / n.
+  for (const n of [3, 4])
+    assert.deepEqual(roundProtection(rule, n), { required: 1, provided: 1, unprotected: false });
+  assert.ok(aggregate([f32(1), f32(2), f32(outlier)], { kind: "mean" })[0]! > outlier / 4);
+});
+
+test("a round too small for the stated protection is flagged", () => {
+  const cases: [string, AggregationRule, number, ReturnType<typeof roundProtection>][] = [
+    ["mean: states nothing", { kind: "mean" }, 5, { required: 0, provided: 0, unprotected: false }],
+    [
+      "tolerate 1 with 2 updates",
+      { kind: "trimmedMean", tolerate: 1 },
+      2,
+      { required: 1, provided: 0, unprotected: true },
+    ],
+    [
+      "tolerate 2 with 4 updates: trims 1",
+      { kind: "trimmedMean", tolerate: 2 },
+      4,
+      { required: 2, provided: 1, unprotected: true },
+    ],
+    [
+      "trimFraction 0.2 of 4 rounds up to 1",
+      { kind: "trimmedMean", trimFraction: 0.2 },
+      4,
+      { required: 1, provided: 1, unprotected: false },
+    ],
+    [
+      "trimFraction 0.2 of 2: nothing can be trimmed",
+      { kind: "trimmedMean", trimFraction: 0.2 },
+      2,
+      { required: 1, provided: 0, unprotected: true },
+    ],
+    [
+      "median tolerating 1 with 3",
+      { kind: "median", tolerate: 1 },
+      3,
+      { required: 1, provided: 1, unprotected: false },
+    ],
+    [
+      "median tolerating 2 with 4",
+      { kind: "median", tolerate: 2 },
+      4,
+      { required: 2, provided: 1, unprotected: true },
+    ],
+    [
+      "median stating nothing",
+      { kind: "median" },
+      2,
+      { required: 0, provided: 0, unprotected: false },
+    ],
+    [
+      "centred clipping tolerating 1 with 2",
+      { kind: "centredClip", radius: 1, iterations: 1, tolerate: 1 },
+      2,
+      { required: 1, provided: 0, unprotected: true },
+    ],
+  ];
+  for (const [name, rule, n, expected] of cases)
+    assert.deepEqual(roundProtection(rule, n), expected, name);
+  // An unprotected round is still aggregated: a trimmed mean of two trims nothing.
+  assert.deepEqual([...aggregate([f32(1), f32(3)], { kind: "trimmedMean", tolerate: 1 })], [2]);
 });
 
 test("centred clipping against a hand computation", () => {
@@ -142,7 +229,7 @@ test("robustness: one sign-flipped ×10 update among 4 honest ones", () => {
   const spread = Math.sqrt(honestSpread / honest.length);
 
   const plain = distance(mean(updates));
-  const trimmed = distance(trimmedMean(updates, 0.2));
+  const trimmed = distance(trimmedMean(updates, 1));
   const med = distance(median(updates));
   // The plain mean is dragged by (attacker − honest mean)/5 ≈ 11/5 of the signal: ‖·‖ ≈ 2.2 √n.
   assert.ok(plain > 2 * Math.sqrt(n), `plain mean moved ${plain}`);
@@ -153,7 +240,7 @@ test("robustness: one sign-flipped ×10 update among 4 honest ones", () => {
   for (let i = 0; i < n; i++) {
     const values = honest.map((h) => h[i]!);
     const [low, high] = [Math.min(...values), Math.max(...values)];
-    const t = trimmedMean(updates, 0.2)[i]!;
+    const t = trimmedMean(updates, 1)[i]!;
     assert.ok(t >= low && t <= high, `trimmed mean coordinate ${i} outside the honest range`);
   }
 
@@ -190,8 +277,17 @@ test("invalid aggregation inputs are refused with a RangeError", () => {
   const cases: [string, () => unknown][] = [
     ["no updates", () => mean([])],
     ["lengths differ", () => median([f32(1, 2), f32(1)])],
-    ["trim fraction 0.5", () => trimmedMean([f32(1)], 0.5)],
-    ["negative trim fraction", () => trimmedMean([f32(1)], -0.1)],
+    ["trimming every value", () => trimmedMean([f32(1), f32(2)], 1)],
+    ["negative trim", () => trimmedMean([f32(1)], -1)],
+    ["fractional trim", () => trimmedMean([f32(1), f32(2), f32(3)], 0.5)],
+    ["trim fraction 0.5", () => roundProtection({ kind: "trimmedMean", trimFraction: 0.5 }, 4)],
+    ["trim fraction 0", () => roundProtection({ kind: "trimmedMean", trimFraction: 0 }, 4)],
+    ["neither tolerate nor fraction", () => roundProtection({ kind: "trimmedMean" }, 4)],
+    [
+      "both tolerate and fraction",
+      () => roundProtection({ kind: "trimmedMean", tolerate: 1, trimFraction: 0.2 }, 4),
+    ],
+    ["fractional tolerance", () => roundProtection({ kind: "median", tolerate: 0.5 }, 4)],
     ["zero radius", () => centredClip([f32(1)], 0, 1)],
     ["zero iterations", () => centredClip([f32(1)], 1, 0)],
     ["reference length", () => centredClip([f32(1)], 1, 1, f32(1, 2))],

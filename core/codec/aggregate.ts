@@ -3,7 +3,7 @@
 // rule fixes its arithmetic: sums run over updates in the given order (and over coordinates in
 // ascending index order for norms), in float64, and each output coordinate is rounded to float32
 // once. JavaScript numbers are IEEE 754 doubles with no fused multiply-add, so this is portable.
-import type { AggregationRule, NormBound, NormBoundReport } from "./types.js";
+import type { AggregationRule, NormBound, NormBoundReport, RoundProtection } from "./types.js";
 
 /** Coordinates summed per block in `mean`, so the float64 accumulators stay in L1 cache. */
 const MEAN_BLOCK = 4096;
@@ -14,7 +14,7 @@ export function aggregate(updates: readonly Float32Array[], rule: AggregationRul
     case "mean":
       return mean(updates);
     case "trimmedMean":
-      return trimmedMean(updates, rule.trimFraction);
+      return trimmedMean(updates, roundProtection(rule, updates.length).provided);
     case "median":
       return median(updates);
     case "centredClip":
@@ -66,16 +66,49 @@ function sortSmall(values: Float64Array, count: number): void {
 }
 
 /**
- * Coordinate-wise trimmed mean: per coordinate, drop the t = floor(trimFraction · N) smallest and t
- * largest values and average the rest (ascending order, float64).
+ * What `rule` is asked to withstand in a round of `count` updates and what it can: a trimmed
+ * mean trims min(required, ⌊(N − 1)/2⌋) values at each end, so at least one value is left.
  */
-export function trimmedMean(updates: readonly Float32Array[], trimFraction: number): Float32Array {
-  const n = requireUpdates(updates);
-  if (!(trimFraction >= 0 && trimFraction < 0.5)) {
-    throw new RangeError(`trimFraction ${trimFraction} must be in [0, 0.5)`);
+export function roundProtection(rule: AggregationRule, count: number): RoundProtection {
+  if (!(Number.isInteger(count) && count >= 0)) {
+    throw new RangeError(`update count ${count} must be a non-negative integer`);
   }
+  const majority = Math.max(0, Math.floor((count - 1) / 2));
+  let required: number;
+  switch (rule.kind) {
+    case "mean":
+      return { required: 0, provided: 0, unprotected: false };
+    case "trimmedMean": {
+      const { tolerate, trimFraction } = rule;
+      if ((tolerate === undefined) === (trimFraction === undefined)) {
+        throw new RangeError("a trimmed mean needs exactly one of tolerate and trimFraction");
+      }
+      if (trimFraction !== undefined && !(trimFraction > 0 && trimFraction < 0.5)) {
+        throw new RangeError(`trimFraction ${trimFraction} must be in (0, 0.5)`);
+      }
+      required = tolerate ?? Math.ceil(trimFraction! * count);
+      break;
+    }
+    default:
+      required = rule.tolerate ?? 0;
+  }
+  if (!(Number.isInteger(required) && required >= 0)) {
+    throw new RangeError(`tolerate ${required} must be a non-negative integer`);
+  }
+  const provided = rule.kind === "trimmedMean" ? Math.min(required, majority) : majority;
+  return { required, provided, unprotected: provided < required };
+}
+
+/**
+ * Coordinate-wise trimmed mean: per coordinate, drop the `trim` smallest and `trim` largest
+ * values and average the rest (ascending order, float64).
+ */
+export function trimmedMean(updates: readonly Float32Array[], trim: number): Float32Array {
+  const n = requireUpdates(updates);
   const count = updates.length;
-  const trim = Math.floor(trimFraction * count);
+  if (!(Number.isInteger(trim) && trim >= 0 && 2 * trim < count)) {
+    throw new RangeError(`cannot trim ${trim} values at each end of ${count}`);
+  }
   const kept = count - 2 * trim;
   const column = new Float64Array(count);
   const out = new Float32Array(n);

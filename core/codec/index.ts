@@ -7,6 +7,7 @@ export {
   l2Norm,
   mean,
   median,
+  roundProtection,
   trimmedMean,
 } from "./aggregate.js";
 export { accumulateUpdate, decodeUpdate, encodeUpdate, UpdateEncoder } from "./codec.js";

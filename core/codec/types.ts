@@ -47,15 +47,28 @@ export interface UpdateHeader {
   byteLength: number;
 }
 
-/** How a round's updates are combined into one pseudo-gradient, coordinate by coordinate. */
+/**
+ * How a round's updates are combined into one pseudo-gradient, coordinate by coordinate.
+ * `tolerate`, where a rule has it, is the organiser's stated protection: how many faulty updates
+ * a round must withstand. A round whose update count cannot give it is flagged (see
+ * `roundProtection`).
+ */
 export type AggregationRule =
   | { kind: "mean" }
   | {
       kind: "trimmedMean";
-      /** Fraction of updates dropped at each end per coordinate, in [0, 0.5). */
-      trimFraction: number;
+      /**
+       * Updates to tolerate: this many values are trimmed at each end of every coordinate.
+       * Exactly one of `tolerate` and `trimFraction` is set.
+       */
+      tolerate?: number;
+      /**
+       * Fraction of the round's updates to tolerate, rounded up: ⌈trimFraction · N⌉ values are
+       * trimmed at each end of every coordinate, in (0, 0.5).
+       */
+      trimFraction?: number;
     }
-  | { kind: "median" }
+  | { kind: "median"; tolerate?: number }
   | {
       kind: "centredClip";
       /** Clipping radius τ in L2 norm. */
@@ -64,7 +77,21 @@ export type AggregationRule =
       iterations: number;
       /** Centre of the first iteration; the zero vector when absent. */
       reference?: Float32Array;
+      tolerate?: number;
     };
+
+/** What a rule is asked to withstand in one round, and what that round's update count allows. */
+export interface RoundProtection {
+  /** Faulty updates the rule must withstand (stated, or ⌈trimFraction · N⌉); 0 for the mean. */
+  required: number;
+  /**
+   * Faulty updates it can withstand with N updates: no rule that keeps a majority's say survives
+   * ⌈N/2⌉ or more, so at most ⌊(N − 1)/2⌋, and 0 for the mean.
+   */
+  provided: number;
+  /** provided < required: the round did not get the stated protection. */
+  unprotected: boolean;
+}
 
 /** Pre-filter against oversized updates: a bound on each update's L2 norm. */
 export interface NormBound {

@@ -15,13 +15,14 @@ const poisonAnnotation = "fedtrain.dev/drill-poison-scale";
 const schedule = { rounds: 10, innerSteps: 20 };
 /**
  * The robust rule: updates whose norm is over 3× the round's median are dropped, the rest
- * trimmed-averaged (one of three trimmed at each end). Dropping, not clipping: a clipped
- * sign-flipped update still pulls backwards, and the median of three sparse top-k updates is
- * mostly zero.
+ * trimmed-averaged, tolerating one faulty update (one value trimmed at each end). Dropping, not
+ * clipping: a clipped sign-flipped update still pulls backwards, and the median of three sparse
+ * top-k updates is mostly zero. A round left with two updates after the drop cannot withstand a
+ * faulty one and is flagged as unprotected.
  */
 const robust: Aggregation = {
   rule: "TrimmedMean",
-  trimFraction: 0.34,
+  tolerate: 1,
   normBound: { action: "Drop", maxMedianMultiple: 3 },
 };
 const runs = [
@@ -78,11 +79,23 @@ function boundedForCedar(texts: string[]): number {
   return highest;
 }
 
+/** The highest value of the unprotected-rounds counter in the scraped texts; −1 if absent. */
+function unprotectedRounds(texts: string[]): number {
+  let highest = -1;
+  for (const text of texts)
+    for (const line of text.split("\n"))
+      if (line.startsWith("fedtrain_trainer_rounds_unprotected_total "))
+        highest = Math.max(highest, Number(line.split(" ").at(-1)));
+  return highest;
+}
+
 test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the poisoner is dropped", async (t) => {
   for (const run of runs)
     for (const member of members) await bed.apply(member, await manifest(member, run));
 
   let clippedInMetrics = 0;
+  let unprotectedPoisoned = -1;
+  let unprotectedClean = -1;
   let results: Map<string, MemberView[]>;
   try {
     results = await bed.waitFor(
@@ -91,6 +104,9 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
         // The honest trainers' metrics, while they run.
         const texts = await bed.scrapeMetrics(alpine, "robust", "robust-trainers");
         clippedInMetrics = Math.max(clippedInMetrics, boundedForCedar(texts));
+        unprotectedPoisoned = Math.max(unprotectedPoisoned, unprotectedRounds(texts));
+        const clean = await bed.scrapeMetrics(alpine, "clean", "clean-trainers");
+        unprotectedClean = Math.max(unprotectedClean, unprotectedRounds(clean));
         const all = new Map<string, MemberView[]>();
         for (const run of runs) all.set(run.id, await bed.views(run.id, run.id));
         const done = [...all.values()].every((views) =>
@@ -130,6 +146,10 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
   for (const honest of members.filter((m) => m !== cedar))
     assert.equal(counts(honest), 0, `${honest}'s updates were not bounded`);
   assert.ok(clippedInMetrics > 0, "an honest trainer's metrics count cedar's bounded updates");
+  // With the poisoner dropped, two updates are left: those rounds are flagged; the clean run's
+  // rounds all had three.
+  assert.ok(unprotectedPoisoned > 0, "an honest trainer flags the rounds left with two updates");
+  assert.equal(unprotectedClean, 0, "no clean round is flagged (−1: never scraped)");
   // In the clean run nobody is bounded.
   for (const m of results.get("clean")![0]!.status?.members ?? [])
     assert.equal((m.updatesClipped ?? 0) + (m.updatesDropped ?? 0), 0, `${m.id} in the clean run`);

@@ -48,6 +48,11 @@ export class TrainerMetrics {
     labelNames: ["member", "action"],
     registers: [this.registry],
   });
+  readonly roundsUnprotected = new Counter({
+    name: "fedtrain_trainer_rounds_unprotected_total",
+    help: "Applied rounds with too few updates for the aggregation's stated protection (sync.aggregation.tolerate, or TrimmedMean's trimFraction)",
+    registers: [this.registry],
+  });
   readonly info = new Gauge({
     name: "fedtrain_trainer_info",
     help: "The backend and device the worker computes on (value 1)",

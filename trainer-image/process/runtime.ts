@@ -529,6 +529,19 @@ export class TrainerRuntime {
     if (local !== this.workers[0]) return;
     for (const { member, action } of report.bounded)
       this.metrics.updatesBounded.inc({ member, action });
+    const { protection } = report;
+    if (protection.unprotected) {
+      this.metrics.roundsUnprotected.inc();
+      this.log.warn(
+        {
+          round: report.round,
+          included: report.included,
+          tolerate: protection.required,
+          withstood: protection.provided,
+        },
+        `round ${report.round} is unprotected: its ${report.included} updates withstand ${protection.provided} faulty ones, the aggregation must withstand ${protection.required} (that takes ${2 * protection.required + 1} updates)`,
+      );
+    }
     this.evalModel!.writeParameters(local.worker.global);
     const evalLoss = await this.evalModel!.evaluate(this.evalBatches);
     for (const each of this.workers) this.metrics.evalLoss.set({ worker: each.label }, evalLoss);

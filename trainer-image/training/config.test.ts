@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
 import { canonicalFederation, type FederationSpec } from "../../core/api/index.js";
+import type { AggregationRule } from "../../core/codec/index.js";
 import { dilocoConfig, modelDefinition, workerData } from "./config.js";
 
 async function exampleFederation(): Promise<FederationSpec> {
@@ -26,6 +27,29 @@ describe("config from the federation spec", () => {
     assert.deepEqual(config.aggregation, { kind: "trimmedMean", trimFraction: 0.2 });
     assert.deepEqual(config.normBound, { action: "clip", medianMultiple: 3 });
     assert.equal(config.overlap, false);
+  });
+
+  it("maps a stated tolerance onto each robust rule", async () => {
+    const spec = await exampleFederation();
+    const cases: [FederationSpec["sync"]["aggregation"], AggregationRule][] = [
+      [
+        { rule: "TrimmedMean", tolerate: 2 },
+        { kind: "trimmedMean", tolerate: 2 },
+      ],
+      [
+        { rule: "Median", tolerate: 1 },
+        { kind: "median", tolerate: 1 },
+      ],
+      [{ rule: "Median" }, { kind: "median" }],
+      [
+        { rule: "CentredClip", tolerate: 1 },
+        { kind: "centredClip", radius: 1, iterations: 3, tolerate: 1 },
+      ],
+    ];
+    for (const [aggregation, expected] of cases) {
+      spec.sync.aggregation = aggregation;
+      assert.deepEqual(dilocoConfig(spec).aggregation, expected, aggregation.rule);
+    }
   });
 
   it("builds the worker's data and a model sized to it", async () => {

@@ -91,13 +91,17 @@ function codecParams(spec: FederationSpec): CodecParams {
 
 function aggregationRule(spec: FederationSpec): AggregationRule {
   const aggregation = spec.sync.aggregation;
+  const { tolerate } = aggregation;
+  const stated = tolerate === undefined ? {} : { tolerate };
   switch (aggregation.rule) {
     case "Mean":
       return { kind: "mean" };
     case "TrimmedMean":
-      return { kind: "trimmedMean", trimFraction: aggregation.trimFraction ?? defaultTrimFraction };
+      return tolerate === undefined
+        ? { kind: "trimmedMean", trimFraction: aggregation.trimFraction ?? defaultTrimFraction }
+        : { kind: "trimmedMean", tolerate };
     case "Median":
-      return { kind: "median" };
+      return { kind: "median", ...stated };
     case "CentredClip":
       return {
         kind: "centredClip",
@@ -107,6 +111,7 @@ function aggregationRule(spec: FederationSpec): AggregationRule {
         iterations:
           aggregation.centredClip?.iterations ??
           crdDefault("spec.federation.sync.aggregation.centredClip.iterations"),
+        ...stated,
       };
   }
 }

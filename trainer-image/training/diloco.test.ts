@@ -242,6 +242,30 @@ describe("applyRound", () => {
       { aggregation: { kind: "mean" } },
       round,
     );
-    assert.deepEqual(applied, { included: 3, bounded: [] });
+    assert.deepEqual(applied, {
+      included: 3,
+      bounded: [],
+      protection: { required: 0, provided: 0, unprotected: false },
+    });
+  });
+
+  it("flags a round that the norm bound leaves too small for the stated protection", () => {
+    const trimmed = (action: "clip" | "drop"): Pick<DiLoCoConfig, "aggregation" | "normBound"> => ({
+      aggregation: { kind: "trimmedMean", tolerate: 1 },
+      normBound: { action, medianMultiple: 3 },
+    });
+    const clipped = applyRound(
+      new Float32Array(2),
+      new OuterOptimizer(2, outer),
+      trimmed("clip"),
+      round,
+    );
+    assert.deepEqual(clipped.protection, { required: 1, provided: 1, unprotected: false });
+    const global = new Float32Array(2);
+    const dropped = applyRound(global, new OuterOptimizer(2, outer), trimmed("drop"), round);
+    assert.equal(dropped.included, 2);
+    assert.deepEqual(dropped.protection, { required: 1, provided: 0, unprotected: true });
+    // Still applied: the mean of the two left, −(1 + 1.5) / 2.
+    assert.ok(Math.abs(global[0]! + 1.25) < 1e-6, String(global[0]));
   });
 });

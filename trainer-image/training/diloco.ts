@@ -18,6 +18,8 @@ import {
   type NormBound,
   OuterOptimizer,
   type OuterOptimizerConfig,
+  type RoundProtection,
+  roundProtection,
   UpdateEncoder,
 } from "../../core/codec/index.js";
 import { AdamW, type AdamWConfig, type AdamWSnapshot, type AdamWState } from "./adamw.js";
@@ -90,6 +92,8 @@ export interface RoundReport {
   included: number;
   /** The commit's updates the norm bound scaled down or dropped, in commit order. */
   bounded: BoundedUpdate[];
+  /** What the aggregation rule was asked to withstand and could, with the included updates. */
+  protection: RoundProtection;
   /** SHA-256 of the global parameters after the round, identical on every member. */
   globalHash: string;
 }
@@ -107,6 +111,8 @@ export interface AppliedRound {
   /** Updates aggregated. */
   included: number;
   bounded: BoundedUpdate[];
+  /** The stated protection against what the included updates allowed (see roundProtection). */
+  protection: RoundProtection;
 }
 
 /**
@@ -135,7 +141,8 @@ export function applyRound(
     });
   }
   if (updates.length > 0) outer.step(global, aggregate(updates, config.aggregation));
-  return { included: updates.length, bounded };
+  const protection = roundProtection(config.aggregation, updates.length);
+  return { included: updates.length, bounded, protection };
 }
 
 /** SHA-256 (hex) of a flat parameter vector's bytes. */
@@ -460,7 +467,12 @@ export class DiLoCoWorker {
     bytesSent: number,
     onRound: ((report: RoundReport) => void | Promise<void>) | undefined,
   ): Promise<void> {
-    const { included, bounded } = applyRound(this.global, this.outer, this.config, commit.updates);
+    const { included, bounded, protection } = applyRound(
+      this.global,
+      this.outer,
+      this.config,
+      commit.updates,
+    );
     if (this.withPendingShare && included > 0) {
       // Set before onRound, whose checkpoint saves the boundary the next round starts from.
       this.pendingShareScale = this.config.outer.learningRate / included;
@@ -480,6 +492,7 @@ export class DiLoCoWorker {
       bytesReceived,
       included,
       bounded,
+      protection,
       globalHash: parameterHash(this.global),
     });
   }
