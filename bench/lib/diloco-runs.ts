@@ -2,7 +2,12 @@
 // in-process workers, evaluation windows and the loss levels that give a loss its meaning), a
 // method (per-step data-parallel or DiLoCo with a codec and an outer optimiser), and one run of a
 // method on a task from a seed, with its eval-loss curve against samples and bytes sent.
-import type { CodecParams, OuterOptimizerConfig } from "../../core/codec/index.js";
+import type {
+  AggregationRule,
+  CodecParams,
+  NormBound,
+  OuterOptimizerConfig,
+} from "../../core/codec/index.js";
 import type { AdamWConfig } from "../../trainer-image/training/adamw.js";
 import { brownCorpusSet, loadBrownCorpus } from "../../trainer-image/training/corpus.js";
 import {
@@ -122,6 +127,9 @@ export interface Method {
   inner: Omit<AdamWConfig, "totalSteps">;
   /** DiLoCoConfig.startWithPendingShare (default on). */
   startWithPendingShare?: boolean;
+  /** How the round's updates are combined (default the mean). */
+  aggregation?: AggregationRule;
+  normBound?: NormBound;
 }
 
 /** One point of a run's curve. */
@@ -163,6 +171,7 @@ export async function runMethod(
   method: Method,
   seed: number,
   onPoint: (point: RunPoint) => void = () => {},
+  tamper?: Parameters<typeof simulateDiLoCo>[0]["tamper"],
 ): Promise<RunResult> {
   const { spec, definition, evalBatches } = task;
   const inner: AdamWConfig = { ...method.inner, totalSteps: spec.steps };
@@ -206,9 +215,11 @@ export async function runMethod(
         codec: method.codec,
         errorFeedback: true,
         startWithPendingShare: method.startWithPendingShare !== false,
-        aggregation: { kind: "mean" },
+        aggregation: method.aggregation ?? { kind: "mean" },
+        ...(method.normBound ? { normBound: method.normBound } : {}),
         overlap: false,
       },
+      ...(tamper ? { tamper } : {}),
       evalBatches,
       evalEvery: Math.max(1, Math.round(rounds / CURVE_POINTS)),
       onPoint: record,

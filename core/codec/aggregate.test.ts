@@ -159,6 +159,33 @@ test("a round too small for the stated protection is flagged", () => {
   assert.deepEqual([...aggregate([f32(1), f32(3)], { kind: "trimmedMean", tolerate: 1 })], [2]);
 });
 
+test("sparse-aware rules vote only with the updates that sent a coordinate", () => {
+  // Four top-k-like updates; zeros are coordinates not sent.
+  const updates = [f32(1, 0, 0, 4), f32(0, 2, 0, 5), f32(0, 0, 0, 6), f32(3, 0, 0, 1e6)];
+  // Dense median of each column: (0,0,1,3) → 0.5, (0,0,0,2) → 0, 0, (4,5,6,1e6) → 5.5.
+  assert.deepEqual([...aggregate(updates, { kind: "median" })], [0.5, 0, 0, 5.5]);
+  // Sparse: coordinate 0 sent by 2 (median 2, × 2/4 = 1, the mean's value), coordinate 1 by one
+  // (2 × 1/4 = 0.5, the mean's value), coordinate 2 by nobody, coordinate 3 by all four.
+  assert.deepEqual(
+    [...aggregate(updates, { kind: "median", sparse: true })],
+    [1, 0.5, 0, 5.5].map(Math.fround),
+  );
+  // Trimmed mean tolerating one: coordinate 3 trims 4 and 1e6 → 5.5; coordinates with one or two
+  // senders cannot trim and keep the mean's value.
+  assert.deepEqual(
+    [...aggregate(updates, { kind: "trimmedMean", tolerate: 1, sparse: true })],
+    [1, 0.5, 0, 5.5].map(Math.fround),
+  );
+  // Without outliers the sparse rules are the mean.
+  const agreeing = [f32(2, 0, 1), f32(2, 4, 0), f32(0, 4, 1)];
+  const meanOf = [...aggregate(agreeing, { kind: "mean" })];
+  assert.deepEqual([...aggregate(agreeing, { kind: "median", sparse: true })], meanOf);
+  assert.deepEqual(
+    [...aggregate(agreeing, { kind: "trimmedMean", trimFraction: 0.2, sparse: true })],
+    meanOf,
+  );
+});
+
 test("centred clipping against a hand computation", () => {
   // Updates (0, 0) and (3, 4) around reference 0 with radius 1:
   // iteration 1: distances 0 and 5, weights 1 and 1/5 → v = ((0,0) + (3,4)/5) / 2 = (0.3, 0.4);

@@ -13,10 +13,15 @@ export function aggregate(updates: readonly Float32Array[], rule: AggregationRul
   switch (rule.kind) {
     case "mean":
       return mean(updates);
-    case "trimmedMean":
-      return trimmedMean(updates, roundProtection(rule, updates.length).provided);
+    case "trimmedMean": {
+      const { required, provided } = roundProtection(rule, updates.length);
+      if (!rule.sparse) return trimmedMean(updates, provided);
+      return sparseCoordinateWise(updates, (column, s) =>
+        trimmedOf(column, s, Math.min(required, Math.floor((s - 1) / 2))),
+      );
+    }
     case "median":
-      return median(updates);
+      return rule.sparse ? sparseCoordinateWise(updates, medianOf64) : median(updates);
     case "centredClip":
       return centredClip(updates, rule.radius, rule.iterations, rule.reference);
   }
@@ -118,6 +123,44 @@ export function trimmedMean(updates: readonly Float32Array[], trim: number): Flo
     let sum = 0;
     for (let j = trim; j < count - trim; j++) sum += column[j]!;
     out[i] = sum / kept;
+  }
+  return out;
+}
+
+/** Mean of column[trim..s − trim) once column[0..s) is sorted in place. */
+function trimmedOf(column: Float64Array, s: number, trim: number): number {
+  sortSmall(column, s);
+  let sum = 0;
+  for (let j = trim; j < s - trim; j++) sum += column[j]!;
+  return sum / (s - 2 * trim);
+}
+
+/** Median of column[0..s), sorted in place; the mean of the middle two for an even s. */
+function medianOf64(column: Float64Array, s: number): number {
+  sortSmall(column, s);
+  const middle = s >> 1;
+  return s % 2 === 1 ? column[middle]! : (column[middle - 1]! + column[middle]!) / 2;
+}
+
+/**
+ * A coordinate-wise rule over the updates that sent each coordinate (nonzero values), scaled by
+ * senders / N (the `sparse` option of AggregationRule).
+ */
+function sparseCoordinateWise(
+  updates: readonly Float32Array[],
+  rule: (column: Float64Array, senders: number) => number,
+): Float32Array {
+  const n = requireUpdates(updates);
+  const count = updates.length;
+  const column = new Float64Array(count);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let j = 0; j < count; j++) {
+      const v = updates[j]![i]!;
+      if (v !== 0) column[s++] = v;
+    }
+    if (s > 0) out[i] = (rule(column, s) * s) / count;
   }
   return out;
 }

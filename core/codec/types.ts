@@ -67,8 +67,20 @@ export type AggregationRule =
        * trimmed at each end of every coordinate, in (0, 0.5).
        */
       trimFraction?: number;
+      /**
+       * For top-k updates, whose unsent coordinates decode as zeros that are not votes: per
+       * coordinate, run the rule over the s updates that sent a nonzero value (trimming
+       * min(required, ⌊(s − 1)/2⌋) at each end) and scale its result by s / N, so that without
+       * outliers it is the mean's value, Σ / N. A coordinate nobody sent stays zero.
+       */
+      sparse?: boolean;
     }
-  | { kind: "median"; tolerate?: number }
+  | {
+      kind: "median";
+      tolerate?: number;
+      /** Over the updates that sent each coordinate, as for the trimmed mean. */
+      sparse?: boolean;
+    }
   | {
       kind: "centredClip";
       /** Clipping radius τ in L2 norm. */

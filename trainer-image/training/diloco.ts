@@ -518,7 +518,14 @@ export class InProcessExchange {
     }
   >();
 
-  constructor(readonly workers: readonly string[]) {}
+  /**
+   * `tamper`, for robustness benchmarks only, sees every round's updates before they are
+   * committed and returns what to commit instead (an omniscient attacker's view).
+   */
+  constructor(
+    readonly workers: readonly string[],
+    private readonly tamper?: (round: number, updates: CommittedUpdate[]) => CommittedUpdate[],
+  ) {}
 
   /** The exchange endpoint of one worker. */
   endpoint(worker: string): UpdateExchange {
@@ -542,10 +549,8 @@ export class InProcessExchange {
     state.messages.set(worker, message);
     if (state.messages.size === this.workers.length) {
       const messages = state.messages;
-      state.resolve({
-        round,
-        updates: this.workers.map((id) => ({ worker: id, message: messages.get(id)! })),
-      });
+      const updates = this.workers.map((id) => ({ worker: id, message: messages.get(id)! }));
+      state.resolve({ round, updates: this.tamper ? this.tamper(round, updates) : updates });
       this.rounds.delete(round);
     }
     return state.done;

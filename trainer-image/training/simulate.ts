@@ -43,11 +43,13 @@ export async function simulateDiLoCo(options: {
   /** Evaluate every this many rounds (and after the last); default 1. */
   evalEvery?: number;
   onPoint?: (point: CurvePoint) => void;
+  /** Replaces a round's updates before they are committed (robustness benchmarks). */
+  tamper?: ConstructorParameters<typeof InProcessExchange>[1];
 }): Promise<SimulationResult> {
   const started = performance.now();
   const initial = initialParameters(options.definition, options.seed);
   const ids = options.samplers.map((_, i) => `worker-${i}`);
-  const exchange = new InProcessExchange(ids);
+  const exchange = new InProcessExchange(ids, options.tamper);
   const models = ids.map(() => new Model(options.definition, initial));
   const evalModel = new Model(options.definition, initial);
   const workers = ids.map(

@@ -1,0 +1,227 @@
+// `npm run bench -- poisoning [--quick] [--attack NAME,...] [--codec dense|topk] [--setting 1/4|2/7]
+// [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`: what poisoning members do to a federation's model
+// under each aggregation rule. A CharTransformer on Arithmetic (the diloco benchmark's task and
+// inner optimiser) trained by n in-process workers for 30 rounds of 10 inner steps, f of them
+// attackers: 1 of 4 and 2 of 7. Attacks, all crafted from what every member can see in a round
+// (an omniscient attacker; the honest updates decoded): sign-flip ×10 of the attacker's own
+// update; "A Little Is Enough" (ALIE, the honest mean − z × their standard deviation per
+// coordinate, z = 1 and 1.5); inner-product manipulation (IPM, −ε × the honest mean, ε = 0.1 and
+// 10). Rules: the mean, the median, the trimmed mean tolerating f, and for top-k updates the
+// same two counting only the updates that sent each coordinate (`sparse`), and the trimmed mean
+// behind a norm bound (drop above 3 × the median norm). Codecs: dense fp32 and top-k 5 % 4-bit
+// with error feedback. Every row stands beside the clean run of its setting and codec (no
+// attacker, the mean) and the task's loss levels (unigram: a model that learned nothing useful;
+// the best possible). With --attack / --codec / --setting only those rows run (the record says
+// which). Writes bench/results/poisoning.json (through run.ts); --quick runs 3 rounds into
+// out/bench/poisoning-quick.json.
+import {
+  type AggregationRule,
+  type CodecParams,
+  decodeUpdate,
+  encodeUpdate,
+  type NormBound,
+} from "../core/codec/index.js";
+import { type BackendChoice, initBackend } from "../trainer-image/training/backend.js";
+import type { CommittedUpdate } from "../trainer-image/training/diloco.js";
+import { parameterCount, parameterLayout } from "../trainer-image/training/model.js";
+import { AVERAGE, arithmeticTask, INNER } from "./diloco.js";
+import { buildTask, formatTable, type Method, runMethod } from "./lib/diloco-runs.js";
+
+/** An attack: how the attackers' updates are replaced, from the round's decoded updates. */
+interface Attack {
+  name: string;
+  craft(own: Float32Array, honest: readonly Float32Array[]): Float32Array;
+}
+
+function honestMean(honest: readonly Float32Array[]): Float64Array {
+  const mean = new Float64Array(honest[0]!.length);
+  for (const update of honest) for (let i = 0; i < mean.length; i++) mean[i]! += update[i]!;
+  for (let i = 0; i < mean.length; i++) mean[i]! /= honest.length;
+  return mean;
+}
+
+const ATTACKS: Attack[] = [
+  {
+    name: "signFlip10",
+    craft: (own) => Float32Array.from(own, (v) => -10 * v),
+  },
+  ...[1, 1.5].map((z) => ({
+    name: `alie${z}`,
+    craft: (_own: Float32Array, honest: readonly Float32Array[]) => {
+      const mean = honestMean(honest);
+      const out = new Float32Array(mean.length);
+      for (let i = 0; i < mean.length; i++) {
+        let variance = 0;
+        for (const update of honest) variance += (update[i]! - mean[i]!) ** 2;
+        out[i] = mean[i]! - z * Math.sqrt(variance / honest.length);
+      }
+      return out;
+    },
+  })),
+  ...[0.1, 10].map((epsilon) => ({
+    name: `ipm${epsilon}`,
+    craft: (_own: Float32Array, honest: readonly Float32Array[]) =>
+      Float32Array.from(honestMean(honest), (v) => -epsilon * v),
+  })),
+];
+
+/** A setting: how many workers, and how many of them attack (the last ones). */
+const SETTINGS = [
+  { name: "1/4", workers: 4, attackers: 1 },
+  { name: "2/7", workers: 7, attackers: 2 },
+] as const;
+
+const CODECS: Record<"dense" | "topk", CodecParams> = {
+  dense: { method: "none" },
+  topk: { method: "topk", density: 0.05, bits: 4, groupSize: 256 },
+};
+
+const NORM_BOUND: NormBound = { action: "drop", medianMultiple: 3 };
+
+/** The rules a setting and codec run, by name. */
+function rules(
+  codec: keyof typeof CODECS,
+  tolerate: number,
+): { name: string; aggregation: AggregationRule; normBound?: NormBound }[] {
+  const list: { name: string; aggregation: AggregationRule; normBound?: NormBound }[] = [
+    { name: "mean", aggregation: { kind: "mean" } },
+    { name: "median", aggregation: { kind: "median" } },
+    { name: `trimmedMean(${tolerate})`, aggregation: { kind: "trimmedMean", tolerate } },
+    {
+      name: `normBound+trimmedMean(${tolerate})`,
+      aggregation: { kind: "trimmedMean", tolerate },
+      normBound: NORM_BOUND,
+    },
+  ];
+  if (codec === "topk") {
+    list.push(
+      { name: "sparseMedian", aggregation: { kind: "median", sparse: true } },
+      {
+        name: `sparseTrimmedMean(${tolerate})`,
+        aggregation: { kind: "trimmedMean", tolerate, sparse: true },
+      },
+    );
+  }
+  return list;
+}
+
+/** One row of the record, in the issue's format plus context. */
+interface Row {
+  attack: string;
+  setting: string;
+  codec: string;
+  rule: string;
+  finalEvalLoss: number;
+  cleanEvalLoss: number;
+  /** (finalEvalLoss − cleanEvalLoss) / cleanEvalLoss, in percent. */
+  vsCleanPercent: number;
+  seconds: number;
+}
+
+function option(args: string[], name: string): string[] | undefined {
+  const index = args.indexOf(name);
+  return index < 0 ? undefined : (args[index + 1] ?? "").split(",");
+}
+
+/** Runs the poisoning matrix; see the top of this file. */
+export async function run(args: string[]): Promise<unknown> {
+  const quick = args.includes("--quick");
+  const backendIndex = args.indexOf("--backend");
+  const backend = await initBackend(
+    (backendIndex < 0 ? "CPU" : args[backendIndex + 1]) as BackendChoice,
+  );
+  const attackNames = option(args, "--attack") ?? ["none", ...ATTACKS.map((a) => a.name)];
+  const codecNames = (option(args, "--codec") ?? Object.keys(CODECS)) as (keyof typeof CODECS)[];
+  const settingNames = option(args, "--setting") ?? SETTINGS.map((s) => s.name);
+  for (const name of attackNames)
+    if (name !== "none" && !ATTACKS.some((a) => a.name === name))
+      throw new RangeError(`--attack ${name}: one of none, ${ATTACKS.map((a) => a.name)}`);
+  for (const name of codecNames)
+    if (!(name in CODECS)) throw new RangeError(`--codec ${name}: dense or topk`);
+  const rounds = quick ? 3 : 30;
+  const innerSteps = 10;
+  const started = performance.now();
+  const rows: Row[] = [];
+  const tasks: Record<string, unknown> = {};
+  for (const setting of SETTINGS.filter((s) => settingNames.includes(s.name))) {
+    const task = await buildTask({
+      ...arithmeticTask(false),
+      workers: setting.workers,
+      steps: rounds * innerSteps,
+    });
+    tasks[setting.name] = { levels: task.levels, spec: task.spec };
+    const size = parameterCount(parameterLayout(task.definition));
+    const attackerIds = new Set(
+      Array.from({ length: setting.attackers }, (_, i) => `worker-${setting.workers - 1 - i}`),
+    );
+    for (const codecName of codecNames) {
+      const codec = CODECS[codecName];
+      let clean: number | undefined;
+      for (const rule of rules(codecName, setting.attackers)) {
+        for (const attackName of attackNames) {
+          const attack = ATTACKS.find((a) => a.name === attackName);
+          const method: Method = {
+            name: rule.name,
+            innerSteps,
+            codec,
+            outer: AVERAGE,
+            inner: INNER,
+            aggregation: rule.aggregation,
+            ...(rule.normBound ? { normBound: rule.normBound } : {}),
+          };
+          const tamper = attack
+            ? (_round: number, updates: CommittedUpdate[]): CommittedUpdate[] => {
+                const decoded = updates.map((u) => decodeUpdate(u.message, size));
+                const honest = decoded.filter((_, j) => !attackerIds.has(updates[j]!.worker));
+                return updates.map((u, j) =>
+                  attackerIds.has(u.worker)
+                    ? { ...u, message: encodeUpdate(attack.craft(decoded[j]!, honest), codec) }
+                    : u,
+                );
+              }
+            : undefined;
+          const result = await runMethod(task, method, 7, () => {}, tamper);
+          if (attackName === "none" && rule.name === "mean") clean = result.finalEvalLoss;
+          const cleanEvalLoss = clean ?? Number.NaN;
+          const row: Row = {
+            attack: attackName,
+            setting: setting.name,
+            codec: codecName,
+            rule: rule.name,
+            finalEvalLoss: result.finalEvalLoss,
+            cleanEvalLoss,
+            vsCleanPercent: (100 * (result.finalEvalLoss - cleanEvalLoss)) / cleanEvalLoss,
+            seconds: result.seconds,
+          };
+          rows.push(row);
+          console.log(
+            `${setting.name} ${codecName} ${rule.name} ${attackName}: eval loss ${row.finalEvalLoss.toFixed(4)} (clean ${cleanEvalLoss.toFixed(4)}, ${row.vsCleanPercent >= 0 ? "+" : ""}${row.vsCleanPercent.toFixed(1)} %) in ${row.seconds.toFixed(0)} s`,
+          );
+        }
+      }
+    }
+  }
+  console.log(
+    formatTable(
+      ["setting", "codec", "rule", "attack", "eval loss", "vs clean"],
+      rows.map((r) => [
+        r.setting,
+        r.codec,
+        r.rule,
+        r.attack,
+        r.finalEvalLoss.toFixed(4),
+        `${r.vsCleanPercent.toFixed(1)} %`,
+      ]),
+    ),
+  );
+  return {
+    rows,
+    selection: { attacks: attackNames, codecs: codecNames, settings: settingNames },
+    rounds,
+    innerSteps,
+    tasks,
+    backend: backend.backend,
+    device: backend.device,
+    wallSeconds: (performance.now() - started) / 1000,
+  };
+}
