@@ -6,9 +6,10 @@
 // (an omniscient attacker; the honest updates decoded): sign-flip ×10 of the attacker's own
 // update; "A Little Is Enough" (ALIE, the honest mean − z × their standard deviation per
 // coordinate, z = 1 and 1.5); inner-product manipulation (IPM, −ε × the honest mean, ε = 0.1 and
-// 10). Rules: the mean, the median, the trimmed mean tolerating f, and for top-k updates the
-// same two counting only the updates that sent each coordinate (`sparse`), and the trimmed mean
-// behind a norm bound (drop above 3 × the median norm). Codecs: dense fp32 and top-k 5 % 4-bit
+// 10). Rules: the mean, the median, the trimmed mean tolerating f, the trimmed mean behind a
+// norm bound (drop above 3 × the median norm), centred clipping from the previous aggregate with
+// a radius of 2 × the median distance, and for top-k updates the median and trimmed mean
+// counting only the updates that sent each coordinate (`sparse`). Codecs: dense fp32 and top-k 5 % 4-bit
 // with error feedback. Every row stands beside the clean run of its setting and codec (no
 // attacker, the mean) and the task's loss levels (unigram: a model that learned nothing useful;
 // the best possible). With --attack / --codec / --setting only those rows run (the record says
@@ -93,6 +94,10 @@ function rules(
       normBound: NORM_BOUND,
     },
   ];
+  list.push({
+    name: "centredClip(2×median)",
+    aggregation: { kind: "centredClip", radiusMedianMultiple: 2, iterations: 3 },
+  });
   if (codec === "topk") {
     list.push(
       { name: "sparseMedian", aggregation: { kind: "median", sparse: true } },

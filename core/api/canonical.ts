@@ -9,6 +9,9 @@ import type { FederationSpec } from "./types.generated.js";
 /** The trim fraction of TrimmedMean when the manifest does not set one. */
 export const defaultTrimFraction = 0.2;
 
+/** CentredClip's radius, as a multiple of the median distance, when the manifest sets none. */
+export const defaultRadiusMedianMultiple = 2;
+
 /** Returns spec.federation with every default filled in. */
 export function canonicalFederation(federation: FederationSpec): FederationSpec {
   const out = applyDefaults(schemaAt("spec.federation"), federation);
@@ -20,7 +23,11 @@ export function canonicalFederation(federation: FederationSpec): FederationSpec 
   if (compression.method === "TopK") compression.topK ??= {} as never;
   if (aggregation.rule === "TrimmedMean" && aggregation.tolerate === undefined)
     aggregation.trimFraction ??= defaultTrimFraction;
-  if (aggregation.rule === "CentredClip") aggregation.centredClip ??= {} as never;
+  if (aggregation.rule === "CentredClip") {
+    aggregation.centredClip ??= {} as never;
+    if (aggregation.centredClip.radius === undefined)
+      aggregation.centredClip.radiusMedianMultiple ??= defaultRadiusMedianMultiple;
+  }
   // Second pass: defaults inside the variant blocks just added.
   return applyDefaults(schemaAt("spec.federation"), out);
 }

@@ -4,6 +4,7 @@
 export {
   canonicalFederation,
   canonicalJson,
+  defaultRadiusMedianMultiple,
   defaultTrimFraction,
   federationSpecHash,
   specHashBytes,

@@ -647,14 +647,27 @@ export const trainingFederationSchema = {
                     },
                     "centredClip": {
                       "type": "object",
-                      "description": "Settings of CentredClip (defaults apply when omitted).",
+                      "description": "Settings of CentredClip (defaults apply when omitted). Each round starts from the previous round's aggregate (kept in checkpoints).",
+                      "x-kubernetes-validations": [
+                        {
+                          "rule": "!(has(self.radius) && has(self.radiusMedianMultiple))",
+                          "message": "set at most one of centredClip.radius and centredClip.radiusMedianMultiple",
+                          "fieldPath": ".radius"
+                        }
+                      ],
                       "properties": {
                         "radius": {
                           "type": "number",
-                          "description": "Largest L2 distance from the centre an update may pull.",
+                          "description": "An absolute clipping radius: the largest L2 distance from the centre an update may pull with.",
+                          "exclusiveMinimum": true,
+                          "minimum": 0
+                        },
+                        "radiusMedianMultiple": {
+                          "type": "number",
+                          "description": "The clipping radius as a multiple of the median L2 distance of the round's updates from the previous aggregate: relative to the honest spread, whatever the updates' scale (default 2 when radius is not set).",
                           "exclusiveMinimum": true,
                           "minimum": 0,
-                          "default": 1
+                          "maximum": 100
                         },
                         "iterations": {
                           "type": "integer",

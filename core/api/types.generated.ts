@@ -343,13 +343,17 @@ export interface Aggregation {
   normBound?: NormBound;
 }
 /**
- * Settings of CentredClip (defaults apply when omitted).
+ * Settings of CentredClip (defaults apply when omitted). Each round starts from the previous round's aggregate (kept in checkpoints).
  */
 export interface CentredClipSettings {
   /**
-   * Largest L2 distance from the centre an update may pull.
+   * An absolute clipping radius: the largest L2 distance from the centre an update may pull with.
    */
-  radius: number;
+  radius?: number;
+  /**
+   * The clipping radius as a multiple of the median L2 distance of the round's updates from the previous aggregate: relative to the honest spread, whatever the updates' scale (default 2 when radius is not set).
+   */
+  radiusMedianMultiple?: number;
   /**
    * Clipping iterations.
    */

@@ -202,6 +202,18 @@ test("centred clipping against a hand computation", () => {
     [...aggregate(updates, { kind: "centredClip", radius: 1, iterations: 2 })],
     [...centredClip(updates, 1, 2)],
   );
+  // A radius relative to the spread: distances from 0 are 1, 1, 1 and 50 (median 1), so with
+  // 2 × the median the three stay whole and the far one is scaled to 2/50 of itself:
+  // v = ((1,0) + (0,1) + (−1,0) + (30,40)·2/50) / 4 = (1.2, 2.6) / 4 = (0.3, 0.65).
+  const spread = [f32(1, 0), f32(0, 1), f32(-1, 0), f32(30, 40)];
+  close(centredClip(spread, { medianMultiple: 2 }, 1), [0.3, 0.65], 1e-7, "relative radius");
+  // Scale-free: the same updates ×1000 give the result ×1000.
+  const scaled = spread.map((u) => Float32Array.from(u, (v) => 1000 * v));
+  close(centredClip(scaled, { medianMultiple: 2 }, 1), [300, 650], 1e-3, "scaled");
+  assert.deepEqual(
+    [...aggregate(spread, { kind: "centredClip", radiusMedianMultiple: 2, iterations: 1 })],
+    [...centredClip(spread, { medianMultiple: 2 }, 1)],
+  );
 });
 
 test("L2 norm and the norm bound against hand-computed answers", () => {
@@ -316,6 +328,18 @@ test("invalid aggregation inputs are refused with a RangeError", () => {
     ],
     ["fractional tolerance", () => roundProtection({ kind: "median", tolerate: 0.5 }, 4)],
     ["zero radius", () => centredClip([f32(1)], 0, 1)],
+    ["zero radius multiple", () => centredClip([f32(1)], { medianMultiple: 0 }, 1)],
+    [
+      "both radii",
+      () =>
+        aggregate([f32(1)], {
+          kind: "centredClip",
+          radius: 1,
+          radiusMedianMultiple: 2,
+          iterations: 1,
+        }),
+    ],
+    ["no radius", () => aggregate([f32(1)], { kind: "centredClip", iterations: 1 })],
     ["zero iterations", () => centredClip([f32(1)], 1, 0)],
     ["reference length", () => centredClip([f32(1)], 1, 1, f32(1, 2))],
     [

@@ -22,8 +22,17 @@ export function aggregate(updates: readonly Float32Array[], rule: AggregationRul
     }
     case "median":
       return rule.sparse ? sparseCoordinateWise(updates, medianOf64) : median(updates);
-    case "centredClip":
-      return centredClip(updates, rule.radius, rule.iterations, rule.reference);
+    case "centredClip": {
+      if ((rule.radius === undefined) === (rule.radiusMedianMultiple === undefined)) {
+        throw new RangeError(
+          "centred clipping needs exactly one of radius and radiusMedianMultiple",
+        );
+      }
+      const radius =
+        rule.radius ??
+        ({ medianMultiple: rule.radiusMedianMultiple } as { medianMultiple: number });
+      return centredClip(updates, radius, rule.iterations, rule.reference);
+    }
   }
 }
 
@@ -190,19 +199,22 @@ export function l2Norm(update: Float32Array): number {
 
 /**
  * Centred clipping (Karimireddy, He & Jaggi, 2021): starting from `reference` (zero when absent;
- * usually the previous round's aggregate), repeat `iterations` times
- *   v ← v + (1/N) Σ_j (u_j − v) · min(1, radius / ‖u_j − v‖),
- * so no single update can move the result by more than radius / N per iteration.
+ * as published, the previous round's aggregate), repeat `iterations` times
+ *   v ← v + (1/N) Σ_j (u_j − v) · min(1, τ / ‖u_j − v‖),
+ * so no single update can move the result by more than τ / N per iteration. τ is `radius`, or
+ * `medianMultiple` × the median of the updates' distances from the reference.
  */
 export function centredClip(
   updates: readonly Float32Array[],
-  radius: number,
+  radius: number | { medianMultiple: number },
   iterations: number,
   reference?: Float32Array,
 ): Float32Array {
   const n = requireUpdates(updates);
-  if (!(radius > 0 && Number.isFinite(radius))) {
-    throw new RangeError(`centred clipping radius ${radius} must be positive and finite`);
+  const relative = typeof radius !== "number";
+  const given = relative ? radius.medianMultiple : radius;
+  if (!(given > 0 && Number.isFinite(given))) {
+    throw new RangeError(`centred clipping radius ${given} must be positive and finite`);
   }
   if (!Number.isInteger(iterations) || iterations < 1) {
     throw new RangeError(`centred clipping iterations ${iterations} must be a positive integer`);
@@ -213,6 +225,8 @@ export function centredClip(
   const count = updates.length;
   const centre = reference === undefined ? new Float32Array(n) : Float32Array.from(reference);
   const weights = new Float64Array(count);
+  const distances = new Float64Array(count);
+  let tau = relative ? Number.NaN : given;
   for (let iteration = 0; iteration < iterations; iteration++) {
     for (let j = 0; j < count; j++) {
       const update = updates[j]!;
@@ -221,8 +235,12 @@ export function centredClip(
         const d = update[i]! - centre[i]!;
         sum += d * d;
       }
-      const distance = Math.sqrt(sum);
-      weights[j] = distance > radius ? radius / distance : 1;
+      distances[j] = Math.sqrt(sum);
+    }
+    if (Number.isNaN(tau)) tau = given * medianOf([...distances]);
+    for (let j = 0; j < count; j++) {
+      const distance = distances[j]!;
+      weights[j] = distance > tau ? tau / distance : 1;
     }
     for (let i = 0; i < n; i++) {
       const c = centre[i]!;

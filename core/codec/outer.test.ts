@@ -56,6 +56,27 @@ test("state survives serialisation bit for bit and training continues identicall
   assert.deepEqual([...pb], [...pa]);
 });
 
+test("the last aggregate, kept for centred clipping, survives serialisation", () => {
+  const a = new OuterOptimizer(2, DILOCO_OUTER, { keepLastAggregate: true });
+  assert.deepEqual([...a.lastAggregate!], [0, 0], "zeros before the first step");
+  a.step(Float32Array.of(1, 1), Float32Array.of(0.25, -0.5));
+  assert.deepEqual([...a.lastAggregate!], [0.25, -0.5]);
+  const b = OuterOptimizer.deserialize(a.serialize(), 2);
+  assert.deepEqual([...b.lastAggregate!], [0.25, -0.5]);
+  assert.deepEqual([...b.momentumBuffer], [...a.momentumBuffer]);
+  // Restored into an optimiser that keeps one; a state without one restores as zeros.
+  const c = new OuterOptimizer(2, DILOCO_OUTER, { keepLastAggregate: true });
+  c.restore(b);
+  assert.deepEqual([...c.lastAggregate!], [0.25, -0.5]);
+  assert.equal(c.stepCount, 1);
+  c.restore(new OuterOptimizer(2));
+  assert.deepEqual([...c.lastAggregate!], [0, 0]);
+  assert.equal(new OuterOptimizer(2).lastAggregate, null);
+  const bad = a.serialize();
+  new DataView(bad.buffer).setFloat32(32 + 8 + 4, Number.POSITIVE_INFINITY, true);
+  assert.throws(() => OuterOptimizer.deserialize(bad, 2), /last aggregate 1 is not finite/);
+});
+
 test("malformed optimiser state is rejected with CodecError", () => {
   const good = new OuterOptimizer(2).serialize();
   const edit = (f: (v: DataView) => void): Uint8Array => {
@@ -69,7 +90,8 @@ test("malformed optimiser state is rejected with CodecError", () => {
     ["trailing byte", Uint8Array.of(...good, 0), 2, "trailing-bytes"],
     ["magic", edit((v) => v.setUint8(0, 0)), 2, "bad-magic"],
     ["version", edit((v) => v.setUint8(4, 9)), 2, "unsupported-version"],
-    ["unknown flag", edit((v) => v.setUint8(5, 2)), 2, "bad-header"],
+    ["unknown flag", edit((v) => v.setUint8(5, 4)), 2, "bad-header"],
+    ["last-aggregate flag without the vector", edit((v) => v.setUint8(5, 2)), 2, "truncated"],
     ["model size", good, 3, "element-count-mismatch"],
     ["momentum 1", edit((v) => v.setFloat64(16, 1, true)), 2, "bad-header"],
     ["NaN momentum buffer", edit((v) => v.setFloat32(32, Number.NaN, true)), 2, "bad-value"],

@@ -18,6 +18,8 @@ const STATE_MAGIC = Uint8Array.of(0x46, 0x54, 0x4f, 0x53);
 const STATE_VERSION = 1;
 const STATE_HEADER_BYTES = 32;
 const FLAG_NESTEROV = 1;
+/** The state also holds the last aggregated pseudo-gradient (after the momentum buffer). */
+const FLAG_LAST_AGGREGATE = 2;
 
 /** Outer optimiser of one federation: config, momentum buffer and the number of steps taken. */
 export class OuterOptimizer {
@@ -26,8 +28,17 @@ export class OuterOptimizer {
   readonly momentumBuffer: Float32Array;
   /** Outer steps applied so far (one per committed round). */
   stepCount = 0;
+  /**
+   * The aggregated pseudo-gradient of the last step (zeros before the first), when kept: centred
+   * clipping starts each round from it. Null when not kept.
+   */
+  readonly lastAggregate: Float32Array | null;
 
-  constructor(elementCount: number, config: OuterOptimizerConfig = DILOCO_OUTER) {
+  constructor(
+    elementCount: number,
+    config: OuterOptimizerConfig = DILOCO_OUTER,
+    options: { keepLastAggregate?: boolean } = {},
+  ) {
     if (!(config.learningRate > 0 && Number.isFinite(config.learningRate))) {
       throw new RangeError(`outer learning rate ${config.learningRate} must be positive`);
     }
@@ -36,6 +47,22 @@ export class OuterOptimizer {
     }
     this.config = { ...config };
     this.momentumBuffer = new Float32Array(elementCount);
+    this.lastAggregate = options.keepLastAggregate ? new Float32Array(elementCount) : null;
+  }
+
+  /** Copies another optimiser's state (momentum, steps, last aggregate) into this one. */
+  restore(from: OuterOptimizer): void {
+    if (from.momentumBuffer.length !== this.momentumBuffer.length) {
+      throw new RangeError(
+        `optimiser state of ${from.momentumBuffer.length} parameters for ${this.momentumBuffer.length}`,
+      );
+    }
+    this.momentumBuffer.set(from.momentumBuffer);
+    this.stepCount = from.stepCount;
+    if (this.lastAggregate) {
+      if (from.lastAggregate) this.lastAggregate.set(from.lastAggregate);
+      else this.lastAggregate.fill(0);
+    }
   }
 
   /** Applies one round's aggregated pseudo-gradient to the global parameters, in place. */
@@ -62,22 +89,30 @@ export class OuterOptimizer {
         params[i] = params[i]! - lr * velocity;
       }
     }
+    this.lastAggregate?.set(pseudoGradient);
     this.stepCount++;
   }
 
   /** Checkpoint form of the optimiser (layout in FORMAT.md). */
   serialize(): Uint8Array {
     const n = this.momentumBuffer.length;
-    const bytes = new Uint8Array(STATE_HEADER_BYTES + 4 * n);
+    const vectors = this.lastAggregate ? 2 : 1;
+    const bytes = new Uint8Array(STATE_HEADER_BYTES + 4 * n * vectors);
     const view = new DataView(bytes.buffer);
     bytes.set(STATE_MAGIC, 0);
     view.setUint8(4, STATE_VERSION);
-    view.setUint8(5, this.config.nesterov ? FLAG_NESTEROV : 0);
+    view.setUint8(
+      5,
+      (this.config.nesterov ? FLAG_NESTEROV : 0) | (this.lastAggregate ? FLAG_LAST_AGGREGATE : 0),
+    );
     view.setFloat64(8, this.config.learningRate, true);
     view.setFloat64(16, this.config.momentum, true);
     view.setUint32(24, this.stepCount, true);
     view.setUint32(28, n, true);
     new Float32Array(bytes.buffer, STATE_HEADER_BYTES, n).set(this.momentumBuffer);
+    if (this.lastAggregate) {
+      new Float32Array(bytes.buffer, STATE_HEADER_BYTES + 4 * n, n).set(this.lastAggregate);
+    }
     return bytes;
   }
 
@@ -100,7 +135,7 @@ export class OuterOptimizer {
       );
     }
     const flags = view.getUint8(5);
-    if ((flags & ~FLAG_NESTEROV) !== 0 || view.getUint16(6, true) !== 0) {
+    if ((flags & ~(FLAG_NESTEROV | FLAG_LAST_AGGREGATE)) !== 0 || view.getUint16(6, true) !== 0) {
       throw new CodecError("bad-header", "optimiser state has unknown flags or reserved bytes set");
     }
     const elementCount = view.getUint32(28, true);
@@ -110,7 +145,8 @@ export class OuterOptimizer {
         `optimiser state holds ${elementCount} parameters but the model has ${expectedElementCount}`,
       );
     }
-    const expectedLength = STATE_HEADER_BYTES + 4 * elementCount;
+    const keepLastAggregate = (flags & FLAG_LAST_AGGREGATE) !== 0;
+    const expectedLength = STATE_HEADER_BYTES + 4 * elementCount * (keepLastAggregate ? 2 : 1);
     if (bytes.length !== expectedLength) {
       throw new CodecError(
         bytes.length < expectedLength ? "truncated" : "trailing-bytes",
@@ -124,7 +160,7 @@ export class OuterOptimizer {
     };
     let optimizer: OuterOptimizer;
     try {
-      optimizer = new OuterOptimizer(elementCount, config);
+      optimizer = new OuterOptimizer(elementCount, config, { keepLastAggregate });
     } catch (error) {
       throw new CodecError("bad-header", "optimiser state has an invalid configuration", {
         cause: error,
@@ -132,15 +168,17 @@ export class OuterOptimizer {
     }
     // Copied into a fresh, aligned buffer: the input may be a view at any offset (a Node Buffer's
     // slice() is a view too, not a copy).
-    const aligned = new Uint8Array(4 * elementCount);
+    const aligned = new Uint8Array(expectedLength - STATE_HEADER_BYTES);
     aligned.set(bytes.subarray(STATE_HEADER_BYTES));
-    const momentum = new Float32Array(aligned.buffer);
-    for (let i = 0; i < elementCount; i++) {
-      if (!Number.isFinite(momentum[i]!)) {
-        throw new CodecError("bad-value", `optimiser momentum ${i} is not finite`);
+    const values = new Float32Array(aligned.buffer);
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i]!)) {
+        const what = i < elementCount ? "momentum" : "last aggregate";
+        throw new CodecError("bad-value", `optimiser ${what} ${i % elementCount} is not finite`);
       }
     }
-    optimizer.momentumBuffer.set(momentum);
+    optimizer.momentumBuffer.set(values.subarray(0, elementCount));
+    optimizer.lastAggregate?.set(values.subarray(elementCount));
     optimizer.stepCount = view.getUint32(24, true);
     return optimizer;
   }

@@ -83,11 +83,19 @@ export type AggregationRule =
     }
   | {
       kind: "centredClip";
-      /** Clipping radius τ in L2 norm. */
-      radius: number;
+      /** Clipping radius τ in L2 norm; exactly one of `radius` and `radiusMedianMultiple`. */
+      radius?: number;
+      /**
+       * τ as a multiple of the median L2 distance of the round's updates from the reference (at
+       * the first iteration): relative to the honest spread, whatever the updates' scale.
+       */
+      radiusMedianMultiple?: number;
       /** Fixed-point iterations; 1–3 is usual. */
       iterations: number;
-      /** Centre of the first iteration; the zero vector when absent. */
+      /**
+       * Centre of the first iteration: the previous round's aggregate, as published (the trainer
+       * passes it); the zero vector when absent.
+       */
       reference?: Float32Array;
       tolerate?: number;
     };

@@ -408,8 +408,7 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
       const state = decodeReplicaSnapshot(bytes, worker.global.length);
       const outer = OuterOptimizer.deserialize(state.outerState, worker.global.length);
       worker.global.set(state.global);
-      worker.outer.momentumBuffer.set(outer.momentumBuffer);
-      worker.outer.stepCount = outer.stepCount;
+      worker.outer.restore(outer);
       this.markApplied(state.round);
     },
   };

@@ -207,8 +207,7 @@ export class TrainerRuntime {
         diloco,
       );
       if (outer) {
-        worker.outer.momentumBuffer.set(outer.momentumBuffer);
-        worker.outer.stepCount = outer.stepCount;
+        worker.outer.restore(outer);
       }
       const local: LocalWorker = {
         index,

@@ -43,7 +43,11 @@ describe("config from the federation spec", () => {
       [{ rule: "Median" }, { kind: "median" }],
       [
         { rule: "CentredClip", tolerate: 1 },
-        { kind: "centredClip", radius: 1, iterations: 3, tolerate: 1 },
+        { kind: "centredClip", radiusMedianMultiple: 2, iterations: 3, tolerate: 1 },
+      ],
+      [
+        { rule: "CentredClip", centredClip: { radius: 0.5, iterations: 3 } },
+        { kind: "centredClip", radius: 0.5, iterations: 3 },
       ],
     ];
     for (const [aggregation, expected] of cases) {

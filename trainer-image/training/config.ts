@@ -1,7 +1,12 @@
 // Turns the shared federation spec into what the trainer runs: the model definition, this
 // worker's data and the DiLoCo settings. A field that a spec which skipped the API server (a
 // workstation run from a file) leaves out takes the CRD's default, read from its schema.
-import { crdDefault, defaultTrimFraction, type FederationSpec } from "../../core/api/index.js";
+import {
+  crdDefault,
+  defaultRadiusMedianMultiple,
+  defaultTrimFraction,
+  type FederationSpec,
+} from "../../core/api/index.js";
 import type { AggregationRule, CodecParams, NormBound, TopKBits } from "../../core/codec/index.js";
 import { brownCorpusSet, loadBrownCorpus } from "./corpus.js";
 import {
@@ -105,9 +110,12 @@ function aggregationRule(spec: FederationSpec): AggregationRule {
     case "CentredClip":
       return {
         kind: "centredClip",
-        radius:
-          aggregation.centredClip?.radius ??
-          crdDefault("spec.federation.sync.aggregation.centredClip.radius"),
+        ...(aggregation.centredClip?.radius === undefined
+          ? {
+              radiusMedianMultiple:
+                aggregation.centredClip?.radiusMedianMultiple ?? defaultRadiusMedianMultiple,
+            }
+          : { radius: aggregation.centredClip.radius }),
         iterations:
           aggregation.centredClip?.iterations ??
           crdDefault("spec.federation.sync.aggregation.centredClip.iterations"),

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import { decodeUpdate, encodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
+import { centredClip, decodeUpdate, encodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
 import { dilocoSettings, mlpDefinition } from "../../test/fixtures/diloco.js";
 import { initBackend } from "./backend.js";
 import { BatchSampler, evaluationBatches, gaussianClusters } from "./data.js";
@@ -247,6 +247,28 @@ describe("applyRound", () => {
       bounded: [],
       protection: { required: 0, provided: 0, unprotected: false },
     });
+  });
+
+  it("starts centred clipping from the previous round's aggregate", () => {
+    const clip: Pick<DiLoCoConfig, "aggregation" | "normBound"> = {
+      aggregation: { kind: "centredClip", radius: 0.5, iterations: 1 },
+    };
+    const optimizer = new OuterOptimizer(2, outer, { keepLastAggregate: true });
+    const global = new Float32Array(2);
+    const first = [update("a", 1), update("b", 1), update("c", 1)];
+    applyRound(global, optimizer, clip, first);
+    // Round 1 from zero: every update is at distance √2 > 0.5, scaled to 0.5: (0.5/√2, 0.5/√2).
+    const firstAggregate = Float32Array.from(optimizer.lastAggregate!);
+    assert.ok(Math.abs(firstAggregate[0]! - 0.5 / Math.SQRT2) < 1e-6, String(firstAggregate[0]));
+    const second = [update("a", 1), update("b", 1.2), update("c", 0.8)];
+    const expected = centredClip(
+      second.map((u) => decodeUpdate(u.message, 2)),
+      0.5,
+      1,
+      firstAggregate,
+    );
+    applyRound(global, optimizer, clip, second);
+    assert.deepEqual([...optimizer.lastAggregate!], [...expected]);
   });
 
   it("flags a round that the norm bound leaves too small for the stated protection", () => {

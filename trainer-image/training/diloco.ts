@@ -140,7 +140,12 @@ export function applyRound(
         bounded.push({ member: update.member ?? update.worker, worker: update.worker, action });
     });
   }
-  if (updates.length > 0) outer.step(global, aggregate(updates, config.aggregation));
+  // Centred clipping starts from the previous round's aggregate, as published.
+  const rule: AggregationRule =
+    config.aggregation.kind === "centredClip" && outer.lastAggregate
+      ? { ...config.aggregation, reference: outer.lastAggregate }
+      : config.aggregation;
+  if (updates.length > 0) outer.step(global, aggregate(updates, rule));
   const protection = roundProtection(config.aggregation, updates.length);
   return { included: updates.length, bounded, protection };
 }
@@ -237,7 +242,9 @@ export class DiLoCoWorker {
     this.global = Float32Array.from(initialGlobal);
     model.writeParameters(this.global);
     this.optimizer = new AdamW(model, config.inner);
-    this.outer = new OuterOptimizer(this.global.length, config.outer);
+    this.outer = new OuterOptimizer(this.global.length, config.outer, {
+      keepLastAggregate: config.aggregation.kind === "centredClip",
+    });
     this.encoder = new UpdateEncoder(config.codec, this.global.length);
     this.feedback =
       config.errorFeedback && config.codec.method !== "none"
