@@ -21,4 +21,5 @@ export {
   topKCount,
 } from "./format.js";
 export { DILOCO_OUTER, OuterOptimizer } from "./outer.js";
+export { scoreUpdates, type UpdateScore } from "./score.js";
 export type * from "./types.js";

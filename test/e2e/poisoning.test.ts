@@ -89,11 +89,23 @@ function unprotectedRounds(texts: string[]): number {
   return highest;
 }
 
+/** The last value of a per-member gauge for each member, from the scraped texts. */
+function memberGauge(texts: string[], name: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const text of texts)
+    for (const line of text.split("\n")) {
+      const match = new RegExp(`^${name}\\{member="([^"]+)"\\} (\\S+)$`).exec(line);
+      if (match) values.set(match[1]!, Number(match[2]));
+    }
+  return values;
+}
+
 test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the poisoner is dropped", async (t) => {
   for (const run of runs)
     for (const member of members) await bed.apply(member, await manifest(member, run));
 
   let clippedInMetrics = 0;
+  let reputation = new Map<string, number>();
   let unprotectedPoisoned = -1;
   let unprotectedClean = -1;
   let results: Map<string, MemberView[]>;
@@ -105,6 +117,8 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
         const texts = await bed.scrapeMetrics(alpine, "robust", "robust-trainers");
         clippedInMetrics = Math.max(clippedInMetrics, boundedForCedar(texts));
         unprotectedPoisoned = Math.max(unprotectedPoisoned, unprotectedRounds(texts));
+        const seen = memberGauge(texts, "fedtrain_trainer_member_reputation");
+        if (seen.size > 0) reputation = seen;
         const clean = await bed.scrapeMetrics(alpine, "clean", "clean-trainers");
         unprotectedClean = Math.max(unprotectedClean, unprotectedRounds(clean));
         const all = new Map<string, MemberView[]>();
@@ -146,6 +160,13 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
   for (const honest of members.filter((m) => m !== cedar))
     assert.equal(counts(honest), 0, `${honest}'s updates were not bounded`);
   assert.ok(clippedInMetrics > 0, "an honest trainer's metrics count cedar's bounded updates");
+  // The poisoner is visible to the honest: its updates point away from every round's aggregate.
+  assert.ok(
+    (reputation.get(cedar) ?? 0) < 0,
+    `cedar's reputation: ${JSON.stringify([...reputation])}`,
+  );
+  for (const honest of members.filter((m) => m !== cedar))
+    assert.ok((reputation.get(honest) ?? 0) > 0, `${honest}'s reputation is positive`);
   // With the poisoner dropped, two updates are left: those rounds are flagged; the clean run's
   // rounds all had three.
   assert.ok(unprotectedPoisoned > 0, "an honest trainer flags the rounds left with two updates");

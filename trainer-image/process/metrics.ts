@@ -53,6 +53,18 @@ export class TrainerMetrics {
     help: "Applied rounds with too few updates for the aggregation's stated protection (sync.aggregation.tolerate, or TrimmedMean's trimFraction)",
     registers: [this.registry],
   });
+  readonly memberCosine = new Gauge({
+    name: "fedtrain_trainer_member_update_cosine",
+    help: "Cosine between the member's update and the aggregate of the last applied round (its lowest, for a member with several workers); an attacker's is often negative",
+    labelNames: ["member"],
+    registers: [this.registry],
+  });
+  readonly memberReputation = new Gauge({
+    name: "fedtrain_trainer_member_reputation",
+    help: "The member's update cosine averaged over the rounds applied, exponentially (weight 0.2 on the newest round)",
+    labelNames: ["member"],
+    registers: [this.registry],
+  });
   readonly info = new Gauge({
     name: "fedtrain_trainer_info",
     help: "The backend and device the worker computes on (value 1)",

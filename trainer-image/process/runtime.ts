@@ -57,6 +57,9 @@ const LEVELS_MAX_TOKENS = 4_000_000;
 /** Arithmetic problems the exact levels enumerate at most (maxOperand 110 and below). */
 const LEVELS_MAX_ARITHMETIC_PROBLEMS = 25_000;
 
+/** Weight of the newest round in a member's reputation (an exponential moving average). */
+const REPUTATION_WEIGHT = 0.2;
+
 /** The id of worker `index` of `member` in updates, commits and logs. */
 export function workerId(member: string, index: number): string {
   return `${member}-${index}`;
@@ -110,6 +113,8 @@ interface LocalWorker {
 /** A trainer process's workers over one exchange transport. */
 export class TrainerRuntime {
   private readonly workers: LocalWorker[] = [];
+  /** Each member's update cosine averaged over the rounds applied (see REPUTATION_WEIGHT). */
+  private readonly reputation = new Map<string, number>();
   private evalModel: Model | null = null;
   private evalBatches: ReturnType<typeof evaluationBatches> = [];
   private definition: ModelDefinition | null = null;
@@ -528,6 +533,7 @@ export class TrainerRuntime {
     if (local !== this.workers[0]) return;
     for (const { member, action } of report.bounded)
       this.metrics.updatesBounded.inc({ member, action });
+    const cosines = this.scoreMembers(report);
     const { protection } = report;
     if (protection.unprotected) {
       this.metrics.roundsUnprotected.inc();
@@ -555,6 +561,7 @@ export class TrainerRuntime {
         included: report.included,
         clipped: membersWith(report, "clipped"),
         dropped: membersWith(report, "dropped"),
+        cosines,
         globalHash: report.globalHash,
       },
       "round applied",
@@ -563,6 +570,35 @@ export class TrainerRuntime {
     if (every > 0 && local.rounds % every === 0 && local.rounds < federation.training.rounds) {
       await this.checkpoint(local);
     }
+  }
+
+  /**
+   * Sets each member's update cosine and reputation from the round's scores, warns of a member
+   * whose update points away from the aggregate, and returns the cosines for the round's log line.
+   */
+  private scoreMembers(report: RoundReport): Record<string, number> {
+    const cosines: Record<string, number> = {};
+    for (const score of report.scores) {
+      cosines[score.member] = Math.min(cosines[score.member] ?? 1, score.cosine);
+    }
+    for (const [member, cosine] of Object.entries(cosines)) {
+      this.metrics.memberCosine.set({ member }, cosine);
+      const previous = this.reputation.get(member);
+      const reputation =
+        previous === undefined
+          ? cosine
+          : (1 - REPUTATION_WEIGHT) * previous + REPUTATION_WEIGHT * cosine;
+      this.reputation.set(member, reputation);
+      this.metrics.memberReputation.set({ member }, reputation);
+      if (cosine < 0) {
+        this.log.warn(
+          { round: report.round, member, cosine, reputation },
+          `member ${member}'s update in round ${report.round} points away from the round's aggregate (cosine ${cosine.toFixed(3)})`,
+        );
+      }
+      cosines[member] = Math.round(cosine * 1000) / 1000;
+    }
+    return cosines;
   }
 
   private async checkpoint(local: LocalWorker): Promise<{ path: string; globalHash: string }> {

@@ -242,11 +242,19 @@ describe("applyRound", () => {
       { aggregation: { kind: "mean" } },
       round,
     );
-    assert.deepEqual(applied, {
-      included: 3,
-      bounded: [],
-      protection: { required: 0, provided: 0, unprotected: false },
-    });
+    assert.equal(applied.included, 3);
+    assert.deepEqual(applied.bounded, []);
+    assert.deepEqual(applied.protection, { required: 0, provided: 0, unprotected: false });
+    // The plain mean follows the poisoner (−2.5 in both coordinates): the honest updates are the
+    // ones pointing away from it.
+    assert.deepEqual(
+      applied.scores.map((s) => [s.member, Math.sign(s.cosine)]),
+      [
+        ["a", -1],
+        ["m", 1],
+        ["b", -1],
+      ],
+    );
   });
 
   it("starts centred clipping from the previous round's aggregate", () => {
@@ -283,6 +291,15 @@ describe("applyRound", () => {
       round,
     );
     assert.deepEqual(clipped.protection, { required: 1, provided: 1, unprotected: false });
+    // Under the robust rule the poisoner is the one pointing away from the aggregate.
+    assert.deepEqual(
+      clipped.scores.map((s) => [s.member, Math.round(s.cosine * 1e6) / 1e6]),
+      [
+        ["a", 1],
+        ["m", -1],
+        ["b", 1],
+      ],
+    );
     const global = new Float32Array(2);
     const dropped = applyRound(global, new OuterOptimizer(2, outer), trimmed("drop"), round);
     assert.equal(dropped.included, 2);

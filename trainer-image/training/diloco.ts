@@ -20,7 +20,9 @@ import {
   type OuterOptimizerConfig,
   type RoundProtection,
   roundProtection,
+  scoreUpdates,
   UpdateEncoder,
+  type UpdateScore,
 } from "../../core/codec/index.js";
 import { AdamW, type AdamWConfig, type AdamWSnapshot, type AdamWState } from "./adamw.js";
 import type { BatchSampler } from "./data.js";
@@ -94,6 +96,8 @@ export interface RoundReport {
   bounded: BoundedUpdate[];
   /** What the aggregation rule was asked to withstand and could, with the included updates. */
   protection: RoundProtection;
+  /** Every committed update scored against the aggregate, in commit order. */
+  scores: MemberScore[];
   /** SHA-256 of the global parameters after the round, identical on every member. */
   globalHash: string;
 }
@@ -106,6 +110,12 @@ export interface BoundedUpdate {
   action: "clipped" | "dropped";
 }
 
+/** One committed update's score against the round's aggregate (see scoreUpdates). */
+export interface MemberScore extends UpdateScore {
+  member: string;
+  worker: string;
+}
+
 /** What applying one round's commit did. */
 export interface AppliedRound {
   /** Updates aggregated. */
@@ -113,6 +123,8 @@ export interface AppliedRound {
   bounded: BoundedUpdate[];
   /** The stated protection against what the included updates allowed (see roundProtection). */
   protection: RoundProtection;
+  /** Every committed update scored against the aggregate, in commit order (empty without one). */
+  scores: MemberScore[];
 }
 
 /**
@@ -126,7 +138,8 @@ export function applyRound(
   config: Pick<DiLoCoConfig, "aggregation" | "normBound">,
   committed: readonly CommittedUpdate[],
 ): AppliedRound {
-  let updates = committed.map((update) => decodeUpdate(update.message, global.length));
+  const decoded = committed.map((update) => decodeUpdate(update.message, global.length));
+  let updates = decoded;
   const bounded: BoundedUpdate[] = [];
   if (config.normBound && updates.length > 0) {
     const { updates: kept, report } = applyNormBound(updates, config.normBound);
@@ -145,9 +158,18 @@ export function applyRound(
     config.aggregation.kind === "centredClip" && outer.lastAggregate
       ? { ...config.aggregation, reference: outer.lastAggregate }
       : config.aggregation;
-  if (updates.length > 0) outer.step(global, aggregate(updates, rule));
+  let scores: MemberScore[] = [];
+  if (updates.length > 0) {
+    const aggregated = aggregate(updates, rule);
+    scores = scoreUpdates(decoded, aggregated).map((score, j) => ({
+      member: committed[j]!.member ?? committed[j]!.worker,
+      worker: committed[j]!.worker,
+      ...score,
+    }));
+    outer.step(global, aggregated);
+  }
   const protection = roundProtection(config.aggregation, updates.length);
-  return { included: updates.length, bounded, protection };
+  return { included: updates.length, bounded, protection, scores };
 }
 
 /** SHA-256 (hex) of a flat parameter vector's bytes. */
@@ -474,7 +496,7 @@ export class DiLoCoWorker {
     bytesSent: number,
     onRound: ((report: RoundReport) => void | Promise<void>) | undefined,
   ): Promise<void> {
-    const { included, bounded, protection } = applyRound(
+    const { included, bounded, protection, scores } = applyRound(
       this.global,
       this.outer,
       this.config,
@@ -500,6 +522,7 @@ export class DiLoCoWorker {
       included,
       bounded,
       protection,
+      scores,
       globalHash: parameterHash(this.global),
     });
   }
