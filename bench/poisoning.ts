@@ -2,19 +2,21 @@
 // [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`: what poisoning members do to a federation's model
 // under each aggregation rule. A CharTransformer on Arithmetic (the diloco benchmark's task and
 // inner optimiser) trained by n in-process workers for 30 rounds of 10 inner steps, f of them
-// attackers: 1 of 4 and 2 of 7. Attacks, all crafted from what every member can see in a round
-// (an omniscient attacker; the honest updates decoded): sign-flip ×10 of the attacker's own
-// update; "A Little Is Enough" (ALIE, the honest mean − z × their standard deviation per
+// attackers: 1 of 4 and 2 of 7. Attacks crafted from what every member can see in a round (an
+// omniscient attacker; the honest updates decoded): sign-flip ×10 of the attacker's own update
+// ("signFlip10"); "A Little Is Enough" (ALIE, the honest mean − z × their standard deviation per
 // coordinate, z = 1 and 1.5); inner-product manipulation (IPM, −ε × the honest mean, ε = 0.1 and
-// 10). Rules: the mean, the median, the trimmed mean tolerating f, the trimmed mean behind a
-// norm bound (drop above 3 × the median norm), centred clipping from the previous aggregate with
-// a radius of 2 × the median distance, and for top-k updates the median and trimmed mean
-// counting only the updates that sent each coordinate (`sparse`). Codecs: dense fp32 and top-k 5 % 4-bit
-// with error feedback. Every row stands beside the clean run of its setting and codec (no
-// attacker, the mean) and the task's loss levels (unigram: a model that learned nothing useful;
-// the best possible). With --attack / --codec / --setting only those rows run (the record says
-// which). Writes bench/results/poisoning.json (through run.ts); --quick runs 3 rounds into
-// out/bench/poisoning-quick.json.
+// 10); and a member training on corrupted data (random targets, "wrongData"). Rules: the mean,
+// the median, the trimmed mean tolerating f, the trimmed mean behind a norm bound (drop above
+// 3 × the median norm), centred clipping from the previous aggregate with a radius of 2 × the
+// median distance, and for top-k updates the median and trimmed mean counting only the updates
+// that sent each coordinate (`sparse`). Codecs: dense fp32 and top-k 5 % 4-bit with error
+// feedback. Every row stands beside the clean run of its setting and codec (no attacker, the
+// mean; attack "none"), the honest members alone (attack "absent", the mean) and the task's loss
+// levels (unigram: a model that learned nothing useful; the best possible). With --attack /
+// --codec / --setting only those rows run (the record says which). About 27 s a run at 1/4 and
+// 50 s at 2/7 on 2 cores. Writes bench/results/poisoning.json (through run.ts); --quick runs 3
+// rounds into out/bench/poisoning-quick.json.
 import {
   type AggregationRule,
   type CodecParams,
@@ -25,8 +27,16 @@ import {
 import { type BackendChoice, initBackend } from "../trainer-image/training/backend.js";
 import type { CommittedUpdate } from "../trainer-image/training/diloco.js";
 import { parameterCount, parameterLayout } from "../trainer-image/training/model.js";
+import { Random } from "../trainer-image/training/prng.js";
 import { AVERAGE, arithmeticTask, INNER } from "./diloco.js";
-import { buildTask, formatTable, type Method, runMethod } from "./lib/diloco-runs.js";
+import {
+  buildTask,
+  formatTable,
+  type Method,
+  type RunResult,
+  runMethod,
+  type Task,
+} from "./lib/diloco-runs.js";
 
 /** An attack: how the attackers' updates are replaced, from the round's decoded updates. */
 interface Attack {
@@ -65,6 +75,11 @@ const ATTACKS: Attack[] = [
       Float32Array.from(honestMean(honest), (v) => -epsilon * v),
   })),
 ];
+
+/** A member training on corrupted data (random targets) instead of crafting its update. */
+const WRONG_DATA = "wrongData";
+/** No attackers at all: the honest members alone (n − f workers), with the mean. */
+const ABSENT = "absent";
 
 /** A setting: how many workers, and how many of them attack (the last ones). */
 const SETTINGS = [
@@ -135,12 +150,17 @@ export async function run(args: string[]): Promise<unknown> {
   const backend = await initBackend(
     (backendIndex < 0 ? "CPU" : args[backendIndex + 1]) as BackendChoice,
   );
-  const attackNames = option(args, "--attack") ?? ["none", ...ATTACKS.map((a) => a.name)];
+  const attackNames = option(args, "--attack") ?? [
+    "none",
+    ...ATTACKS.map((a) => a.name),
+    WRONG_DATA,
+    ABSENT,
+  ];
   const codecNames = (option(args, "--codec") ?? Object.keys(CODECS)) as (keyof typeof CODECS)[];
   const settingNames = option(args, "--setting") ?? SETTINGS.map((s) => s.name);
+  const known = ["none", ...ATTACKS.map((a) => a.name), WRONG_DATA, ABSENT];
   for (const name of attackNames)
-    if (name !== "none" && !ATTACKS.some((a) => a.name === name))
-      throw new RangeError(`--attack ${name}: one of none, ${ATTACKS.map((a) => a.name)}`);
+    if (!known.includes(name)) throw new RangeError(`--attack ${name}: one of ${known}`);
   for (const name of codecNames)
     if (!(name in CODECS)) throw new RangeError(`--codec ${name}: dense or topk`);
   const rounds = quick ? 3 : 30;
@@ -156,24 +176,80 @@ export async function run(args: string[]): Promise<unknown> {
     });
     tasks[setting.name] = { levels: task.levels, spec: task.spec };
     const size = parameterCount(parameterLayout(task.definition));
-    const attackerIds = new Set(
-      Array.from({ length: setting.attackers }, (_, i) => `worker-${setting.workers - 1 - i}`),
+    const attackerIndices = Array.from(
+      { length: setting.attackers },
+      (_, i) => setting.workers - 1 - i,
     );
+    const attackerIds = new Set(attackerIndices.map((i) => `worker-${i}`));
+    // The attackers train on corrupted data: every target replaced by a random token.
+    const wrongDataTask: Task = {
+      ...task,
+      samplers: (seed) => {
+        const samplers = task.samplers(seed);
+        for (const index of attackerIndices) {
+          const sampler = samplers[index]!;
+          const next = sampler.next.bind(sampler);
+          const random = new Random(seed, "wrong-data", index);
+          const vocabulary = task.definition.vocabularySize;
+          sampler.next = () => {
+            const batch = next();
+            if (batch.kind !== "text") return batch;
+            const targets = Int32Array.from(batch.targets, () =>
+              Math.floor(random.uniform() * vocabulary),
+            );
+            return { ...batch, targets };
+          };
+        }
+        return samplers;
+      },
+    };
+    const absentTask = attackNames.includes(ABSENT)
+      ? await buildTask({
+          ...arithmeticTask(false),
+          workers: setting.workers - setting.attackers,
+          steps: rounds * innerSteps,
+        })
+      : null;
     for (const codecName of codecNames) {
       const codec = CODECS[codecName];
-      let clean: number | undefined;
-      for (const rule of rules(codecName, setting.attackers)) {
+      const record = (rule: string, attack: string, result: RunResult, clean: number): number => {
+        const row: Row = {
+          attack,
+          setting: setting.name,
+          codec: codecName,
+          rule,
+          finalEvalLoss: result.finalEvalLoss,
+          cleanEvalLoss: clean,
+          vsCleanPercent: (100 * (result.finalEvalLoss - clean)) / clean,
+          seconds: result.seconds,
+        };
+        rows.push(row);
+        console.log(
+          `${setting.name} ${codecName} ${rule} ${attack}: eval loss ${row.finalEvalLoss.toFixed(4)} (clean ${clean.toFixed(4)}, ${row.vsCleanPercent >= 0 ? "+" : ""}${row.vsCleanPercent.toFixed(1)} %) in ${row.seconds.toFixed(0)} s`,
+        );
+        return result.finalEvalLoss;
+      };
+      const methodOf = (rule: ReturnType<typeof rules>[number]): Method => ({
+        name: rule.name,
+        innerSteps,
+        codec,
+        outer: AVERAGE,
+        inner: INNER,
+        aggregation: rule.aggregation,
+        ...(rule.normBound ? { normBound: rule.normBound } : {}),
+      });
+      const ruleList = rules(codecName, setting.attackers);
+      // The clean run every row stands beside: no attacker, the mean.
+      const mean = ruleList[0]!;
+      const cleanResult = await runMethod(task, methodOf(mean), 7);
+      const clean = record(mean.name, "none", cleanResult, cleanResult.finalEvalLoss);
+      if (absentTask) {
+        record(mean.name, ABSENT, await runMethod(absentTask, methodOf(mean), 7), clean);
+      }
+      for (const rule of ruleList) {
         for (const attackName of attackNames) {
+          if (attackName === ABSENT || (attackName === "none" && rule === mean)) continue;
           const attack = ATTACKS.find((a) => a.name === attackName);
-          const method: Method = {
-            name: rule.name,
-            innerSteps,
-            codec,
-            outer: AVERAGE,
-            inner: INNER,
-            aggregation: rule.aggregation,
-            ...(rule.normBound ? { normBound: rule.normBound } : {}),
-          };
           const tamper = attack
             ? (_round: number, updates: CommittedUpdate[]): CommittedUpdate[] => {
                 const decoded = updates.map((u) => decodeUpdate(u.message, size));
@@ -185,22 +261,12 @@ export async function run(args: string[]): Promise<unknown> {
                 );
               }
             : undefined;
-          const result = await runMethod(task, method, 7, () => {}, tamper);
-          if (attackName === "none" && rule.name === "mean") clean = result.finalEvalLoss;
-          const cleanEvalLoss = clean ?? Number.NaN;
-          const row: Row = {
-            attack: attackName,
-            setting: setting.name,
-            codec: codecName,
-            rule: rule.name,
-            finalEvalLoss: result.finalEvalLoss,
-            cleanEvalLoss,
-            vsCleanPercent: (100 * (result.finalEvalLoss - cleanEvalLoss)) / cleanEvalLoss,
-            seconds: result.seconds,
-          };
-          rows.push(row);
-          console.log(
-            `${setting.name} ${codecName} ${rule.name} ${attackName}: eval loss ${row.finalEvalLoss.toFixed(4)} (clean ${cleanEvalLoss.toFixed(4)}, ${row.vsCleanPercent >= 0 ? "+" : ""}${row.vsCleanPercent.toFixed(1)} %) in ${row.seconds.toFixed(0)} s`,
+          const runTask = attackName === WRONG_DATA ? wrongDataTask : task;
+          record(
+            rule.name,
+            attackName,
+            await runMethod(runTask, methodOf(rule), 7, () => {}, tamper),
+            clean,
           );
         }
       }
