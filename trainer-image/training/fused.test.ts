@@ -270,6 +270,19 @@ describe("the fused training step against tfjs's autodiff of the model", () => {
       model.dispose();
     });
 
+  it("gives the composed model's next-token logits", async () => {
+    const model = new Model(transformer, initialParameters(transformer, 6));
+    model.writeParameters(values(model.size, 21, 0.3));
+    const inputs = Int32Array.from({ length: 12 }, (_, i) => (i * 7) % 11);
+    const fusedLogits = tf.tidy(() => model.nextTokenLogits(inputs, 2, 6));
+    const composed = await fused.withoutFusedKernels(() =>
+      tf.tidy(() => model.nextTokenLogits(inputs, 2, 6)),
+    );
+    assertClose(fusedLogits, composed, "logits");
+    tf.dispose([fusedLogits, composed]);
+    model.dispose();
+  });
+
   it("evaluates the same loss as the composed model", async () => {
     const model = new Model(transformer, initialParameters(transformer, 4));
     const batch = textBatch(2, 8, 5);

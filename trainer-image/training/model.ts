@@ -5,7 +5,12 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Batch } from "./data.js";
 import { fusedKernelsAvailable } from "./fused-kernels.js";
-import { type LossAndGradients, mlpStep, transformerStep } from "./fused-step.js";
+import {
+  type LossAndGradients,
+  mlpStep,
+  transformerLogits,
+  transformerStep,
+} from "./fused-step.js";
 import type { AttentionShape } from "./kernel-math.js";
 import { Random } from "./prng.js";
 
@@ -283,7 +288,9 @@ export class Model {
     if (inputs.length !== size * length) {
       throw new RangeError(`${inputs.length} token ids for ${size} windows of ${length}`);
     }
-    return this.transformerLogits(this.definition, inputs, size, length);
+    return fusedKernelsAvailable()
+      ? transformerLogits(this.definition, this.variables, inputs, size, length)
+      : this.transformerLogits(this.definition, inputs, size, length);
   }
 
   private transformerLogits(
