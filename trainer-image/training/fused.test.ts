@@ -197,6 +197,10 @@ for (const backend of ["JS", "WASM"] as const)
         );
         assertClose(fdTokens, tf.add(dTokens!, tokenShare), "d tokens");
         assertClose(fdPositions, dPositions!, "d positions");
+        assert.throws(
+          () => fused.embedding(tf.tensor1d([vocabulary], "int32"), tokens, positions, 1),
+          /token id 6 at 0 is outside 0..5/,
+        );
       }));
 
     it("linear: x·W + b as one kernel", () =>

@@ -16,7 +16,11 @@ export function embeddingForward(
   length: number,
 ): Float32Array {
   const x = new Float32Array(ids.length * width);
+  const vocabulary = tokens.length / width;
   for (let n = 0; n < ids.length; n++) {
+    if (!(ids[n]! >= 0 && ids[n]! < vocabulary)) {
+      throw new RangeError(`token id ${ids[n]} at ${n} is outside 0..${vocabulary - 1}`);
+    }
     const token = ids[n]! * width;
     const position = (n % length) * width;
     const row = n * width;
