@@ -97,8 +97,25 @@ export async function waitFor<T>(
   throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${reason}`);
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
+/** Ports freePort has handed out in this process. */
+const handedOut = new Set<number>();
+
+/**
+ * A TCP port on 127.0.0.1 that was free a moment ago and that this process has not been given
+ * before: the kernel may offer a just-closed port again, and a test bed asks for its ports before
+ * it starts anything on them (an etcd and an API server were once given the same one).
+ */
 export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once("error", reject);

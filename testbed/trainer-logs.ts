@@ -11,6 +11,8 @@ export interface RoundLog {
   bytesSent: number;
   /** SHA-256 of the global model after this round: the same in every worker. */
   globalHash: string;
+  /** Whether the round had too few updates for the aggregation's stated protection. */
+  unprotected: boolean;
 }
 
 /** What a trainer logged at the end of its run about what the model can do (learned.ts). */
@@ -77,6 +79,7 @@ export async function readTrainerLog(
           evalLoss: Number(record.evalLoss),
           bytesSent: Number(record.bytesSent),
           globalHash: String(record.globalHash ?? ""),
+          unprotected: record.unprotected === true,
         };
         byRound.set(round.round, round);
         result.applications.push({ ...round, pod: podName(entry, namespace) });

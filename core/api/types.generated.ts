@@ -707,6 +707,14 @@ export interface MemberStatus {
    * Updates of this member that the norm bound left out of the aggregate, as counted by the workers since they started (the highest count any admitted worker reports).
    */
   updatesDropped?: number;
+  /**
+   * Cosine between this member's update and the aggregate of the last round scored (the lowest of its updates); every worker computes the same. An attacker's is often negative. Rounded to 3 decimals.
+   */
+  updateCosine?: number;
+  /**
+   * That cosine averaged over the rounds scored, exponentially (weight 0.2 on the newest round), as the admitted worker that scored the member over the most rounds reports it; kept after the workers leave. Rounded to 3 decimals.
+   */
+  reputation?: number;
 }
 /**
  * This member's trainer workers.

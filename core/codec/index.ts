@@ -21,5 +21,11 @@ export {
   topKCount,
 } from "./format.js";
 export { DILOCO_OUTER, OuterOptimizer } from "./outer.js";
-export { scoreUpdates, type UpdateScore } from "./score.js";
+export {
+  type MemberReputation,
+  REPUTATION_WEIGHT,
+  ReputationBook,
+  scoreUpdates,
+  type UpdateScore,
+} from "./score.js";
 export type * from "./types.js";

@@ -45,3 +45,53 @@ export function scoreUpdates(
     };
   });
 }
+
+/** Weight of the newest round in a member's reputation (an exponential moving average). */
+export const REPUTATION_WEIGHT = 0.2;
+
+/** A member's update cosine over the rounds scored. */
+export interface MemberReputation {
+  memberId: string;
+  /** Rounds in which the member's updates were scored. */
+  rounds: number;
+  /** The lowest cosine of its updates in the last round scored. */
+  cosine: number;
+  /** That cosine averaged over the rounds, exponentially (REPUTATION_WEIGHT on the newest). */
+  reputation: number;
+}
+
+/** Each member's reputation, kept from round to round. */
+export class ReputationBook {
+  private readonly members = new Map<string, MemberReputation>();
+
+  /**
+   * Adds one round's scores (several updates of a member count with their lowest cosine) and
+   * returns that round's cosine per member.
+   */
+  record(scores: readonly { member: string; cosine: number }[]): Map<string, number> {
+    const lowest = new Map<string, number>();
+    for (const { member, cosine } of scores)
+      lowest.set(member, Math.min(lowest.get(member) ?? 1, cosine));
+    for (const [memberId, cosine] of lowest) {
+      const before = this.members.get(memberId);
+      this.members.set(memberId, {
+        memberId,
+        rounds: (before?.rounds ?? 0) + 1,
+        cosine,
+        reputation: before
+          ? (1 - REPUTATION_WEIGHT) * before.reputation + REPUTATION_WEIGHT * cosine
+          : cosine,
+      });
+    }
+    return lowest;
+  }
+
+  get(memberId: string): MemberReputation | undefined {
+    return this.members.get(memberId);
+  }
+
+  /** Every member's reputation, by member id. */
+  all(): MemberReputation[] {
+    return [...this.members.values()].sort((a, b) => (a.memberId < b.memberId ? -1 : 1));
+  }
+}

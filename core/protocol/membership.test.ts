@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { boundedUpdatesOf } from "./membership.js";
+import { boundedUpdatesOf, memberScoresOf } from "./membership.js";
 import type { BoundedUpdateCount, WorkerHeartbeat } from "./types.js";
 
 const heartbeat = (workerId: string, boundedUpdates: BoundedUpdateCount[]): WorkerHeartbeat => ({
@@ -14,6 +14,7 @@ const heartbeat = (workerId: string, boundedUpdates: BoundedUpdateCount[]): Work
   roundsContributed: 5,
   sentAtMs: 0,
   boundedUpdates,
+  memberScores: [],
 });
 
 describe("boundedUpdatesOf", () => {
@@ -35,5 +36,26 @@ describe("boundedUpdatesOf", () => {
 
   test("is empty when no heartbeat reports any", () => {
     assert.equal(boundedUpdatesOf([heartbeat("w0", [])]).size, 0);
+  });
+});
+
+describe("memberScoresOf", () => {
+  test("takes, per member, the score of the heartbeat that scored it over the most rounds", () => {
+    const scored = (workerId: string, rounds: number, reputation: number): WorkerHeartbeat => ({
+      ...heartbeat(workerId, []),
+      memberScores: [{ memberId: "mallory", rounds, cosine: -1, reputation }],
+    });
+    const scores = memberScoresOf([
+      scored("w0", 3, -0.5),
+      scored("w1", 9, -0.9),
+      scored("w2", 1, 0),
+    ]);
+    assert.deepEqual(scores.get("mallory"), {
+      memberId: "mallory",
+      rounds: 9,
+      cosine: -1,
+      reputation: -0.9,
+    });
+    assert.equal(memberScoresOf([heartbeat("w0", [])]).size, 0);
   });
 });

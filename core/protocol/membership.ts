@@ -17,6 +17,7 @@ import {
 import { settingsWith } from "./settings.js";
 import type {
   FederationView,
+  MemberScoreReport,
   MemberView,
   ModelDisagreement,
   ProtocolSettings,
@@ -274,14 +275,14 @@ export async function readFederationView(
     }
   }
 
-  const bounded = boundedUpdatesOf(
-    [...workers]
-      .filter(([memberId]) => {
-        const member = members.get(memberId)!;
-        return !admission.refusal(memberId, member.publicKey, member.specHash);
-      })
-      .flatMap(([, list]) => list.map(({ hb }) => hb)),
-  );
+  const admittedHeartbeats = [...workers]
+    .filter(([memberId]) => {
+      const member = members.get(memberId)!;
+      return !admission.refusal(memberId, member.publicKey, member.specHash);
+    })
+    .flatMap(([, list]) => list.map(({ hb }) => hb));
+  const bounded = boundedUpdatesOf(admittedHeartbeats);
+  const scores = memberScoresOf(admittedHeartbeats);
   const memberViews: MemberView[] = [];
   const losses: number[] = [];
   for (const [memberId, member] of [...members].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -311,6 +312,7 @@ export async function readFederationView(
       roundsContributed: contributed.get(memberId) ?? 0,
       updatesClipped: bounded.get(memberId)?.clipped ?? 0,
       updatesDropped: bounded.get(memberId)?.dropped ?? 0,
+      score: scores.get(memberId),
       workers: workerViews,
     });
   }
@@ -345,6 +347,22 @@ export function boundedUpdatesOf(
         clipped: Math.max(best.clipped, clipped),
         dropped: Math.max(best.dropped, dropped),
       });
+    }
+  return out;
+}
+
+/**
+ * Per member, the score of the heartbeat that scored it over the most rounds (the longest view;
+ * every worker scores the same committed updates against the same aggregates).
+ */
+export function memberScoresOf(
+  heartbeats: readonly WorkerHeartbeat[],
+): Map<string, MemberScoreReport> {
+  const out = new Map<string, MemberScoreReport>();
+  for (const hb of heartbeats)
+    for (const score of hb.memberScores) {
+      const best = out.get(score.memberId);
+      if (!best || score.rounds > best.rounds) out.set(score.memberId, score);
     }
   return out;
 }

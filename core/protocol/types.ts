@@ -43,6 +43,22 @@ export interface WorkerHeartbeat {
    * since it started; members with none are left out (and so is the field on the wire when empty).
    */
   boundedUpdates: BoundedUpdateCount[];
+  /**
+   * Per member, how its updates related to the aggregates of the rounds this worker applied since
+   * it started (see scoreUpdates in core/codec); empty (and absent on the wire) before any.
+   */
+  memberScores: MemberScoreReport[];
+}
+
+/** One member's update score as a worker reports it. */
+export interface MemberScoreReport {
+  memberId: string;
+  /** Rounds in which the worker scored the member's updates. */
+  rounds: number;
+  /** The member's lowest update cosine to the aggregate in the last of those rounds. */
+  cosine: number;
+  /** Those cosines averaged over the rounds, exponentially. */
+  reputation: number;
 }
 
 /** How many of one member's updates a worker's norm bound clipped and dropped. */
@@ -251,6 +267,11 @@ export interface MemberView {
    */
   updatesClipped: number;
   updatesDropped: number;
+  /**
+   * How this member's updates relate to the rounds' aggregates: from the admitted worker that
+   * scored it over the most rounds; absent before any worker did.
+   */
+  score: MemberScoreReport | undefined;
   workers: WorkerView[];
 }
 

@@ -46,6 +46,7 @@ const heartbeat: WorkerHeartbeat = {
   roundsContributed: 3,
   sentAtMs: 6,
   boundedUpdates: [],
+  memberScores: [],
 };
 
 /** Every message kind, encoded, with its decoder and the value it must decode to. */
@@ -65,6 +66,23 @@ const samples = [
       { memberId: "mallory", clipped: 4, dropped: 1 },
     ],
   }),
+  sample("heartbeat with member scores", wire.encodeHeartbeat, wire.decodeHeartbeat, {
+    ...heartbeat,
+    memberScores: [
+      { memberId: "alpha", rounds: 7, cosine: 0.75, reputation: 0.5 },
+      { memberId: "mallory", rounds: 7, cosine: -1, reputation: -0.875 },
+    ],
+  }),
+  sample(
+    "heartbeat with bounded-update counts and member scores",
+    wire.encodeHeartbeat,
+    wire.decodeHeartbeat,
+    {
+      ...heartbeat,
+      boundedUpdates: [{ memberId: "mallory", clipped: 0, dropped: 7 }],
+      memberScores: [{ memberId: "mallory", rounds: 7, cosine: -1, reputation: -0.875 }],
+    },
+  ),
   sample("manifest", wire.encodeManifest, wire.decodeManifest, {
     round: 3,
     memberId: "alpha",
@@ -162,11 +180,26 @@ describe("wire format", () => {
     ]);
     const decoded = wire.decodeHeartbeat(resign(wire.Kind.heartbeat, body)).body;
     assert.deepEqual(decoded.boundedUpdates, []);
+    assert.deepEqual(decoded.memberScores, []);
     assert.equal(decoded.sentAtMs, 6);
     // Without counts the encoder writes exactly that older layout.
     const encoded = wire.encodeHeartbeat(decoded, keys.privateKey);
     assert.deepEqual(encoded.subarray(wire.HEADER_BYTES, wire.HEADER_BYTES + body.length), body);
     assert.equal(encoded.length, wire.HEADER_BYTES + body.length + wire.TRAILER_BYTES);
+  });
+
+  test("rejects a heartbeat with a member score outside [-1, 1]", () => {
+    const bytes = wire.encodeHeartbeat(
+      {
+        ...heartbeat,
+        memberScores: [{ memberId: "mallory", rounds: 1, cosine: -1, reputation: 3 }],
+      },
+      keys.privateKey,
+    );
+    assert.throws(
+      () => wire.decodeHeartbeat(bytes),
+      (e: unknown) => e instanceof ProtocolMessageError && e.reason === "malformed",
+    );
   });
 
   test("rejects a heartbeat whose bounded-update counts are cut short", () => {

@@ -19,6 +19,7 @@ import type {
   ControlMessage,
   CoordinatorLease,
   MemberRecord,
+  MemberScoreReport,
   RoundStatus,
   UpdateManifest,
   UpdateStored,
@@ -74,16 +75,22 @@ export function encodeHeartbeat(h: WorkerHeartbeat, privateKey: Uint8Array): Uin
     .f64(h.loss ?? Number.NaN)
     .u64(h.roundsContributed)
     .u64(h.sentAtMs);
-  writeBoundedUpdates(w, h.boundedUpdates);
+  writeBoundedUpdates(w, h.boundedUpdates, h.memberScores.length > 0);
+  writeMemberScores(w, h.memberScores);
   return envelope(Kind.heartbeat, w.finish(), privateKey);
 }
 
 /**
- * The heartbeat's optional trailing field: written only when some member has bounded updates, so
- * the heartbeats of a federation whose norm bound never fired are byte-for-byte the older layout.
+ * The heartbeat's first optional trailing field: written only when some member has bounded
+ * updates, or when the member scores after it are written, so the heartbeats of a federation
+ * whose norm bound never fired and that scored nothing are byte-for-byte the older layout.
  */
-function writeBoundedUpdates(w: Writer, counts: readonly BoundedUpdateCount[]): void {
-  if (counts.length === 0) return;
+function writeBoundedUpdates(
+  w: Writer,
+  counts: readonly BoundedUpdateCount[],
+  followed: boolean,
+): void {
+  if (counts.length === 0 && !followed) return;
   if (counts.length > MAX_BOUNDED_MEMBERS) throw new RangeError("too many bounded-update counts");
   w.u32(counts.length);
   for (const c of counts) w.str(c.memberId).u64(c.clipped).u64(c.dropped);
@@ -99,6 +106,34 @@ function readBoundedUpdates(r: Reader): BoundedUpdateCount[] {
   for (let i = 0; i < count; i++)
     counts.push({ memberId: r.id("memberId"), clipped: r.u64(), dropped: r.u64() });
   return counts;
+}
+
+/** The second optional trailing field: each member's update score, when there are any. */
+function writeMemberScores(w: Writer, scores: readonly MemberScoreReport[]): void {
+  if (scores.length === 0) return;
+  if (scores.length > MAX_BOUNDED_MEMBERS) throw new RangeError("too many member scores");
+  w.u32(scores.length);
+  for (const s of scores) w.str(s.memberId).u64(s.rounds).f64(s.cosine).f64(s.reputation);
+}
+
+function readMemberScores(r: Reader): MemberScoreReport[] {
+  if (r.atEnd()) return [];
+  const count = r.u32();
+  if (count > MAX_BOUNDED_MEMBERS) throw new ProtocolMessageError("oversized", "member scores");
+  const scores: MemberScoreReport[] = [];
+  for (let i = 0; i < count; i++) {
+    const score = {
+      memberId: r.id("memberId"),
+      rounds: r.u64(),
+      cosine: r.f64(),
+      reputation: r.f64(),
+    };
+    if (!(Math.abs(score.cosine) <= 1 && Math.abs(score.reputation) <= 1)) {
+      throw new ProtocolMessageError("malformed", "a member score outside [-1, 1]");
+    }
+    scores.push(score);
+  }
+  return scores;
 }
 
 export function decodeHeartbeat(bytes: Uint8Array): Signed<WorkerHeartbeat> {
@@ -122,6 +157,7 @@ export function decodeHeartbeat(bytes: Uint8Array): Signed<WorkerHeartbeat> {
       roundsContributed: r.u64(),
       sentAtMs: r.u64(),
       boundedUpdates: readBoundedUpdates(r),
+      memberScores: readMemberScores(r),
     };
   });
 }

@@ -107,7 +107,6 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
   let clippedInMetrics = 0;
   let reputation = new Map<string, number>();
   let unprotectedPoisoned = -1;
-  let unprotectedClean = -1;
   let results: Map<string, MemberView[]>;
   try {
     results = await bed.waitFor(
@@ -119,8 +118,6 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
         unprotectedPoisoned = Math.max(unprotectedPoisoned, unprotectedRounds(texts));
         const seen = memberGauge(texts, "fedtrain_trainer_member_reputation");
         if (seen.size > 0) reputation = seen;
-        const clean = await bed.scrapeMetrics(alpine, "clean", "clean-trainers");
-        unprotectedClean = Math.max(unprotectedClean, unprotectedRounds(clean));
         const all = new Map<string, MemberView[]>();
         for (const run of runs) all.set(run.id, await bed.views(run.id, run.id));
         const done = [...all.values()].every((views) =>
@@ -160,6 +157,15 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
   for (const honest of members.filter((m) => m !== cedar))
     assert.equal(counts(honest), 0, `${honest}'s updates were not bounded`);
   assert.ok(clippedInMetrics > 0, "an honest trainer's metrics count cedar's bounded updates");
+  // And its score: in the status of an honest member (kubectl get tfed -o yaml), cedar's updates
+  // point away from the aggregates, the honest members' along them.
+  const reputationIn = (id: string) => seen.find((m) => m.id === id)?.reputation;
+  assert.ok(
+    (reputationIn(cedar) ?? 0) < 0,
+    `cedar's reputation in status: ${JSON.stringify(seen)}`,
+  );
+  for (const honest of members.filter((m) => m !== cedar))
+    assert.ok((reputationIn(honest) ?? 0) > 0, `${honest}'s reputation in status is positive`);
   // The poisoner is visible to the honest: its updates point away from every round's aggregate.
   assert.ok(
     (reputation.get(cedar) ?? 0) < 0,
@@ -169,8 +175,15 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
     assert.ok((reputation.get(honest) ?? 0) > 0, `${honest}'s reputation is positive`);
   // With the poisoner dropped, two updates are left: those rounds are flagged; the clean run's
   // rounds all had three.
-  assert.ok(unprotectedPoisoned > 0, "an honest trainer flags the rounds left with two updates");
-  assert.equal(unprotectedClean, 0, "no clean round is flagged (−1: never scraped)");
+  assert.ok(unprotectedPoisoned > 0, "an honest trainer counts the rounds left with two updates");
+  const flagged = (run: string) =>
+    results
+      .get(run)!
+      .flatMap((v) => v.log.rounds)
+      .filter((r) => r.unprotected).length;
+  assert.ok(flagged("robust") > 0, "the trainers' logs flag the rounds left with two updates");
+  assert.ok(results.get("clean")![0]!.log.rounds.length > 0, "the clean run's rounds were logged");
+  assert.equal(flagged("clean"), 0, "no clean round is flagged");
   // In the clean run nobody is bounded.
   for (const m of results.get("clean")![0]!.status?.members ?? [])
     assert.equal((m.updatesClipped ?? 0) + (m.updatesDropped ?? 0), 0, `${m.id} in the clean run`);

@@ -12,11 +12,12 @@
 // hashes the global parameters. So each commit is applied exactly once, in order, to the one copy
 // of the global model the trainer reports.
 import { setTimeout as sleep } from "node:timers/promises";
-import { decodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
+import { decodeUpdate, OuterOptimizer, ReputationBook } from "../../core/codec/index.js";
 import {
   type BoundedUpdateCount,
   type Commit,
   FederationWorker,
+  type MemberScoreReport,
   type ProtocolCounters,
   ProtocolMessageError,
   type CommittedUpdate as ProtocolUpdate,
@@ -173,6 +174,8 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
   private readonly slots = new Map<number, RoundSlot>();
   private readonly appliedWaiters = new Set<{ round: number; done: Deferred<void> }>();
   private readonly bounded = new Map<string, BoundedUpdateCount>();
+  /** Each member's update scores over the rounds applied, for the heartbeats. */
+  private readonly scores = new ReputationBook();
   /** Rounds whose commit was out before this worker's update was sent (not contributed). */
   lateRounds = 0;
   /** Bytes of the updates of those rounds, encoded but never sent. */
@@ -247,6 +250,7 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
         ...this.options,
         model: this.replica,
         boundedUpdates: () => this.boundedUpdates(),
+        memberScores: () => this.memberScores(),
       });
     } catch (error) {
       this.diloco = undefined;
@@ -308,6 +312,7 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     // Counted before the protocol learns the round is applied: its heartbeat right after the
     // apply then already carries the round's bounded updates.
     this.countBounded(report.bounded);
+    this.scores.record(report.scores);
     slot.applied.resolve(report.globalHash);
   }
 
@@ -427,13 +432,14 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     const worker = this.worker();
     if (this.joining) {
       // Catch-up: no DiLoCo round waits for this commit; apply it as the worker would.
-      const { bounded } = applyRound(
+      const { bounded, scores } = applyRound(
         worker.global,
         worker.outer,
         worker.config,
         this.committed(updates),
       );
       this.countBounded(bounded);
+      this.scores.record(scores);
       this.markApplied(round);
       return;
     }
@@ -475,6 +481,14 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     return [...this.bounded.values()]
       .map((count) => ({ ...count }))
       .sort((a, b) => (a.memberId < b.memberId ? -1 : a.memberId > b.memberId ? 1 : 0));
+  }
+
+  /**
+   * Per member, how its updates related to the aggregates of the rounds this worker applied
+   * (replayed ones included), as its heartbeats report them.
+   */
+  memberScores(): MemberScoreReport[] {
+    return this.scores.all();
   }
 
   private rejectSlot(slot: RoundSlot, protocolRound: number): void {

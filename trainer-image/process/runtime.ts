@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import { canonicalJson, crdDefault } from "../../core/api/index.js";
 import type { TrainerConfig } from "../../core/api/trainer-config.js";
-import { OuterOptimizer } from "../../core/codec/index.js";
+import { OuterOptimizer, ReputationBook } from "../../core/codec/index.js";
 import type { WorkerRef } from "../../core/protocol/index.js";
 import {
   CHECKPOINT_FORMAT_V1,
@@ -56,9 +56,6 @@ const MAX_EVAL_WINDOWS = 256;
 const LEVELS_MAX_TOKENS = 4_000_000;
 /** Arithmetic problems the exact levels enumerate at most (maxOperand 110 and below). */
 const LEVELS_MAX_ARITHMETIC_PROBLEMS = 25_000;
-
-/** Weight of the newest round in a member's reputation (an exponential moving average). */
-const REPUTATION_WEIGHT = 0.2;
 
 /** The id of worker `index` of `member` in updates, commits and logs. */
 export function workerId(member: string, index: number): string {
@@ -113,8 +110,8 @@ interface LocalWorker {
 /** A trainer process's workers over one exchange transport. */
 export class TrainerRuntime {
   private readonly workers: LocalWorker[] = [];
-  /** Each member's update cosine averaged over the rounds applied (see REPUTATION_WEIGHT). */
-  private readonly reputation = new Map<string, number>();
+  /** Each member's update cosine over the rounds applied. */
+  private readonly reputation = new ReputationBook();
   private evalModel: Model | null = null;
   private evalBatches: ReturnType<typeof evaluationBatches> = [];
   private definition: ModelDefinition | null = null;
@@ -561,6 +558,7 @@ export class TrainerRuntime {
         included: report.included,
         clipped: membersWith(report, "clipped"),
         dropped: membersWith(report, "dropped"),
+        unprotected: report.protection.unprotected,
         cosines,
         globalHash: report.globalHash,
       },
@@ -578,17 +576,9 @@ export class TrainerRuntime {
    */
   private scoreMembers(report: RoundReport): Record<string, number> {
     const cosines: Record<string, number> = {};
-    for (const score of report.scores) {
-      cosines[score.member] = Math.min(cosines[score.member] ?? 1, score.cosine);
-    }
-    for (const [member, cosine] of Object.entries(cosines)) {
+    for (const [member, cosine] of this.reputation.record(report.scores)) {
+      const { reputation } = this.reputation.get(member)!;
       this.metrics.memberCosine.set({ member }, cosine);
-      const previous = this.reputation.get(member);
-      const reputation =
-        previous === undefined
-          ? cosine
-          : (1 - REPUTATION_WEIGHT) * previous + REPUTATION_WEIGHT * cosine;
-      this.reputation.set(member, reputation);
       this.metrics.memberReputation.set({ member }, reputation);
       if (cosine < 0) {
         this.log.warn(

@@ -9,6 +9,7 @@ import type { FederationResources } from "../resources.js";
 import { settingsWith } from "../settings.js";
 import type {
   BoundedUpdateCount,
+  MemberScoreReport,
   ProtocolCounters,
   ProtocolSettings,
   ProtocolSpec,
@@ -39,6 +40,8 @@ export interface WorkerOptions {
    * every heartbeat (the protocol does not aggregate, so it cannot count them itself).
    */
   boundedUpdates?: () => BoundedUpdateCount[];
+  /** The caller's score of each member's updates, reported in every heartbeat (likewise). */
+  memberScores?: () => MemberScoreReport[];
 }
 
 /** Something a role runs in the background until it is stopped. */

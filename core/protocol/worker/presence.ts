@@ -210,6 +210,7 @@ export class Presence {
             ...this.links.report(),
             sentAtMs: Date.now(),
             boundedUpdates: ctx.options.boundedUpdates?.() ?? [],
+            memberScores: ctx.options.memberScores?.() ?? [],
           },
           ctx.options.privateKey,
         );

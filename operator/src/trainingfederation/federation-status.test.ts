@@ -44,6 +44,7 @@ const memberView = (over: Partial<MemberView> = {}): MemberView => ({
   roundsContributed: 3,
   updatesClipped: 0,
   updatesDropped: 0,
+  score: undefined,
   workers: [worker()],
   ...over,
 });
@@ -156,6 +157,36 @@ describe("federationStatus", () => {
     assert.deepEqual(
       after?.map((m) => [m.id, m.updatesClipped, m.updatesDropped]),
       [["mallory", 0, 3]],
+    );
+  });
+
+  test("each member's update score, rounded, and kept once the workers that scored it left", () => {
+    const scored = view({
+      members: [
+        memberView({
+          score: { memberId: "alpine", rounds: 4, cosine: 0.91234, reputation: 0.87654 },
+        }),
+        memberView({
+          memberId: "mallory",
+          publicKey: otherKey,
+          score: { memberId: "mallory", rounds: 4, cosine: -0.99991, reputation: -0.6 },
+        }),
+      ],
+    });
+    const before = federationStatus(member(), self, seen(scored)).fields?.members;
+    assert.deepEqual(
+      before?.map((m) => [m.id, m.updateCosine, m.reputation]),
+      [
+        ["alpine", 0.912, 0.877],
+        ["mallory", -1, -0.6],
+      ],
+    );
+    const gone = view({ members: [memberView({ memberId: "mallory", publicKey: otherKey })] });
+    const after = federationStatus({ ...member(), status: { members: before } }, self, seen(gone))
+      .fields?.members;
+    assert.deepEqual(
+      after?.map((m) => [m.id, m.updateCosine, m.reputation]),
+      [["mallory", -1, -0.6]],
     );
   });
 

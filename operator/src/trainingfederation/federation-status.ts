@@ -92,11 +92,22 @@ export function memberStatuses(
       updatesClipped: Math.max(member.updatesClipped, before?.updatesClipped ?? 0),
       updatesDropped: Math.max(member.updatesDropped, before?.updatesDropped ?? 0),
     };
+    // Likewise the score: the last one reported stays once no live worker reports it.
+    if (member.score) {
+      out.updateCosine = roundedScore(member.score.cosine);
+      out.reputation = roundedScore(member.score.reputation);
+    } else if (before?.reputation !== undefined) {
+      out.reputation = before.reputation;
+      if (before.updateCosine !== undefined) out.updateCosine = before.updateCosine;
+    }
     if (reason) out.reason = reason;
     if (lastHeartbeat) out.lastHeartbeat = lastHeartbeat;
     return out;
   });
 }
+
+/** A score as the status shows it: 3 decimals, so heartbeats' noise does not rewrite it. */
+const roundedScore = (value: number): number => Math.round(value * 1000) / 1000;
 
 const hexOf = (federationSpecHash: string) => federationSpecHash.replace(/^sha256:/, "");
 
