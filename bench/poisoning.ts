@@ -15,8 +15,11 @@
 // mean; attack "none"), the honest members alone (attack "absent", the mean) and the task's loss
 // levels (unigram: a model that learned nothing useful; the best possible). With --attack /
 // --codec / --setting only those rows run (the record says which). About 27 s a run at 1/4 and
-// 50 s at 2/7 on 2 cores. Writes bench/results/poisoning.json (through run.ts); --quick runs 3
-// rounds into out/bench/poisoning-quick.json.
+// 50 s at 2/7 on 2 cores; `--merge A.json,B.json` combines the records of parts run side by side.
+// Writes bench/results/poisoning.json (through run.ts); --quick runs 3 rounds into
+// out/bench/poisoning-quick.json.
+import { readFile } from "node:fs/promises";
+import path from "node:path";
 import {
   type AggregationRule,
   type CodecParams,
@@ -145,6 +148,8 @@ function option(args: string[], name: string): string[] | undefined {
 
 /** Runs the poisoning matrix; see the top of this file. */
 export async function run(args: string[]): Promise<unknown> {
+  const merge = option(args, "--merge");
+  if (merge) return merged(merge);
   const quick = args.includes("--quick");
   const backendIndex = args.indexOf("--backend");
   const backend = await initBackend(
@@ -294,5 +299,58 @@ export async function run(args: string[]): Promise<unknown> {
     backend: backend.backend,
     device: backend.device,
     wallSeconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** What one invocation recorded, as merged() reads it back. */
+interface PartRecord {
+  rows: Row[];
+  selection: { attacks: string[]; codecs: string[]; settings: string[] };
+  rounds: number;
+  innerSteps: number;
+  tasks: Record<string, unknown>;
+  backend: string;
+  device: string;
+  wallSeconds: number;
+}
+
+/**
+ * `--merge A.json,B.json,…`: one record from several invocations with different selections (the
+ * whole matrix takes hours on 2 cores, so it is run in parts, side by side). Rows repeated across
+ * parts (each part runs its clean rows) must agree exactly, as the runs are deterministic on one
+ * backend; the record lists every part's selection and wall time.
+ */
+async function merged(files: string[]): Promise<unknown> {
+  const parts = await Promise.all(
+    files.map(async (file) => JSON.parse(await readFile(file, "utf8")) as PartRecord),
+  );
+  const rows = new Map<string, Row>();
+  for (const part of parts) {
+    if (part.rounds !== parts[0]!.rounds || part.innerSteps !== parts[0]!.innerSteps) {
+      throw new Error("the parts ran different schedules and cannot be merged");
+    }
+    for (const row of part.rows) {
+      const key = `${row.setting} ${row.codec} ${row.rule} ${row.attack}`;
+      const before = rows.get(key);
+      if (before && before.finalEvalLoss !== row.finalEvalLoss) {
+        throw new Error(
+          `${key}: ${before.finalEvalLoss} in one part, ${row.finalEvalLoss} in another`,
+        );
+      }
+      rows.set(key, row);
+    }
+  }
+  return {
+    rows: [...rows.values()],
+    parts: parts.map((part, i) => ({
+      file: path.basename(files[i]!),
+      selection: part.selection,
+      wallSeconds: part.wallSeconds,
+    })),
+    rounds: parts[0]!.rounds,
+    innerSteps: parts[0]!.innerSteps,
+    tasks: Object.assign({}, ...parts.map((part) => part.tasks)),
+    backend: parts[0]!.backend,
+    device: parts[0]!.device,
   };
 }
