@@ -1,5 +1,5 @@
 // `npm run bench -- poisoning [--quick] [--attack NAME,...] [--codec dense|topk] [--setting 1/4|2/7]
-// [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`: what poisoning members do to a federation's model
+// [--rule NAME,...] [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`: what poisoning members do to a federation's model
 // under each aggregation rule. A CharTransformer on Arithmetic (the diloco benchmark's task and
 // inner optimiser) trained by n in-process workers for 30 rounds of 10 inner steps, f of them
 // attackers: 1 of 4 and 2 of 7. Attacks crafted from what every member can see in a round (an
@@ -10,11 +10,11 @@
 // the median, the trimmed mean tolerating f, the trimmed mean behind a norm bound (drop above
 // 3 × the median norm), centred clipping from the previous aggregate with a radius of 2 × the
 // median distance, and for top-k updates the median and trimmed mean counting only the updates
-// that sent each coordinate (`sparse`). Codecs: dense fp32 and top-k 5 % 4-bit with error
+// that sent each coordinate (`sparse`), alone and behind the norm bound. Codecs: dense fp32 and top-k 5 % 4-bit with error
 // feedback. Every row stands beside the clean run of its setting and codec (no attacker, the
 // mean; attack "none"), the honest members alone (attack "absent", the mean) and the task's loss
 // levels (unigram: a model that learned nothing useful; the best possible). With --attack /
-// --codec / --setting only those rows run (the record says which). About 27 s a run at 1/4 and
+// --codec / --setting / --rule only those rows run (the record says which). About 27 s a run at 1/4 and
 // 50 s at 2/7 on 2 cores; `--merge A.json,B.json` combines the records of parts run side by side.
 // Writes bench/results/poisoning.json (through run.ts); --quick runs 3 rounds into
 // out/bench/poisoning-quick.json.
@@ -123,6 +123,11 @@ function rules(
         name: `sparseTrimmedMean(${tolerate})`,
         aggregation: { kind: "trimmedMean", tolerate, sparse: true },
       },
+      {
+        name: `normBound+sparseTrimmedMean(${tolerate})`,
+        aggregation: { kind: "trimmedMean", tolerate, sparse: true },
+        normBound: NORM_BOUND,
+      },
     );
   }
   return list;
@@ -163,6 +168,7 @@ export async function run(args: string[]): Promise<unknown> {
   ];
   const codecNames = (option(args, "--codec") ?? Object.keys(CODECS)) as (keyof typeof CODECS)[];
   const settingNames = option(args, "--setting") ?? SETTINGS.map((s) => s.name);
+  const ruleNames = option(args, "--rule");
   const known = ["none", ...ATTACKS.map((a) => a.name), WRONG_DATA, ABSENT];
   for (const name of attackNames)
     if (!known.includes(name)) throw new RangeError(`--attack ${name}: one of ${known}`);
@@ -251,7 +257,7 @@ export async function run(args: string[]): Promise<unknown> {
       if (absentTask) {
         record(mean.name, ABSENT, await runMethod(absentTask, methodOf(mean), 7), clean);
       }
-      for (const rule of ruleList) {
+      for (const rule of ruleList.filter((r) => !ruleNames || ruleNames.includes(r.name))) {
         for (const attackName of attackNames) {
           if (attackName === ABSENT || (attackName === "none" && rule === mean)) continue;
           const attack = ATTACKS.find((a) => a.name === attackName);
@@ -292,7 +298,12 @@ export async function run(args: string[]): Promise<unknown> {
   );
   return {
     rows,
-    selection: { attacks: attackNames, codecs: codecNames, settings: settingNames },
+    selection: {
+      attacks: attackNames,
+      codecs: codecNames,
+      settings: settingNames,
+      ...(ruleNames ? { rules: ruleNames } : {}),
+    },
     rounds,
     innerSteps,
     tasks,
@@ -305,7 +316,7 @@ export async function run(args: string[]): Promise<unknown> {
 /** What one invocation recorded, as merged() reads it back. */
 interface PartRecord {
   rows: Row[];
-  selection: { attacks: string[]; codecs: string[]; settings: string[] };
+  selection: { attacks: string[]; codecs: string[]; settings: string[]; rules?: string[] };
   rounds: number;
   innerSteps: number;
   tasks: Record<string, unknown>;
