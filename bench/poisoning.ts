@@ -1,23 +1,23 @@
 // `npm run bench -- poisoning [--quick] [--attack NAME,...] [--codec dense|topk] [--setting 1/4|2/7]
-// [--rule NAME,...] [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`: what poisoning members do to a federation's model
-// under each aggregation rule. A CharTransformer on Arithmetic (the diloco benchmark's task and
-// inner optimiser) trained by n in-process workers for 30 rounds of 10 inner steps, f of them
-// attackers: 1 of 4 and 2 of 7. Attacks crafted from what every member can see in a round (an
-// omniscient attacker; the honest updates decoded): sign-flip ×10 of the attacker's own update
-// ("signFlip10"); "A Little Is Enough" (ALIE, the honest mean − z × their standard deviation per
-// coordinate, z = 1 and 1.5); inner-product manipulation (IPM, −ε × the honest mean, ε = 0.1 and
-// 10); and a member training on corrupted data (random targets, "wrongData"). Rules: the mean,
-// the median, the trimmed mean tolerating f, the trimmed mean behind a norm bound (drop above
-// 3 × the median norm), centred clipping from the previous aggregate with a radius of 2 × the
-// median distance, and for top-k updates the median and trimmed mean counting only the updates
-// that sent each coordinate (`sparse`), alone and behind the norm bound. Codecs: dense fp32 and top-k 5 % 4-bit with error
-// feedback. Every row stands beside the clean run of its setting and codec (no attacker, the
-// mean; attack "none"), the honest members alone (attack "absent", the mean) and the task's loss
-// levels (unigram: a model that learned nothing useful; the best possible). With --attack /
-// --codec / --setting / --rule only those rows run (the record says which). About 27 s a run at 1/4 and
-// 50 s at 2/7 on 2 cores; `--merge A.json,B.json` combines the records of parts run side by side.
-// Writes bench/results/poisoning.json (through run.ts); --quick runs 3 rounds into
-// out/bench/poisoning-quick.json.
+// [--rule NAME,...] [--backend WASM|JS|CPU|WebGPU|CUDA|Auto]`: what poisoning members do to a
+// federation's model under each aggregation rule. A CharTransformer on Arithmetic (the diloco
+// benchmark's task and inner optimiser) trained by n in-process workers for 30 rounds of 10 inner
+// steps, f of them attackers: 1 of 4 and 2 of 7. Attacks crafted from what every member can see in
+// a round (an omniscient attacker; the honest updates decoded): sign-flip ×10 of the attacker's
+// own update ("signFlip10"); "A Little Is Enough" (ALIE, the honest mean − z × their standard
+// deviation per coordinate, z = 1 and 1.5); inner-product manipulation (IPM, −ε × the honest mean,
+// ε = 0.1 and 10); and a member training on corrupted data (random targets, "wrongData"). Rules:
+// the mean, the median, the trimmed mean tolerating f, the trimmed mean behind a norm bound (drop
+// above 3 × the median norm), centred clipping from the previous aggregate with a radius of
+// 2 × the median distance, and for top-k updates the median and trimmed mean counting only the
+// updates that sent each coordinate (`sparse`), alone and behind the norm bound. Codecs: dense
+// fp32 and top-k 5 % 4-bit with error feedback. Every row stands beside the clean run of its
+// setting and codec (no attacker, the mean; attack "none"), the honest members alone (attack
+// "absent", the mean) and the task's loss levels (unigram: a model that learned nothing useful;
+// the best possible). With --attack / --codec / --setting / --rule only those rows run (the
+// record says which). About 27 s a run at 1/4 and 50 s at 2/7 on 2 cores; `--merge A.json,B.json`
+// combines the records of parts run side by side. Writes bench/results/poisoning.json (through
+// run.ts); --quick runs 3 rounds into out/bench/poisoning-quick.json.
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import {
