@@ -24,7 +24,12 @@ describe("config from the federation spec", () => {
     assert.deepEqual(config.outer, { learningRate: 0.7, momentum: 0.9, nesterov: true });
     assert.deepEqual(config.codec, { method: "topk", density: 0.02, bits: 4, groupSize: 256 });
     assert.equal(config.errorFeedback, true);
-    assert.deepEqual(config.aggregation, { kind: "trimmedMean", trimFraction: 0.2 });
+    // Top-k updates: the trimmed mean votes only with the updates that sent each coordinate.
+    assert.deepEqual(config.aggregation, {
+      kind: "trimmedMean",
+      trimFraction: 0.2,
+      sparse: true,
+    });
     assert.deepEqual(config.normBound, { action: "clip", medianMultiple: 3 });
     assert.equal(config.overlap, false);
   });
@@ -34,13 +39,13 @@ describe("config from the federation spec", () => {
     const cases: [FederationSpec["sync"]["aggregation"], AggregationRule][] = [
       [
         { rule: "TrimmedMean", tolerate: 2 },
-        { kind: "trimmedMean", tolerate: 2 },
+        { kind: "trimmedMean", tolerate: 2, sparse: true },
       ],
       [
         { rule: "Median", tolerate: 1 },
-        { kind: "median", tolerate: 1 },
+        { kind: "median", tolerate: 1, sparse: true },
       ],
-      [{ rule: "Median" }, { kind: "median" }],
+      [{ rule: "Median" }, { kind: "median", sparse: true }],
       [
         { rule: "CentredClip", tolerate: 1 },
         { kind: "centredClip", radiusMedianMultiple: 2, iterations: 3, tolerate: 1 },
@@ -54,6 +59,10 @@ describe("config from the federation spec", () => {
       spec.sync.aggregation = aggregation;
       assert.deepEqual(dilocoConfig(spec).aggregation, expected, aggregation.rule);
     }
+    // Dense updates: every update votes on every coordinate.
+    spec.sync.compression = { method: "Int8" };
+    spec.sync.aggregation = { rule: "Median" };
+    assert.deepEqual(dilocoConfig(spec).aggregation, { kind: "median" });
   });
 
   it("builds the worker's data and a model sized to it", async () => {

@@ -94,19 +94,31 @@ function codecParams(spec: FederationSpec): CodecParams {
   }
 }
 
+/**
+ * The aggregation rule of the spec. With TopK compression the coordinate-wise rules vote only with
+ * the updates that sent each coordinate (`sparse`): counting unsent coordinates as zeros made the
+ * median 2.9 % worse than the mean without any attacker and 40 % worse against a member training
+ * on corrupted data at 2 of 7, where the sparse rules stay within 0.6 % and 4.2 %
+ * (bench/results/poisoning.json).
+ */
 function aggregationRule(spec: FederationSpec): AggregationRule {
   const aggregation = spec.sync.aggregation;
   const { tolerate } = aggregation;
   const stated = tolerate === undefined ? {} : { tolerate };
+  const sparse = spec.sync.compression.method === "TopK" ? { sparse: true } : {};
   switch (aggregation.rule) {
     case "Mean":
       return { kind: "mean" };
     case "TrimmedMean":
       return tolerate === undefined
-        ? { kind: "trimmedMean", trimFraction: aggregation.trimFraction ?? defaultTrimFraction }
-        : { kind: "trimmedMean", tolerate };
+        ? {
+            kind: "trimmedMean",
+            trimFraction: aggregation.trimFraction ?? defaultTrimFraction,
+            ...sparse,
+          }
+        : { kind: "trimmedMean", tolerate, ...sparse };
     case "Median":
-      return { kind: "median", ...stated };
+      return { kind: "median", ...stated, ...sparse };
     case "CentredClip":
       return {
         kind: "centredClip",
