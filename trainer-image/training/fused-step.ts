@@ -118,6 +118,7 @@ interface TransformerForward {
   blocks: BlockActivations[];
   final: LayerNormResult;
   ids: tf.Tensor1D;
+  shape: AttentionShape;
 }
 
 function transformerForward(
@@ -160,7 +161,7 @@ function transformerForward(
   const gains = variables.length - 2;
   const final = layerNorm(x, variables[gains]!, variables[gains + 1]!, branch);
   const logits = matMul(final.y, tokens, false, true);
-  return { logits, blocks, final, ids };
+  return { logits, blocks, final, ids, shape };
 }
 
 /** Next-token logits of `windows` windows of `length` ids, [rows, vocabulary]; call inside a tidy. */
@@ -185,12 +186,7 @@ export function transformerStep(
   const forward = transformerForward(definition, variables, batch.inputs, windows, length);
   const [loss, dLogits] = crossEntropyWithGrad(forward.logits, tf.tensor1d(batch.targets, "int32"));
   if (!withGradients) return { loss, gradients: [] };
-  const shape: AttentionShape = {
-    windows,
-    length,
-    heads: definition.heads,
-    width: definition.modelWidth,
-  };
+  const { shape } = forward;
   const gradients: tf.Tensor[] = new Array(variables.length);
   const tokens = variables[0]! as tf.Tensor2D;
   const gains = variables.length - 2;
