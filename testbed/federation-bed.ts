@@ -3,7 +3,7 @@
 // TrainingFederation per member applied with kubectl-equivalent server-side apply, trainers as
 // pods. Shared by `npm run demo` and the end-to-end scenarios in test/e2e.
 import { execFile } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
@@ -302,9 +302,21 @@ export class FederationBed {
     return waitFor(what, check, timeoutMs, 1_000);
   }
 
-  /** `fedtrain ledger verify` with the repository's CLI; returns its exit status and output. */
-  async verifyLedger(federationId: string): Promise<{ code: number; output: string }> {
+  /**
+   * `fedtrain ledger verify` with the repository's CLI; returns its exit status and output. With
+   * a member's manifest (`--spec`), the recorded update scores are recomputed too.
+   */
+  async verifyLedger(
+    federationId: string,
+    manifest?: TrainingFederation,
+  ): Promise<{ code: number; output: string }> {
     const cli = path.join(repoRoot, "dist", "core", "protocol", "cli.js");
+    const spec: string[] = [];
+    if (manifest) {
+      const file = path.join(this.testbed.dir, `${federationId}.manifest.json`);
+      await writeFile(file, JSON.stringify(manifest));
+      spec.push("--spec", file);
+    }
     try {
       const { stdout } = await run(process.execPath, [
         cli,
@@ -314,6 +326,7 @@ export class FederationBed {
         this.natsUrl,
         "--federation",
         federationId,
+        ...spec,
       ]);
       return { code: 0, output: stdout };
     } catch (error) {

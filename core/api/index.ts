@@ -18,6 +18,7 @@ export {
 } from "./defaults.js";
 export type { ObjectMeta, OwnerReference } from "./meta.js";
 export * from "./resource.js";
+export { roundRules } from "./round-rules.js";
 export { trainingFederationSchema } from "./schema.generated.js";
 export { apiTime, apiTimeMicro } from "./time.js";
 export type * from "./types.generated.js";

@@ -835,7 +835,7 @@ export const trainingFederationSchema = {
                 },
                 "organiserKeys": {
                   "type": "array",
-                  "description": "Ed25519 public keys (base64) whose signed control messages may pause and resume the whole federation.",
+                  "description": "Ed25519 public keys (base64) whose signed control messages (fedtrain control) may pause and resume the whole federation, and exclude or readmit a member.",
                   "default": [],
                   "maxItems": 16,
                   "x-kubernetes-list-type": "set",
@@ -1261,13 +1261,14 @@ export const trainingFederationSchema = {
               },
               "state": {
                 "type": "string",
-                "description": "Active (heartbeating and contributing), Joining, Stale (missed heartbeats), Left, or Refused (spec hash or key not admitted).",
+                "description": "Active (heartbeating and contributing), Joining, Stale (missed heartbeats), Left, Refused (spec hash or key not admitted), or Excluded (by an organiser's signed control message: no coordinator commits its updates until it is readmitted).",
                 "enum": [
                   "Active",
                   "Joining",
                   "Stale",
                   "Left",
-                  "Refused"
+                  "Refused",
+                  "Excluded"
                 ]
               },
               "reason": {

@@ -404,7 +404,7 @@ export interface Membership {
    */
   members: AllowedMember[];
   /**
-   * Ed25519 public keys (base64) whose signed control messages may pause and resume the whole federation.
+   * Ed25519 public keys (base64) whose signed control messages (fedtrain control) may pause and resume the whole federation, and exclude or readmit a member.
    *
    * @maxItems 16
    */
@@ -680,9 +680,9 @@ export interface MemberStatus {
    */
   id: string;
   /**
-   * Active (heartbeating and contributing), Joining, Stale (missed heartbeats), Left, or Refused (spec hash or key not admitted).
+   * Active (heartbeating and contributing), Joining, Stale (missed heartbeats), Left, Refused (spec hash or key not admitted), or Excluded (by an organiser's signed control message: no coordinator commits its updates until it is readmitted).
    */
-  state: "Active" | "Joining" | "Stale" | "Left" | "Refused";
+  state: "Active" | "Joining" | "Stale" | "Left" | "Refused" | "Excluded";
   /**
    * Why the member is in this state, when it is not Active.
    */

@@ -169,6 +169,23 @@ export function allocateMessage(
 }
 
 /**
+ * The element count an update's header declares (the length of the model it was made for),
+ * checked no further than its magic and version: for a reader that must learn the model's size
+ * from an update a replica accepted.
+ */
+export function declaredElementCount(message: Uint8Array): number {
+  if (message.length < HEADER_BYTES)
+    throw new CodecError("truncated", `update is ${message.length} bytes, shorter than its header`);
+  for (let i = 0; i < UPDATE_MAGIC.length; i++)
+    if (message[i] !== UPDATE_MAGIC[i])
+      throw new CodecError("bad-magic", "not a fedtrain update: magic bytes are not FTPG");
+  const view = new DataView(message.buffer, message.byteOffset, message.byteLength);
+  if (view.getUint8(4) !== FORMAT_VERSION)
+    throw new CodecError("unsupported-version", `update format version ${view.getUint8(4)}`);
+  return Math.min(view.getUint32(8, true), MAX_ELEMENTS);
+}
+
+/**
  * Reads and validates a header against the element count the caller is prepared to accept, and
  * checks that the message has exactly the length its header implies. Never trusts a declared
  * length: nothing is sized from the message before it matched `expectedElementCount`.

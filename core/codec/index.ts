@@ -14,6 +14,7 @@ export { accumulateUpdate, decodeUpdate, encodeUpdate, UpdateEncoder } from "./c
 export { CodecError, type CodecErrorCode } from "./errors.js";
 export { ErrorFeedback } from "./feedback.js";
 export {
+  declaredElementCount,
   encodedByteLength,
   FORMAT_VERSION,
   MAX_ELEMENTS,
@@ -21,6 +22,13 @@ export {
   topKCount,
 } from "./format.js";
 export { DILOCO_OUTER, OuterOptimizer } from "./outer.js";
+export {
+  aggregateRound,
+  type RoundAggregate,
+  RoundAuditor,
+  type RoundRules,
+  type UpdateAssessment,
+} from "./round.js";
 export {
   type MemberReputation,
   REPUTATION_WEIGHT,

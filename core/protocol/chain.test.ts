@@ -37,6 +37,19 @@ function keys(registered: Record<string, KeyPair>, allowlist?: Record<string, Ke
 
 const everyone = { alpine, birch, cedar: cedarNew };
 
+/** Scores of round `round` for these members' w0 workers (values do not matter to the chain). */
+const scored = (round: number, ...members: string[]) => ({
+  round,
+  updates: members.map((memberId) => ({
+    memberId,
+    workerId: "w0",
+    bound: "kept" as const,
+    cosine: 1,
+    relativeDistance: 0,
+    relativeNorm: 1,
+  })),
+});
+
 interface Case {
   name: string;
   links: CommitSpec[];
@@ -151,6 +164,42 @@ const cases: Case[] = [
     keys: keys(everyone),
     rules: { specHash: commitSpecHash, entryKeys: "registered" },
     want: { at: 0, reason: "spec-mismatch", message: /another federation spec hash/ },
+  },
+  {
+    name: "scores of earlier rounds, each round scored once, are accepted",
+    links: [
+      link(alpine, "alpine", entry("alpine", alpine)),
+      { ...link(alpine, "alpine"), change: { scores: [scored(1, "alpine")] } },
+      link(alpine, "alpine"),
+      { ...link(alpine, "alpine"), change: { scores: [scored(2), scored(3)] } },
+    ],
+    keys: keys(everyone),
+    want: undefined,
+  },
+  {
+    name: "scores of the commit's own round are refused",
+    links: [{ ...link(alpine, "alpine"), change: { scores: [scored(1)] } }],
+    keys: keys(everyone),
+    want: { at: 0, reason: "malformed", message: /scores of round 1 in round 1's commit/ },
+  },
+  {
+    name: "a round scored a second time is refused",
+    links: [
+      link(alpine, "alpine"),
+      { ...link(alpine, "alpine"), change: { scores: [scored(1)] } },
+      { ...link(alpine, "alpine"), change: { scores: [scored(1)] } },
+    ],
+    keys: keys(everyone),
+    want: { at: 2, reason: "malformed", message: /after scores of round 1/ },
+  },
+  {
+    name: "scores out of canonical order are refused",
+    links: [
+      link(alpine, "alpine"),
+      { ...link(alpine, "alpine"), change: { scores: [scored(1, "birch", "alpine")] } },
+    ],
+    keys: keys(everyone),
+    want: { at: 1, reason: "malformed", message: /scores of round 1 are not in canonical order/ },
   },
   {
     name: "an unregistered member's key is checked by the policy alone",

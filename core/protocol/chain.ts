@@ -53,6 +53,8 @@ export class CommitChain {
   round = 0;
   /** SHA-256 of the last commit's bytes; zeros before the first commit. */
   head: Uint8Array = zeroHash;
+  /** The last round whose update scores a commit in the chain carries; 0 before any. */
+  scoredRound = 0;
   private readonly registeredKeyUsed = new Set<string>();
 
   constructor(
@@ -93,6 +95,17 @@ export class CommitChain {
       return { reason: "spec-mismatch", message: "committed under another federation spec hash" };
     if (!isCanonical(commit.entries))
       return { reason: "malformed", message: "entries are not in canonical order" };
+    let scored = this.scoredRound;
+    for (const { round: r, updates } of commit.scores) {
+      if (r <= scored || r >= round)
+        return {
+          reason: "malformed",
+          message: `scores of round ${r} in round ${round}'s commit, after scores of round ${scored}`,
+        };
+      if (!isCanonical(updates))
+        return { reason: "malformed", message: `scores of round ${r} are not in canonical order` };
+      scored = r;
+    }
     const bad = commit.entries.find(
       (e) =>
         !this.keys.allows(e.memberId, e.publicKey) ||
@@ -119,6 +132,7 @@ export class CommitChain {
     }
     this.round = commit.round;
     this.head = sha256(link.data);
+    this.scoredRound = commit.scores.at(-1)?.round ?? this.scoredRound;
   }
 
   /** Forgets that a member's registered key was used: the member deregistered. */
@@ -133,8 +147,11 @@ export class CommitChain {
   }
 }
 
+/** What names a worker's update in a round. */
+type Sender = Pick<CommitEntry, "memberId" | "workerId">;
+
 /** Orders commit entries canonically: by member id, then worker id. */
-export function compareEntries(a: CommitEntry, b: CommitEntry): number {
+export function compareEntries(a: Sender, b: Sender): number {
   return compareStrings(a.memberId, b.memberId) || compareStrings(a.workerId, b.workerId);
 }
 
@@ -143,7 +160,7 @@ function compareStrings(a: string, b: string): number {
 }
 
 /** True when entries are strictly ordered by (memberId, workerId): the canonical apply order. */
-export function isCanonical(entries: readonly CommitEntry[]): boolean {
+export function isCanonical(entries: readonly Sender[]): boolean {
   for (let i = 1; i < entries.length; i++)
     if (compareEntries(entries[i - 1]!, entries[i]!) >= 0) return false;
   return true;

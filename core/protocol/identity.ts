@@ -43,6 +43,11 @@ function privateObject(privateKey: Uint8Array): KeyObject {
   return key;
 }
 
+/** A raw private key as PKCS #8 PEM, the form privateKeyFromPem reads. */
+export function privateKeyToPem(privateKey: Uint8Array): string {
+  return privateObject(privateKey).export({ format: "pem", type: "pkcs8" }).toString();
+}
+
 /** The public KeyObject of a raw private key. */
 export function publicKeyObject(privateKey: Uint8Array): KeyObject {
   return crypto.createPublicKey(privateObject(privateKey));
@@ -80,6 +85,14 @@ export function verify(data: Uint8Array, publicKey: Uint8Array, signature: Uint8
   } catch {
     return false;
   }
+}
+
+/** The raw 32-byte Ed25519 private key of a PKCS #8 PEM (as `openssl genpkey` writes it). */
+export function privateKeyFromPem(pem: string): Uint8Array {
+  const key = crypto.createPrivateKey({ key: pem, format: "pem" });
+  if (key.asymmetricKeyType !== "ed25519")
+    throw new RangeError(`the key is ${key.asymmetricKeyType}, not ed25519`);
+  return new Uint8Array(key.export({ format: "der", type: "pkcs8" }).subarray(-32));
 }
 
 /** SHA-256 of data. */

@@ -3,6 +3,7 @@
 import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
+import { ControlState } from "./control.js";
 import { AdmissionError, FederationNotFoundError } from "./errors.js";
 import { equalBytes, keyPairFromPrivate, sha256, toBase64, toHex } from "./identity.js";
 import { workerKey } from "./inbox.js";
@@ -28,7 +29,6 @@ import type {
 import {
   decodeCheckpoint,
   decodeCommit,
-  decodeControl,
   decodeHeartbeat,
   decodeLease,
   decodeMember,
@@ -149,17 +149,23 @@ export async function deregisterMember(
   return result;
 }
 
-/** Publishes an organiser-signed pause or resume for the whole federation. */
+/**
+ * Publishes an organiser-signed control message: pause or resume the whole federation, exclude a
+ * member or readmit it. Its sequence is the current time in ms unless given.
+ */
 export async function publishControl(
   nc: NatsConnection,
   federationId: string,
-  control: { action: "pause" | "resume"; reason?: string; sequence?: number },
+  control:
+    | { action: "pause" | "resume"; reason?: string; sequence?: number }
+    | { action: "exclude" | "readmit"; memberId: string; reason?: string; sequence?: number },
   organiserPrivateKey: Uint8Array,
 ): Promise<void> {
   const resources = await openFederation(nc, federationId, timingsOf());
   const message = encodeControl(
     {
       action: control.action,
+      memberId: "memberId" in control ? control.memberId : "",
       sequence: control.sequence ?? Date.now(),
       issuedAtMs: Date.now(),
       reason: control.reason ?? "",
@@ -262,16 +268,12 @@ export async function readFederationView(
       coordinator = undefined;
     }
   }
-  let paused = false;
-  let controlSequence = 0;
+  const control = new ControlState(admission);
   for (const { data } of await readStream(resources, resources.names.controlStream)) {
     try {
-      const { body, signer } = decodeControl(data);
-      if (!admission.isOrganiser(signer) || body.sequence <= controlSequence) continue;
-      controlSequence = body.sequence;
-      paused = body.action === "pause";
+      control.apply(data);
     } catch {
-      // Unsigned or malformed control messages change nothing.
+      // Unsigned, replayed or malformed control messages change nothing.
     }
   }
 
@@ -304,10 +306,12 @@ export async function readFederationView(
       specHash: toHex(member.specHash),
       state: refusal
         ? "Refused"
-        : workerViews.some((w) => w.state === "Active")
-          ? "Active"
-          : "Idle",
-      reason: refusal ?? "",
+        : control.isExcluded(memberId)
+          ? "Excluded"
+          : workerViews.some((w) => w.state === "Active")
+            ? "Active"
+            : "Idle",
+      reason: refusal ?? exclusionReason(control, memberId),
       lastHeartbeat: last === undefined ? undefined : new Date(last).toISOString(),
       roundsContributed: contributed.get(memberId) ?? 0,
       updatesClipped: bounded.get(memberId)?.clipped ?? 0,
@@ -321,7 +325,7 @@ export async function readFederationView(
     federationId: spec.id,
     round: round + 1,
     roundStatus,
-    paused,
+    paused: control.paused,
     coordinator,
     lastCommit,
     lastCheckpoint,
@@ -329,6 +333,12 @@ export async function readFederationView(
     members: memberViews,
     disagreements: disagreementsOf(memberViews.filter((m) => m.state !== "Refused")),
   };
+}
+
+function exclusionReason(control: ControlState, memberId: string): string {
+  const reason = control.excluded.get(memberId);
+  if (reason === undefined) return "";
+  return `excluded by an organiser${reason ? `: ${reason}` : ""}`;
 }
 
 /**

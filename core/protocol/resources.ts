@@ -303,6 +303,29 @@ export async function readStream(
   return out;
 }
 
+/**
+ * Reads every message of a stream on one subject (wildcards allowed), in stream order, with its
+ * subject: e.g. one round's updates from an update stream.
+ */
+export async function readSubject(
+  resources: Pick<FederationResources, "js" | "jsm">,
+  stream: string,
+  subject: string,
+): Promise<{ seq: number; subject: string; data: Uint8Array }[]> {
+  const info = await resources.jsm.streams.info(stream, { subjects_filter: subject });
+  const expected = Object.values(info.state.subjects ?? {}).reduce((n, count) => n + count, 0);
+  if (expected === 0) return [];
+  const consumer = await resources.js.consumers.get(stream, { filter_subjects: subject });
+  const out: { seq: number; subject: string; data: Uint8Array }[] = [];
+  const messages = await consumer.consume({ max_messages: 256 });
+  for await (const m of messages) {
+    out.push({ seq: m.seq, subject: m.subject, data: m.data });
+    if (out.length >= expected || m.info.pending === 0) break;
+  }
+  await messages.close();
+  return out;
+}
+
 /** NATS URLs for logs: a user and password in a URL (nats://user:pass@host) are never shown. */
 export function displayUrls(urls: readonly string[]): string {
   return urls.map((url) => url.replace(/\/\/[^/@]*@/, "//***@")).join(",");

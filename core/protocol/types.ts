@@ -133,11 +133,47 @@ export interface Commit {
   entries: CommitEntry[];
   /** The latest checkpoint not referenced by an earlier commit. */
   checkpoint: CheckpointRef | undefined;
+  /**
+   * How earlier rounds' updates related to their aggregates, as the coordinator's replica
+   * computed them: the rounds it applied after the last round an earlier commit scored, oldest
+   * first, each before this commit's round (usually just the previous round). Empty when the
+   * replica scores nothing or has applied no new round.
+   */
+  scores: RoundScores[];
 }
 
-/** An organiser's signed order to pause or resume the whole federation. */
+/** What a replica's aggregation made of one applied update (see ReplicaModel.apply). */
+export interface UpdateAssessment {
+  /** What the norm bound did: nothing ("kept"), scaled it down, or left it out. */
+  bound: "kept" | "clipped" | "dropped";
+  /** cos(update, aggregate). */
+  cosine: number;
+  /** ‖update − aggregate‖ / ‖aggregate‖. */
+  relativeDistance: number;
+  /** ‖update‖ / ‖aggregate‖. */
+  relativeNorm: number;
+}
+
+/** One applied update's assessment, named by its sender. */
+export interface UpdateScoreRecord extends UpdateAssessment {
+  memberId: string;
+  workerId: string;
+}
+
+/** A round's assessments: one per applied update, in the round's commit order. */
+export interface RoundScores {
+  round: number;
+  updates: UpdateScoreRecord[];
+}
+
+/**
+ * An organiser's signed order: pause or resume the whole federation, or exclude a member (no
+ * coordinator commits its updates from then on) or readmit it.
+ */
 export interface ControlMessage {
-  action: "pause" | "resume";
+  action: "pause" | "resume" | "exclude" | "readmit";
+  /** The member excluded or readmitted; "" for pause and resume. */
+  memberId: string;
   /** Strictly increasing per federation; a lower or equal one is a replay. */
   sequence: number;
   issuedAtMs: number;
@@ -175,9 +211,16 @@ export interface ReplicaModel {
   /**
    * Applies round `commit.round`'s updates, given in the commit's canonical order. The payloads
    * are lent: once apply has returned (or its promise resolved) the protocol reuses their buffers
-   * for later rounds' downloads, so apply must copy whatever it keeps.
+   * for later rounds' downloads, so apply must copy whatever it keeps. A replica that scores
+   * updates returns one assessment per update, in their order (or none when nothing was
+   * aggregated): every replica computes the same, and the coordinator records them in a later
+   * commit, where `fedtrain ledger verify` can recompute them from the stored updates.
    */
-  apply(commit: Commit, updates: readonly CommittedUpdate[]): void | Promise<void>;
+  apply(
+    commit: Commit,
+    updates: readonly CommittedUpdate[],
+    // biome-ignore lint/suspicious/noConfusingVoidType: a replica that scores nothing returns nothing
+  ): void | readonly UpdateAssessment[] | Promise<void | readonly UpdateAssessment[]>;
   /** SHA-256 (32 bytes) of the model state after the last apply. */
   hash(): Uint8Array | Promise<Uint8Array>;
   /** Global model + outer optimiser state as opaque bytes, for a checkpoint. */
@@ -256,8 +299,11 @@ export interface MemberView {
   memberId: string;
   publicKey: string;
   specHash: string;
-  /** Active: live workers; Idle: registered, none live; Refused: see reason. */
-  state: "Active" | "Idle" | "Refused";
+  /**
+   * Active: live workers; Idle: registered, none live; Refused: see reason; Excluded: by an
+   * organiser, with the organiser's reason.
+   */
+  state: "Active" | "Idle" | "Refused" | "Excluded";
   reason: string;
   lastHeartbeat: string | undefined;
   roundsContributed: number;

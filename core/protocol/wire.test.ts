@@ -3,7 +3,7 @@ import crypto from "node:crypto";
 import { describe, test } from "node:test";
 import { ProtocolMessageError } from "./errors.js";
 import { generateKeyPair, sha256 } from "./identity.js";
-import type { Commit, WorkerHeartbeat } from "./types.js";
+import type { Commit, ControlMessage, WorkerHeartbeat } from "./types.js";
 import * as wire from "./wire.js";
 
 const keys = generateKeyPair();
@@ -23,6 +23,30 @@ const commit: Commit = {
     { memberId: "beta", workerId: "w1", publicKey: keys.publicKey, digest, size: 20 },
   ],
   checkpoint: { round: 6, digest, size: 99, objectName: "round-6" },
+  scores: [
+    {
+      round: 5,
+      updates: [
+        {
+          memberId: "alpha",
+          workerId: "w0",
+          bound: "kept",
+          cosine: 0.75,
+          relativeDistance: 0.5,
+          relativeNorm: 1.25,
+        },
+        {
+          memberId: "mallory",
+          workerId: "w0",
+          bound: "dropped",
+          cosine: -1,
+          relativeDistance: Number.POSITIVE_INFINITY,
+          relativeNorm: Number.POSITIVE_INFINITY,
+        },
+      ],
+    },
+    { round: 6, updates: [] },
+  ],
 };
 
 /** A message of one kind: value encoded and signed, with the decoder that must give it back. */
@@ -96,9 +120,17 @@ const samples = [
   sample("checkpoint", wire.encodeCheckpoint, wire.decodeCheckpoint, commit.checkpoint!),
   sample("control", wire.encodeControl, wire.decodeControl, {
     action: "pause",
+    memberId: "",
     sequence: 2,
     issuedAtMs: 3,
     reason: "maintenance",
+  }),
+  sample("control (exclude)", wire.encodeControl, wire.decodeControl, {
+    action: "exclude",
+    memberId: "mallory",
+    sequence: 3,
+    issuedAtMs: 4,
+    reason: "updates point away from every aggregate",
   }),
   sample("round status", wire.encodeRoundStatus, wire.decodeRoundStatus, {
     round: 2,
@@ -186,6 +218,52 @@ describe("wire format", () => {
     const encoded = wire.encodeHeartbeat(decoded, keys.privateKey);
     assert.deepEqual(encoded.subarray(wire.HEADER_BYTES, wire.HEADER_BYTES + body.length), body);
     assert.equal(encoded.length, wire.HEADER_BYTES + body.length + wire.TRAILER_BYTES);
+  });
+
+  test("a commit without scores is the layout before scores, and decodes with none", () => {
+    const bare = { ...commit, scores: [] };
+    const bytes = wire.encodeCommit(bare, keys.privateKey);
+    const withScores = wire.encodeCommit(commit, keys.privateKey);
+    // The scores are a trailing field: the bytes before it are the same.
+    const bodyLength = bytes.length - wire.HEADER_BYTES - wire.TRAILER_BYTES;
+    assert.deepEqual(
+      withScores.subarray(wire.HEADER_BYTES, wire.HEADER_BYTES + bodyLength),
+      bytes.subarray(wire.HEADER_BYTES, wire.HEADER_BYTES + bodyLength),
+    );
+    assert.deepEqual(wire.decodeCommit(bytes).body, bare);
+  });
+
+  test("rejects a commit whose update score is out of range", () => {
+    for (const change of [
+      { cosine: 1.5 },
+      { relativeNorm: -1 },
+      { relativeDistance: Number.NaN },
+    ]) {
+      const round = {
+        ...commit.scores[0]!,
+        updates: [{ ...commit.scores[0]!.updates[0]!, ...change }],
+      };
+      const bytes = wire.encodeCommit({ ...commit, scores: [round] }, keys.privateKey);
+      assert.throws(
+        () => wire.decodeCommit(bytes),
+        (e: unknown) => e instanceof ProtocolMessageError && e.reason === "malformed",
+      );
+    }
+  });
+
+  test("an exclusion names its member; a pause names none", () => {
+    const control: ControlMessage = {
+      action: "exclude",
+      memberId: "",
+      sequence: 1,
+      issuedAtMs: 1,
+      reason: "",
+    };
+    assert.throws(() => wire.encodeControl(control, keys.privateKey), /needs memberId/);
+    assert.throws(
+      () => wire.encodeControl({ ...control, action: "pause", memberId: "x" }, keys.privateKey),
+      /takes no memberId/,
+    );
   });
 
   test("rejects a heartbeat with a member score outside [-1, 1]", () => {

@@ -20,6 +20,7 @@ import type {
   CoordinatorLease,
   MemberRecord,
   MemberScoreReport,
+  RoundScores,
   RoundStatus,
   UpdateManifest,
   UpdateStored,
@@ -44,6 +45,9 @@ export const CHUNK_HEADER_BYTES = 8;
 export const MAX_CHUNKS = 1 << 20;
 /** Most entries a commit may list. */
 export const MAX_COMMIT_ENTRIES = 4096;
+/** Most earlier rounds a commit may score, and most update scores it may carry in all. */
+export const MAX_SCORED_ROUNDS = 8;
+export const MAX_COMMIT_SCORES = 4096;
 /** Most members a heartbeat's bounded-update counts may list. */
 export const MAX_BOUNDED_MEMBERS = 4096;
 
@@ -268,7 +272,65 @@ export function encodeCommit(c: Commit, privateKey: Uint8Array): Uint8Array {
   for (const e of c.entries)
     w.str(e.memberId).str(e.workerId).fixed(e.publicKey, 32).fixed(e.digest, 32).u64(e.size);
   writeCheckpointRef(w, c.checkpoint);
+  writeRoundScores(w, c.scores);
   return envelope(Kind.commit, w.finish(), privateKey);
+}
+
+const boundCode = { kept: 1, clipped: 2, dropped: 3 } as const;
+const boundOfCode = [undefined, "kept", "clipped", "dropped"] as const;
+
+/**
+ * The commit's optional trailing field: written only when the commit scores some round, so a
+ * commit without scores is byte-for-byte the older layout.
+ */
+function writeRoundScores(w: Writer, scores: readonly RoundScores[]): void {
+  if (scores.length === 0) return;
+  if (scores.length > MAX_SCORED_ROUNDS) throw new RangeError("too many scored rounds");
+  if (scores.reduce((n, s) => n + s.updates.length, 0) > MAX_COMMIT_SCORES)
+    throw new RangeError("too many update scores");
+  w.u32(scores.length);
+  for (const round of scores) {
+    w.u64(round.round).u32(round.updates.length);
+    for (const u of round.updates)
+      w.str(u.memberId)
+        .str(u.workerId)
+        .u8(boundCode[u.bound])
+        .f64(u.cosine)
+        .f64(u.relativeDistance)
+        .f64(u.relativeNorm);
+  }
+}
+
+function readRoundScores(r: Reader): RoundScores[] {
+  if (r.atEnd()) return [];
+  const rounds = r.u32();
+  if (rounds === 0 || rounds > MAX_SCORED_ROUNDS)
+    throw new ProtocolMessageError("oversized", "commit scored rounds");
+  const scores: RoundScores[] = [];
+  let total = 0;
+  for (let i = 0; i < rounds; i++) {
+    const round = r.u64();
+    const count = r.u32();
+    total += count;
+    if (total > MAX_COMMIT_SCORES) throw new ProtocolMessageError("oversized", "commit scores");
+    const updates: RoundScores["updates"] = [];
+    for (let j = 0; j < count; j++) {
+      const memberId = r.id("memberId");
+      const workerId = r.id("workerId");
+      const bound = boundOfCode[r.u8()];
+      if (!bound) throw new ProtocolMessageError("malformed", "bad norm-bound action in a score");
+      const score = { cosine: r.f64(), relativeDistance: r.f64(), relativeNorm: r.f64() };
+      if (
+        !(Math.abs(score.cosine) <= 1 + 1e-9) ||
+        !(score.relativeDistance >= 0) ||
+        !(score.relativeNorm >= 0)
+      )
+        throw new ProtocolMessageError("malformed", "an update score out of range");
+      updates.push({ memberId, workerId, bound, ...score });
+    }
+    scores.push({ round, updates });
+  }
+  return scores;
 }
 
 export function decodeCommit(bytes: Uint8Array): Signed<Commit> {
@@ -305,6 +367,7 @@ export function decodeCommit(bytes: Uint8Array): Signed<Commit> {
       committedAtMs,
       entries,
       checkpoint: readCheckpointRef(r),
+      scores: readRoundScores(r),
     };
   });
 }
@@ -327,25 +390,29 @@ export function decodeCheckpoint(bytes: Uint8Array): Signed<CheckpointRef> {
 
 // --- control ---------------------------------------------------------------------------------
 
+const controlCode = { pause: 1, resume: 2, exclude: 3, readmit: 4 } as const;
+const controlOfCode = [undefined, "pause", "resume", "exclude", "readmit"] as const;
+
 export function encodeControl(c: ControlMessage, privateKey: Uint8Array): Uint8Array {
-  const w = new Writer()
-    .u8(c.action === "pause" ? 1 : 2)
-    .u64(c.sequence)
-    .u64(c.issuedAtMs)
-    .str(c.reason);
+  const aboutMember = c.action === "exclude" || c.action === "readmit";
+  if (aboutMember !== (c.memberId !== ""))
+    throw new RangeError(
+      `a ${c.action} control message ${aboutMember ? "needs" : "takes no"} memberId`,
+    );
+  const w = new Writer().u8(controlCode[c.action]).u64(c.sequence).u64(c.issuedAtMs).str(c.reason);
+  if (aboutMember) w.str(c.memberId);
   return envelope(Kind.control, w.finish(), privateKey);
 }
 
 export function decodeControl(bytes: Uint8Array): Signed<ControlMessage> {
   return decodeWith(bytes, Kind.control, (r) => {
-    const action = r.u8();
-    if (action !== 1 && action !== 2) throw new ProtocolMessageError("malformed", "bad action");
-    return {
-      action: action === 1 ? "pause" : "resume",
-      sequence: r.u64(),
-      issuedAtMs: r.u64(),
-      reason: r.str(),
-    };
+    const action = controlOfCode[r.u8()];
+    if (!action) throw new ProtocolMessageError("malformed", "bad action");
+    const sequence = r.u64();
+    const issuedAtMs = r.u64();
+    const reason = r.str();
+    const memberId = action === "exclude" || action === "readmit" ? r.id("memberId") : "";
+    return { action, memberId, sequence, issuedAtMs, reason };
   });
 }
 

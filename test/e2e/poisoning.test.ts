@@ -2,8 +2,10 @@
 // update sign-flipped and ×10, `fedtrain.dev/drill-poison-scale: "-10"`). Three federations run
 // side by side on the same three clusters: a clean one and a poisoned one with the robust rule, and
 // a poisoned one with the plain mean. With the robust rule the final eval loss stays within 10 %
-// of the clean run's; with the mean it is clearly worse (the attack is real); and the poisoner's
-// updates show as dropped in the honest members' status and in the honest trainers' metrics.
+// of the clean run's; with the mean it is clearly worse (the attack is real); the poisoner's
+// updates show as dropped in the honest members' status and in the honest trainers' metrics; and
+// `fedtrain ledger verify --spec` recomputes the update scores every commit records from the
+// stored updates, and they agree.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Aggregation, TrainingFederation } from "../../core/api/types.generated.js";
@@ -187,4 +189,17 @@ test("a sign-flipped ×10 member: the robust rule holds, the mean does not, the 
   // In the clean run nobody is bounded.
   for (const m of results.get("clean")![0]!.status?.members ?? [])
     assert.equal((m.updatesClipped ?? 0) + (m.updatesDropped ?? 0), 0, `${m.id} in the clean run`);
+
+  // The commits record every update's score; an auditor with the manifest recomputes them from
+  // the stored updates, and they agree. Round r's scores are in commit r + 1: the last round's
+  // are in no commit.
+  for (const run of runs) {
+    const ledger = await bed.verifyLedger(`arith-${run.id}`, await manifest(alpine, run));
+    assert.equal(ledger.code, 0, ledger.output);
+    const verified =
+      /update scores of (\d+) rounds recomputed from the stored updates and agree/.exec(
+        ledger.output,
+      )?.[1];
+    assert.ok(Number(verified) >= schedule.rounds - 2, `${run.id}: ${ledger.output}`);
+  }
 });

@@ -1,10 +1,7 @@
 // Hostile and broken messages against a real nats-server: each is dropped and counted, the round
 // still commits with the honest updates only, and the ledger verifier pinpoints a tampered commit.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   AdmissionError,
@@ -29,8 +26,8 @@ import {
   verifyFederationLedger,
   wire,
 } from "../../core/protocol/index.js";
-import { repoRoot } from "../../scripts/repository.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
+import { runCli } from "../fixtures/cli.js";
 
 /** A model that sums payload bytes: enough to compare hashes across workers. */
 class SumModel implements ReplicaModel {
@@ -411,14 +408,3 @@ describe("hostile messages over a real nats-server", () => {
     assert.match(forgedReport.problems[0]?.reason ?? "", /not allowlisted/);
   });
 });
-
-async function runCli(args: string[]): Promise<{ code: number; output: string }> {
-  const cli = path.join(repoRoot, "dist", "core", "protocol", "cli.js");
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, ...args]);
-    return { code: 0, output: stdout + stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, output: e.stdout + e.stderr };
-  }
-}

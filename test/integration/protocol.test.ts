@@ -1,11 +1,15 @@
 // The federation protocol against a real nats-server: rounds, fail-over, rejoin from a checkpoint,
-// a server restart, pause/resume, the view and the ledger.
+// a server restart, pause/resume, exclusion, the view and the ledger.
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { privateKeyToPem } from "../../core/protocol/identity.js";
 import {
   AdmissionError,
   type Commit,
@@ -26,6 +30,7 @@ import {
   verifyFederationLedger,
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
+import { runCli } from "../fixtures/cli.js";
 
 const modelSize = 1024;
 
@@ -501,6 +506,64 @@ describe("federation protocol over a real nats-server", () => {
     await publishControl(a.nc, "pause", { action: "resume" }, organiser.privateKey);
     assertAgree(await pending, 1, 2);
     for (const x of [a, b]) await x.worker.stop();
+  });
+
+  test("an organiser excludes a member with `fedtrain control`: rounds close without it until it is readmitted", async () => {
+    const spec = specFor("exclude", members, organiser);
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2),
+    ];
+    assertAgree(await everyone(all, 1), 1, 3);
+    // The organiser's key as `openssl genpkey -algorithm ed25519` writes it.
+    const dir = await mkdtemp(path.join(tmpdir(), "fedtrain-organiser-"));
+    const keyFile = path.join(dir, "organiser.pem");
+    await writeFile(keyFile, privateKeyToPem(organiser.privateKey));
+    const cli = (...args: string[]) =>
+      runCli([
+        "control",
+        ...args,
+        "--nats",
+        server.url,
+        "--federation",
+        "exclude",
+        "--key",
+        keyFile,
+      ]);
+    const publicKey = await runCli(["control", "public-key", "--key", keyFile]);
+    assert.equal(publicKey.output.trim(), toBase64(organiser.publicKey));
+    const refused = await cli("exclude");
+    assert.equal(refused.code, 2);
+    assert.match(refused.output, /exclude needs --member/);
+    const excluded = await cli("exclude", "--member", "gamma", "--reason", "updates point away");
+    assert.equal(excluded.code, 0, excluded.output);
+    await waitFor(async () => all.every((x) => x.worker.isExcluded("gamma")), 3_000);
+
+    // Rounds close with everyone else's updates, without waiting for gamma's deadline.
+    const second = await everyone(all, 2);
+    for (const result of second) {
+      assert.deepEqual(
+        result.commit.entries.map((e) => e.memberId),
+        ["alpha", "beta"],
+      );
+      assert.equal(result.commit.closedBy, "all-in");
+      assert.equal(result.commit.activeMembers, 2);
+    }
+    assert.equal(second[2]!.included, false);
+    assert.equal(second[2]!.modelHash, second[0]!.modelHash, "gamma still follows the model");
+    const view = await readFederationView(all[0]!.nc, spec, specHash);
+    const gamma = view.members.find((m) => m.memberId === "gamma");
+    assert.equal(gamma?.state, "Excluded");
+    assert.equal(gamma?.reason, "excluded by an organiser: updates point away");
+
+    // Readmitted, its updates count again.
+    const readmitted = await cli("readmit", "--member", "gamma");
+    assert.equal(readmitted.code, 0, readmitted.output);
+    await waitFor(async () => all.every((x) => !x.worker.isExcluded("gamma")), 3_000);
+    assertAgree(await everyone(all, 3), 3, 3);
+    for (const x of all) await x.worker.stop();
+    await rm(dir, { recursive: true, force: true });
   });
 });
 

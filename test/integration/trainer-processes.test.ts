@@ -13,8 +13,10 @@ import {
   canonicalFederation,
   type FederationSpec,
   federationSpecHash,
+  roundRules,
   specHashBytes,
 } from "../../core/api/index.js";
+import { declaredElementCount, RoundAuditor } from "../../core/codec/index.js";
 import {
   connectNats,
   readFederationView,
@@ -148,10 +150,17 @@ describe("trainer processes federated over NATS", () => {
 
   async function assertLedger(federation: FederationSpec, rounds: number): Promise<void> {
     nc ??= await connectNats(server.url, "ledger-check");
-    const report = await verifyFederationLedger(nc, federation.id, { spec: federation });
+    // The update scores the commits record, recomputed from the stored updates with the spec's
+    // aggregation: round r's are in commit r + 1, so the last round's are in none.
+    const rules = roundRules(canonicalFederation(federation));
+    const report = await verifyFederationLedger(nc, federation.id, {
+      spec: federation,
+      auditor: (payload) => new RoundAuditor(declaredElementCount(payload), rules),
+    });
     assert.ok(report.ok, `ledger problems: ${JSON.stringify(report.problems)}`);
     assert.equal(report.rounds, rounds);
     assert.ok(report.checkpointsVerified >= 1, "no federation checkpoint was verified");
+    assert.equal(report.scoresVerified, rounds - 1);
   }
 
   test("configuration problems of the NATS exchange exit 2 before joining", async () => {

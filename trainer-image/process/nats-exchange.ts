@@ -22,6 +22,7 @@ import {
   ProtocolMessageError,
   type CommittedUpdate as ProtocolUpdate,
   type ReplicaModel,
+  type UpdateAssessment,
   type WorkerOptions,
   type WorkerRef,
 } from "../../core/protocol/index.js";
@@ -29,6 +30,7 @@ import type {
   BoundedUpdate,
   CommittedUpdate,
   DiLoCoWorker,
+  MemberScore,
   RoundCommit,
   RoundReport,
   UpdateExchange,
@@ -151,8 +153,8 @@ interface RoundSlot {
   exchanged: Deferred<void>;
   /** The commit as the DiLoCo worker receives it. */
   commit: Deferred<RoundCommit>;
-  /** Resolved by the DiLoCo worker's round report, with its global hash. */
-  applied: Deferred<string>;
+  /** Resolved by the DiLoCo worker's round report. */
+  applied: Deferred<RoundReport>;
 }
 
 /**
@@ -313,7 +315,7 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     // apply then already carries the round's bounded updates.
     this.countBounded(report.bounded);
     this.scores.record(report.scores);
-    slot.applied.resolve(report.globalHash);
+    slot.applied.resolve(report);
   }
 
   /** UpdateExchange: contributes `message` to protocol round `round + 1`, resolves with its commit. */
@@ -423,7 +425,11 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     return this.diloco;
   }
 
-  private async applyCommit(commit: Commit, updates: readonly ProtocolUpdate[]): Promise<void> {
+  /** Applies a commit; returns what the aggregation made of each update, for the ledger. */
+  private async applyCommit(
+    commit: Commit,
+    updates: readonly ProtocolUpdate[],
+  ): Promise<UpdateAssessment[]> {
     const round = commit.round;
     if (round !== this.appliedRound + 1)
       throw new ExchangeOrderError(
@@ -441,14 +447,15 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
       this.countBounded(bounded);
       this.scores.record(scores);
       this.markApplied(round);
-      return;
+      return assessmentsOf(scores);
     }
     const slot = this.slot(round);
     await slot.exchanged.promise;
     slot.commit.resolve({ round: round - 1, updates: this.committed(updates) });
-    await slot.applied.promise;
+    const report = await slot.applied.promise;
     this.slots.delete(round);
     this.markApplied(round);
+    return assessmentsOf(report.scores);
   }
 
   /** A protocol commit's updates as the DiLoCo worker names them (its own by its own id). */
@@ -517,4 +524,14 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
     this.appliedWaiters.clear();
     await this.federationWorker?.stop();
   }
+}
+
+/** The protocol's view of a round's scores: the assessments alone, in commit order. */
+function assessmentsOf(scores: readonly MemberScore[]): UpdateAssessment[] {
+  return scores.map(({ bound, cosine, relativeDistance, relativeNorm }) => ({
+    bound,
+    cosine,
+    relativeDistance,
+    relativeNorm,
+  }));
 }

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
-import { centredClip, decodeUpdate, encodeUpdate, OuterOptimizer } from "../../core/codec/index.js";
+import {
+  centredClip,
+  decodeUpdate,
+  encodeUpdate,
+  OuterOptimizer,
+  RoundAuditor,
+} from "../../core/codec/index.js";
 import { dilocoSettings, mlpDefinition } from "../../test/fixtures/diloco.js";
 import { initBackend } from "./backend.js";
 import { BatchSampler, evaluationBatches, gaussianClusters } from "./data.js";
@@ -277,6 +283,33 @@ describe("applyRound", () => {
     );
     applyRound(global, optimizer, clip, second);
     assert.deepEqual([...optimizer.lastAggregate!], [...expected]);
+  });
+
+  it("scores what an auditor recomputes from the same messages alone, round after round", () => {
+    // Centred clipping from the previous aggregate, behind a norm bound that drops the poisoner:
+    // the auditor keeps no model, only the aggregate the next round starts from.
+    const rules: Pick<DiLoCoConfig, "aggregation" | "normBound"> = {
+      aggregation: { kind: "centredClip", radiusMedianMultiple: 2, iterations: 2 },
+      normBound: { action: "drop", medianMultiple: 3 },
+    };
+    const optimizer = new OuterOptimizer(2, outer, { keepLastAggregate: true });
+    const global = new Float32Array(2);
+    const auditor = new RoundAuditor(2, rules);
+    for (const scale of [1, 0.7, 1.3, 0.4]) {
+      const updates = [
+        update("a", scale, "a"),
+        update("m", -20 * scale, "m"),
+        update("b", 1.5 * scale, "b"),
+        update("c", 0.5, "c"),
+      ];
+      const applied = applyRound(global, optimizer, rules, updates);
+      const recomputed = auditor.apply(updates.map((u) => u.message));
+      assert.deepEqual(
+        applied.scores.map(({ member: _, worker: __, ...assessment }) => assessment),
+        recomputed,
+      );
+      assert.equal(recomputed[1]?.bound, "dropped");
+    }
   });
 
   it("flags a round that the norm bound leaves too small for the stated protection", () => {

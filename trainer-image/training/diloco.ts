@@ -10,8 +10,7 @@
 import { createHash } from "node:crypto";
 import {
   type AggregationRule,
-  aggregate,
-  applyNormBound,
+  aggregateRound,
   type CodecParams,
   decodeUpdate,
   ErrorFeedback,
@@ -19,10 +18,8 @@ import {
   OuterOptimizer,
   type OuterOptimizerConfig,
   type RoundProtection,
-  roundProtection,
-  scoreUpdates,
+  type UpdateAssessment,
   UpdateEncoder,
-  type UpdateScore,
 } from "../../core/codec/index.js";
 import { AdamW, type AdamWConfig, type AdamWSnapshot, type AdamWState } from "./adamw.js";
 import type { BatchSampler } from "./data.js";
@@ -110,8 +107,8 @@ export interface BoundedUpdate {
   action: "clipped" | "dropped";
 }
 
-/** One committed update's score against the round's aggregate (see scoreUpdates). */
-export interface MemberScore extends UpdateScore {
+/** One committed update's assessment against the round's aggregate (see aggregateRound). */
+export interface MemberScore extends UpdateAssessment {
   member: string;
   worker: string;
 }
@@ -139,37 +136,20 @@ export function applyRound(
   committed: readonly CommittedUpdate[],
 ): AppliedRound {
   const decoded = committed.map((update) => decodeUpdate(update.message, global.length));
-  let updates = decoded;
+  const round = aggregateRound(decoded, config, outer.lastAggregate);
+  if (round.aggregated) outer.step(global, round.aggregated);
   const bounded: BoundedUpdate[] = [];
-  if (config.normBound && updates.length > 0) {
-    const { updates: kept, report } = applyNormBound(updates, config.normBound);
-    updates = kept;
-    const actions = new Map<number, BoundedUpdate["action"]>();
-    for (const j of report.clipped) actions.set(j, "clipped");
-    for (const j of report.dropped) actions.set(j, "dropped");
-    committed.forEach((update, j) => {
-      const action = actions.get(j);
-      if (action)
-        bounded.push({ member: update.member ?? update.worker, worker: update.worker, action });
-    });
-  }
-  // Centred clipping starts from the previous round's aggregate, as published.
-  const rule: AggregationRule =
-    config.aggregation.kind === "centredClip" && outer.lastAggregate
-      ? { ...config.aggregation, reference: outer.lastAggregate }
-      : config.aggregation;
-  let scores: MemberScore[] = [];
-  if (updates.length > 0) {
-    const aggregated = aggregate(updates, rule);
-    scores = scoreUpdates(decoded, aggregated).map((score, j) => ({
-      member: committed[j]!.member ?? committed[j]!.worker,
-      worker: committed[j]!.worker,
-      ...score,
-    }));
-    outer.step(global, aggregated);
-  }
-  const protection = roundProtection(config.aggregation, updates.length);
-  return { included: updates.length, bounded, protection, scores };
+  committed.forEach((update, j) => {
+    const action = round.bound[j];
+    if (action === "clipped" || action === "dropped")
+      bounded.push({ member: update.member ?? update.worker, worker: update.worker, action });
+  });
+  const scores = round.assessments.map((assessment, j) => ({
+    member: committed[j]!.member ?? committed[j]!.worker,
+    worker: committed[j]!.worker,
+    ...assessment,
+  }));
+  return { included: round.included, bounded, protection: round.protection, scores };
 }
 
 /** SHA-256 (hex) of a flat parameter vector's bytes. */

@@ -5,7 +5,7 @@
 import { AdmissionError } from "../errors.js";
 import { equalBytes, sha256, toHex } from "../identity.js";
 import type { RoundInbox } from "../inbox.js";
-import type { CheckpointRef, Commit, CommittedUpdate } from "../types.js";
+import type { CheckpointRef, Commit, CommittedUpdate, RoundScores } from "../types.js";
 import { decodeCheckpoint, encodeCheckpoint } from "../wire.js";
 import type { WorkerContext } from "./context.js";
 
@@ -41,6 +41,8 @@ export class Applier {
   /** Why applying stopped for good: an apply failed, or the worker stopped. */
   failure: Error | undefined;
   private readonly hashes = new Map<number, string>();
+  /** The update scores of the rounds applied here, while remembered (KEPT_ROUNDS). */
+  private readonly scores = new Map<number, RoundScores>();
   private readonly waiters = new Map<number, Array<() => void>>();
   private applying = false;
   private again = false;
@@ -53,6 +55,27 @@ export class Applier {
   /** Hex of the model hash after round, while remembered. */
   hashAfter(round: number): string | undefined {
     return this.hashes.get(round);
+  }
+
+  /**
+   * The update scores of the rounds after `round` that this replica applied and scored and still
+   * remembers, oldest first: the consecutive run from the first such round on, at most
+   * `maxRounds` rounds and `maxUpdates` scores in all (what the next commit records).
+   */
+  scoresAfter(round: number, maxRounds: number, maxUpdates: number): RoundScores[] {
+    const out: RoundScores[] = [];
+    let total = 0;
+    for (let r = round + 1; r <= this.round && out.length < maxRounds; r++) {
+      const scores = this.scores.get(r);
+      if (!scores) {
+        if (out.length > 0) break;
+        continue;
+      }
+      total += scores.updates.length;
+      if (total > maxUpdates) break;
+      out.push(scores);
+    }
+    return out;
   }
 
   /**
@@ -135,11 +158,26 @@ export class Applier {
         if (inbox.isUnusable(entry.memberId, entry.workerId)) continue;
         updates.push({ ...entry, payload: update.payload });
       }
-      await ctx.options.model.apply(commit, updates);
+      const assessed = await ctx.options.model.apply(commit, updates);
       this.modelHash = await ctx.options.model.hash();
       this.round = round;
       this.hashes.set(round, toHex(this.modelHash));
       this.hashes.delete(round - KEPT_ROUNDS);
+      if (assessed && assessed.length > 0) {
+        if (assessed.length !== updates.length)
+          throw new Error(
+            `the model assessed ${assessed.length} of round ${round}'s ${updates.length} updates`,
+          );
+        this.scores.set(round, {
+          round,
+          updates: updates.map((u, j) => ({
+            memberId: u.memberId,
+            workerId: u.workerId,
+            ...assessed[j]!,
+          })),
+        });
+      }
+      this.scores.delete(round - KEPT_ROUNDS);
       ctx.counters.roundsApplied++;
       if (commit.entries.some((e) => e.memberId === ctx.memberId && e.workerId === ctx.workerId))
         this.roundsContributed++;

@@ -4,8 +4,15 @@
 import { compareEntries } from "../chain.js";
 import type { ReceivedUpdate, RoundInbox } from "../inbox.js";
 import { isWrongLastSequence, publishDurable } from "../resources.js";
-import type { CheckpointRef, Commit, CommitEntry, WorkerRef } from "../types.js";
-import { decodeCheckpoint, encodeCommit, encodeLease, encodeRoundStatus } from "../wire.js";
+import type { CheckpointRef, Commit, CommitEntry, RoundScores, WorkerRef } from "../types.js";
+import {
+  decodeCheckpoint,
+  encodeCommit,
+  encodeLease,
+  encodeRoundStatus,
+  MAX_COMMIT_SCORES,
+  MAX_SCORED_ROUNDS,
+} from "../wire.js";
 import type { WorkerContext } from "./context.js";
 import { decideRound } from "./decide.js";
 
@@ -20,7 +27,13 @@ export interface CoordinatorLinks {
   /** The ledger's last stream sequence seen: a commit is published only right after it. */
   ledgerSeq(): number;
   lastCheckpointReferenced(): number;
+  /** The last round whose scores a commit in the ledger carries. */
+  lastScoredRound(): number;
+  /** This replica's scores of rounds after `round` (Applier.scoresAfter). */
+  scoresAfter(round: number, maxRounds: number, maxUpdates: number): RoundScores[];
   isPaused(): boolean;
+  /** Whether an organiser excluded this member: its updates are not committed. */
+  isExcluded(memberId: string): boolean;
   liveWorkers(): WorkerRef[];
   inboxFor(round: number): RoundInbox;
   readFromStore(round: number): void;
@@ -124,7 +137,10 @@ export class Coordinator {
       else this.behindSince = undefined;
       const round = links.lastRound() + 1;
       const inbox = behind ? undefined : links.inboxFor(round);
-      const committable = inbox ? [...inbox.committable().values()] : [];
+      // An excluded member neither contributes nor counts as live: rounds do not wait for it.
+      const committable = inbox
+        ? [...inbox.committable().values()].filter((u) => !links.isExcluded(u.manifest.memberId))
+        : [];
       const decision = decideRound({
         now,
         round,
@@ -135,7 +151,7 @@ export class Coordinator {
         committing: this.committing,
         paused: links.isPaused(),
         quorum: ctx.options.spec.sync.quorum,
-        live: behind ? [] : links.liveWorkers(),
+        live: behind ? [] : links.liveWorkers().filter((w) => !links.isExcluded(w.memberId)),
         committable: committable.map((u) => u.manifest),
       });
       // Our commit in flight is kept only while we wait for its echo (or to catch up, or resign);
@@ -222,6 +238,7 @@ export class Coordinator {
       committedAtMs: Date.now(),
       entries,
       checkpoint,
+      scores: links.scoresAfter(links.lastScoredRound(), MAX_SCORED_ROUNDS, MAX_COMMIT_SCORES),
     };
     const bytes = encodeCommit(commit, ctx.options.privateKey);
     this.committing = { round, since: Date.now() };

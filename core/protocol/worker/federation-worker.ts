@@ -85,7 +85,11 @@ export class FederationWorker {
       lastHash: () => this.ledger.chain.head,
       ledgerSeq: () => this.ledger.lastSeq,
       lastCheckpointReferenced: () => this.ledger.lastCheckpointReferenced,
+      lastScoredRound: () => this.ledger.chain.scoredRound,
+      scoresAfter: (round, maxRounds, maxUpdates) =>
+        this.applier.scoresAfter(round, maxRounds, maxUpdates),
       isPaused: () => this.presence.paused,
+      isExcluded: (memberId) => this.presence.control.isExcluded(memberId),
       liveWorkers: () => this.presence.liveWorkers(),
       inboxFor: (round) => this.receiver.inboxFor(round),
       readFromStore: (round) => this.receiver.readFromStore(round),
@@ -253,6 +257,11 @@ export class FederationWorker {
   /** Whether an organiser paused the federation. */
   get isPaused(): boolean {
     return this.presence.paused;
+  }
+
+  /** Whether an organiser excluded this member: no coordinator commits its updates. */
+  isExcluded(memberId: string): boolean {
+    return this.presence.control.isExcluded(memberId);
   }
 
   private assertRunning(): void {

@@ -1,19 +1,15 @@
 // Presence: who is in the federation and whether it runs. Follows the member records (the
 // membership policy's input), the worker heartbeats (who is live, and whether their models agree
-// with ours) and the organisers' control messages (pause, resume); writes this worker's heartbeat.
+// with ours) and the organisers' control messages (pause, resume, exclude, readmit); writes this
+// worker's heartbeat.
 import { setTimeout as sleep } from "node:timers/promises";
 import type { KvEntry } from "@nats-io/kv";
+import { ControlState } from "../control.js";
 import { ProtocolMessageError } from "../errors.js";
 import { equalBytes, toHex } from "../identity.js";
 import { workerKey } from "../inbox.js";
 import type { ModelDisagreement, WorkerHeartbeat } from "../types.js";
-import {
-  decodeControl,
-  decodeHeartbeat,
-  decodeMember,
-  encodeHeartbeat,
-  isValidId,
-} from "../wire.js";
+import { decodeHeartbeat, decodeMember, encodeHeartbeat, isValidId } from "../wire.js";
 import type { Stoppable, WorkerContext } from "./context.js";
 import { followStream } from "./follow.js";
 
@@ -49,14 +45,20 @@ export class Presence {
   private readonly reportedMismatch = new Set<string>();
   private readonly loops: Stoppable[] = [];
   private heartbeatWrite: Promise<void> = Promise.resolve();
-  private controlSequence = 0;
-  /** Whether an organiser paused the federation. */
-  paused = false;
+  /** What the organisers' control messages decided: pause, excluded members. */
+  readonly control: ControlState;
 
   constructor(
     private readonly ctx: WorkerContext,
     private readonly links: PresenceLinks,
-  ) {}
+  ) {
+    this.control = new ControlState(ctx.admission);
+  }
+
+  /** Whether an organiser paused the federation. */
+  get paused(): boolean {
+    return this.control.paused;
+  }
 
   /** Follows members (until the records present now are read, at most 5 s), workers and control. */
   async follow(): Promise<void> {
@@ -177,14 +179,20 @@ export class Presence {
 
   private onControl(data: Uint8Array): void {
     try {
-      const { body, signer } = decodeControl(data);
-      if (!this.ctx.admission.isOrganiser(signer))
-        throw new ProtocolMessageError("unknown-key", "control message not from an organiser");
-      if (body.sequence <= this.controlSequence)
-        throw new ProtocolMessageError("replayed", `control sequence ${body.sequence} replayed`);
-      this.controlSequence = body.sequence;
-      this.paused = body.action === "pause";
-      this.ctx.log(`federation ${body.action}d: ${body.reason}`);
+      const body = this.control.apply(data);
+      const why = body.reason ? `: ${body.reason}` : "";
+      if (body.action === "pause" || body.action === "resume")
+        this.ctx.log(`federation ${body.action}d${why}`);
+      else if (body.memberId === this.ctx.memberId)
+        this.ctx.log(
+          body.action === "exclude"
+            ? `this member was excluded by an organiser${why}: no coordinator commits its updates`
+            : `this member was readmitted by an organiser${why}`,
+        );
+      else
+        this.ctx.log(
+          `member ${body.memberId} ${body.action === "exclude" ? "excluded" : "readmitted"} by an organiser${why}`,
+        );
     } catch (error) {
       this.ctx.drop(error);
     }

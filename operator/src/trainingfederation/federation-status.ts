@@ -52,6 +52,7 @@ export interface Self {
 /** A MemberView's state in the CRD's enum, with its reason. */
 export function memberState(member: MemberView): Pick<MemberStatus, "state" | "reason"> {
   if (member.state === "Refused") return { state: "Refused", reason: member.reason };
+  if (member.state === "Excluded") return { state: "Excluded", reason: member.reason };
   if (member.state === "Active") return { state: "Active" };
   if (member.workers.length > 0)
     return { state: "Left", reason: "its workers announced that they are leaving" };
@@ -167,6 +168,17 @@ export function joinedCondition(
       status: "False",
       reason: "SpecHashMismatch",
       message: `every other member (${others.map((m) => m.memberId).join(", ")}) registered another federation spec hash (${theirs}) than this member's ${self.federationSpecHash}: compare spec.federation with the federation's shared base`,
+    };
+  }
+  const excluded = view?.members.find(
+    (m) => m.memberId === self.memberId && m.state === "Excluded",
+  );
+  if (excluded) {
+    return {
+      type: "Joined",
+      status: "False",
+      reason: "Excluded",
+      message: `member ${self.memberId} is ${excluded.reason}: its trainers still follow the rounds, but no coordinator commits their updates until an organiser readmits it`,
     };
   }
   return {
