@@ -17,8 +17,9 @@
 // the best possible). With --attack / --codec / --setting / --rule only those rows run (the
 // record says which). About 27 s a run at 1/4 and 50 s at 2/7 on 2 cores; `--merge A.json,B.json`
 // combines the records of parts run side by side. Writes bench/results/poisoning.json (through
-// run.ts); --quick runs 3 rounds into out/bench/poisoning-quick.json.
-import { readFile } from "node:fs/promises";
+// run.ts) and bench/results/poisoning.png (a grid of every row against its clean run); --quick runs
+// 3 rounds into out/bench/poisoning-quick.json and .png.
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import {
   type AggregationRule,
@@ -27,6 +28,7 @@ import {
   encodeUpdate,
   type NormBound,
 } from "../core/codec/index.js";
+import { repoRoot } from "../scripts/repository.js";
 import { type BackendChoice, initBackend } from "../trainer-image/training/backend.js";
 import type { CommittedUpdate } from "../trainer-image/training/diloco.js";
 import { parameterCount, parameterLayout } from "../trainer-image/training/model.js";
@@ -40,6 +42,8 @@ import {
   runMethod,
   type Task,
 } from "./lib/diloco-runs.js";
+import { resultFile } from "./lib/output.js";
+import { poisoningPng } from "./lib/poisoning-plot.js";
 
 /** An attack: how the attackers' updates are replaced, from the round's decoded updates. */
 interface Attack {
@@ -154,7 +158,11 @@ function option(args: string[], name: string): string[] | undefined {
 /** Runs the poisoning matrix; see the top of this file. */
 export async function run(args: string[]): Promise<unknown> {
   const merge = option(args, "--merge");
-  if (merge) return merged(merge);
+  if (merge) {
+    const record = await merged(merge);
+    await writePlot(record, false);
+    return record;
+  }
   const quick = args.includes("--quick");
   const backendIndex = args.indexOf("--backend");
   const backend = await initBackend(
@@ -296,7 +304,7 @@ export async function run(args: string[]): Promise<unknown> {
       ]),
     ),
   );
-  return {
+  const record = {
     rows,
     selection: {
       attacks: attackNames,
@@ -311,6 +319,22 @@ export async function run(args: string[]): Promise<unknown> {
     device: backend.device,
     wallSeconds: (performance.now() - started) / 1000,
   };
+  await writePlot(record, quick);
+  return record;
+}
+
+/** Draws the record's rows as bench/results/poisoning.png (out/bench/ with --quick). */
+async function writePlot(record: { rows: Row[]; rounds: number }, quick: boolean): Promise<void> {
+  const file = resultFile("poisoning", "png", quick);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(
+    file,
+    poisoningPng(
+      record.rows,
+      `POISONING: CHARTRANSFORMER ON ARITHMETIC, ${record.rounds} ROUNDS, FINAL EVAL LOSS VS CLEAN`,
+    ),
+  );
+  console.log(`wrote ${path.relative(repoRoot, file)}`);
 }
 
 /** What one invocation recorded, as merged() reads it back. */
@@ -331,7 +355,7 @@ interface PartRecord {
  * parts (each part runs its clean rows) must agree exactly, as the runs are deterministic on one
  * backend; the record lists every part's selection and wall time.
  */
-async function merged(files: string[]): Promise<unknown> {
+async function merged(files: string[]) {
   const parts = await Promise.all(
     files.map(async (file) => JSON.parse(await readFile(file, "utf8")) as PartRecord),
   );
