@@ -31,10 +31,13 @@ export interface NatsServer {
   readonly port: number;
   /** The JetStream store directory (kept across restarts, removed by stop). */
   readonly storeDir: string;
-  /** Stops the server (SIGTERM, then SIGKILL) and starts it again on the same port and store. */
-  restart(): Promise<void>;
-  /** Stops the server without removing its store; start it again with restart(). */
-  kill(): Promise<void>;
+  /**
+   * Stops the server (SIGTERM, then SIGKILL; or SIGKILL at once, as a crash) and starts it again on
+   * the same port and store.
+   */
+  restart(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
+  /** Stops the server without removing its store (likewise); start it again with restart(). */
+  kill(signal?: "SIGTERM" | "SIGKILL"): Promise<void>;
   /** Stops the server and removes its temporary directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -101,12 +104,12 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     child = started;
     await waitAccepting(port, started, timeoutMs);
   };
-  const halt = async () => {
+  const halt = async (signal: "SIGTERM" | "SIGKILL" = "SIGTERM") => {
     const running = child;
     child = undefined;
     if (!running || running.exitCode !== null || running.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => running.once("exit", () => resolve()));
-    running.kill("SIGTERM");
+    running.kill(signal);
     const timer = setTimeout(() => running.kill("SIGKILL"), stopGraceMs);
     await exited;
     clearTimeout(timer);
@@ -123,14 +126,14 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
-    async restart() {
+    async restart(signal) {
       if (removed) throw new NatsServerError("nats-server was stopped; start a new one");
-      await halt();
+      await halt(signal);
       await launch();
     },
     kill: halt,
     async stop() {
-      await halt();
+      await halt("SIGTERM");
       if (!removed) {
         removed = true;
         await rm(dir, { recursive: true, force: true });

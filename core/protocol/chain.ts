@@ -120,6 +120,14 @@ export class CommitChain {
     return undefined;
   }
 
+  /**
+   * Whether key may sign for memberId in the history read so far: allowed by the membership
+   * policy, and the member's registered key or (until that key first appears) an earlier one.
+   */
+  maySign(memberId: string, key: Uint8Array): boolean {
+    return this.keys.allows(memberId, key) && this.fitsRegistered(memberId, key, true);
+  }
+
   /** Extends the chain with a link that passed check. */
   append(link: ChainLink): void {
     const { commit, signer } = link;

@@ -21,7 +21,7 @@ import {
 import { declaredElementCount, RoundAuditor } from "../codec/index.js";
 import { isValidId } from "./envelope.js";
 import { equalBytes, keyPairFromPrivate, privateKeyFromPem, toBase64, toHex } from "./identity.js";
-import { verifyFederationLedger } from "./ledger.js";
+import { type LedgerProblem, verifyFederationLedger } from "./ledger.js";
 import { publishControl } from "./membership.js";
 import { connectNats } from "./resources.js";
 
@@ -101,19 +101,25 @@ async function verify(rest: string[], out: typeof console.log, err: typeof conso
       spec && auditor ? { spec, auditor } : {},
     );
     if (values.json) out(JSON.stringify(report, null, 2));
-    else if (report.ok)
-      out(
-        `ledger of ${values.federation} is intact: ${report.rounds} rounds, head ${report.head ?? "(empty)"}, ${report.checkpointsVerified} checkpoints verified${scoresLine(report.scoresVerified, audited, spec !== undefined)}`,
-      );
     else {
-      const first = report.problems[0]!;
-      out(
-        `ledger of ${values.federation} is NOT intact: first bad commit at stream sequence ${first.sequence}${first.round === undefined ? "" : ` (round ${first.round})`}: ${first.reason}`,
-      );
-      for (const p of report.problems.slice(1))
+      const at = (p: LedgerProblem) =>
+        `stream sequence ${p.sequence}${p.round === undefined ? "" : ` (round ${p.round})`}`;
+      if (report.ok)
         out(
-          `  also sequence ${p.sequence}${p.round === undefined ? "" : ` (round ${p.round})`}: ${p.reason}`,
+          `ledger of ${values.federation} is intact: ${report.rounds} rounds, head ${report.head ?? "(empty)"}, ${report.checkpointsVerified} checkpoints verified${scoresLine(report.scoresVerified, audited, spec !== undefined)}`,
         );
+      else {
+        const [first, ...more] = report.problems;
+        out(
+          `ledger of ${values.federation} is NOT intact: first problem at ${at(first!)}: ${first!.reason}`,
+        );
+        for (const p of more) out(`  also ${at(p)}: ${p.reason}`);
+      }
+      if (report.rejected.length > 0)
+        out(
+          `${report.rejected.length} ledger messages rejected, as every worker rejects them (they break nothing by themselves):`,
+        );
+      for (const p of report.rejected) out(`  rejected ${at(p)}: ${p.reason}`);
     }
     return report.ok ? 0 : 1;
   } finally {

@@ -51,4 +51,8 @@ export {
 export { defaultSettings, settingsWith } from "./settings.js";
 export type * from "./types.js";
 export * as wire from "./wire.js";
-export { FederationWorker, type WorkerOptions } from "./worker/federation-worker.js";
+export {
+  type FaultHooks,
+  FederationWorker,
+  type WorkerOptions,
+} from "./worker/federation-worker.js";

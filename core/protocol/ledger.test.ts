@@ -127,3 +127,37 @@ describe("ledger verification of the recorded update scores", () => {
     );
   });
 });
+
+describe("ledger verification: the chain the workers accept", () => {
+  const records = (links: ReturnType<typeof signedCommits>) =>
+    links.map(({ data }, i) => ({ sequence: i + 1, data }));
+
+  test("a stale coordinator's commit of an old round, stored after newer ones, is only rejected", async () => {
+    const honest = signedCommits([1, 2, 3].map(() => ({ signer: alpha, coordinator: "alpha" })));
+    // Round 2 again, built on round 3's hash, as a coordinator resumed past its lease would.
+    const [stale] = signedCommits([
+      { signer: alpha, coordinator: "alpha" },
+      { signer: alpha, coordinator: "alpha", change: { prevHash: honest[2]!.commit.prevHash } },
+    ]).slice(1);
+    const report = await verifyLedger(records([...honest, stale!]));
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    assert.equal(report.rounds, 3);
+    assert.deepEqual(
+      report.rejected.map((r) => [r.sequence, r.round]),
+      [[4, 2]],
+    );
+    assert.match(report.rejected[0]!.reason, /round 2 follows round 3/);
+  });
+
+  test("a signed commit beyond a missing round breaks the ledger", async () => {
+    const honest = signedCommits([1, 2, 3, 4].map(() => ({ signer: alpha, coordinator: "alpha" })));
+    const report = await verifyLedger(records([honest[0]!, honest[2]!, honest[3]!]));
+    assert.equal(report.ok, false);
+    assert.equal(report.rounds, 1);
+    assert.deepEqual(
+      report.problems.map((p) => p.round),
+      [3, 4],
+    );
+    assert.match(report.problems[0]!.reason, /the accepted chain ends at round 1/);
+  });
+});

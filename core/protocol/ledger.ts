@@ -52,8 +52,16 @@ export interface LedgerReport {
    * undefined when scores were not checked (no auditor given).
    */
   scoresVerified: number | undefined;
-  /** Every failed link, in stream order; the first is where tampering starts. */
+  /**
+   * What breaks the ledger, in stream order: commits beyond the end of the accepted chain (history
+   * missing or rewritten: the first is where it starts), checkpoints and scores that do not hold.
+   */
   problems: LedgerProblem[];
+  /**
+   * Messages every worker rejects as well, and that break nothing: junk, replays, forks that lost,
+   * commits signed by a key the member no longer holds. In stream order.
+   */
+  rejected: LedgerProblem[];
 }
 
 /** What the verifier trusts. */
@@ -100,10 +108,13 @@ export interface ScoreAudit {
 export const SCORE_TOLERANCE = 1e-6;
 
 /**
- * Verifies every link: signature, round numbering, the previous-commit hash, canonical entry
- * order, signer and entry keys, and each referenced checkpoint's size and SHA-256. A message that
- * fails is reported and skipped, so one tampered commit shows as a problem at its own sequence
- * (and usually a broken link at the next).
+ * Replays the ledger under the commit-chain rule every worker follows (chain.ts): the commits it
+ * accepts are the ledger's history. A message it rejects is listed in `rejected` with why: junk,
+ * a replay, a fork that lost, a commit signed by a key the member no longer holds. The ledger is
+ * broken (`problems`) when a commit signed by a key its coordinator may sign with claims a round
+ * beyond where the accepted chain ends, for then history is missing or was rewritten (a tampered
+ * commit is rejected, and the next one no longer links); and when a referenced checkpoint or a
+ * recorded score does not hold.
  */
 export async function verifyLedger(
   records: readonly LedgerRecord[],
@@ -118,6 +129,7 @@ export async function verifyLedger(
     { entryKeys: "registered" },
   );
   const problems: LedgerProblem[] = [];
+  const refused: (LedgerProblem & { claims: boolean })[] = [];
   let checkpointsVerified = 0;
   const audit = trust.scores ? new ScoreReplay(trust.scores) : undefined;
   for (const { sequence, data } of records) {
@@ -127,36 +139,52 @@ export async function verifyLedger(
       link = { commit, signer, data };
     } catch (error) {
       const reason = error instanceof ProtocolMessageError ? error.message : String(error);
-      problems.push({ sequence, round: undefined, reason: `not a valid signed commit: ${reason}` });
+      refused.push({
+        sequence,
+        round: undefined,
+        reason: `not a valid signed commit: ${reason}`,
+        claims: false,
+      });
       continue;
     }
-    const fail = (reason: string) => problems.push({ sequence, round: link.commit.round, reason });
+    const { commit, signer } = link;
+    const fail = (reason: string) => problems.push({ sequence, round: commit.round, reason });
     // Everything a verifier reads is history: a member's earlier key may stand for it.
     const violation = chain.check(link, true);
     if (violation) {
-      fail(violation.message);
+      refused.push({
+        sequence,
+        round: commit.round,
+        reason: violation.message,
+        claims: chain.maySign(commit.coordinator.memberId, signer),
+      });
       continue;
     }
-    const ref = link.commit.checkpoint;
+    const ref = commit.checkpoint;
     if (ref && trust.checkpoint) {
       const bytes = await trust.checkpoint(ref);
-      if (!bytes) {
-        fail(`checkpoint ${ref.objectName} of round ${ref.round} is missing`);
-        continue;
-      }
-      if (bytes.length !== ref.size || !equalBytes(sha256(bytes), ref.digest)) {
+      if (!bytes) fail(`checkpoint ${ref.objectName} of round ${ref.round} is missing`);
+      else if (bytes.length !== ref.size || !equalBytes(sha256(bytes), ref.digest))
         fail(`checkpoint ${ref.objectName} does not match its digest`);
-        continue;
-      }
-      checkpointsVerified++;
+      else checkpointsVerified++;
     }
-    // A wrong score is a problem of this commit, yet the link stands: the models it leads to do
-    // not depend on it, and the next commit still names its hash.
-    for (const reason of audit?.check(link.commit.scores) ?? []) fail(reason);
+    // A wrong checkpoint or score is a problem of this commit, yet the link stands, as it does
+    // for every worker: the models it leads to do not depend on them.
+    for (const reason of audit?.check(commit.scores) ?? []) fail(reason);
     chain.append(link);
-    const missing = await audit?.replay(link.commit);
+    const missing = await audit?.replay(commit);
     if (missing) fail(missing);
   }
+  const rejected: LedgerProblem[] = [];
+  for (const { claims, ...entry } of refused) {
+    if (claims && entry.round !== undefined && entry.round > chain.round)
+      problems.push({
+        ...entry,
+        reason: `${entry.reason}; the accepted chain ends at round ${chain.round}, so history is missing or was rewritten`,
+      });
+    else rejected.push(entry);
+  }
+  problems.sort((a, b) => a.sequence - b.sequence);
   return {
     ok: problems.length === 0,
     rounds: chain.round,
@@ -164,6 +192,7 @@ export async function verifyLedger(
     checkpointsVerified,
     scoresVerified: audit?.verified,
     problems,
+    rejected,
   };
 }
 

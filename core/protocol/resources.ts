@@ -48,6 +48,14 @@ export interface FederationNames {
   checkpointStore: string;
 }
 
+/**
+ * How long a JetStream request (KV read or write, publish acknowledgement) waits for its answer.
+ * They take milliseconds; one sent as the connection drops is never answered, and whatever waits
+ * on it (the coordinator closing a round) should retry soon after the reconnect, not after the
+ * client's default 5 s.
+ */
+export const REQUEST_TIMEOUT_MS = 2_000;
+
 /** The names of federation id's resources. */
 export function federationNames(id: string): FederationNames {
   if (!isValidId(id)) throw new RangeError(`federation id "${id}" is not a DNS label`);
@@ -101,7 +109,7 @@ export async function openFederation(
   const names = federationNames(federationId);
   try {
     const jsm = await jetstreamManager(nc);
-    const js = jetstream(nc);
+    const js = jetstream(nc, { timeout: REQUEST_TIMEOUT_MS });
     for (const [shard, name] of names.updatesStreams.entries())
       await ensureStream(jsm, {
         name,
@@ -178,7 +186,7 @@ export async function openExistingFederation(
       }
     }),
   );
-  const js = jetstream(nc);
+  const js = jetstream(nc, { timeout: REQUEST_TIMEOUT_MS });
   const kvm = new Kvm(js);
   const [members, workers, state, lease] = await Promise.all(buckets.map((b) => kvm.open(b)));
   return {
@@ -258,7 +266,8 @@ export function isWrongLastSequence(error: unknown): boolean {
 
 /**
  * Publishes to a stream, retrying transient failures (no responders while a server restarts,
- * timeouts) until retryMs has passed. A msgID makes the retries idempotent.
+ * timeouts, a cut network) until retryMs has passed (Infinity: for good) or `stopped` says so.
+ * A msgID makes the retries idempotent.
  */
 export async function publishDurable(
   js: JetStreamClient,
@@ -266,14 +275,15 @@ export async function publishDurable(
   data: Uint8Array,
   options: Partial<JetStreamPublishOptions>,
   retryMs: number,
+  stopped: () => boolean = () => false,
 ): Promise<PubAck> {
   const giveUp = Date.now() + retryMs;
   let delay = 50;
   for (;;) {
     try {
-      return await js.publish(subject, data, { timeout: 5_000, ...options });
+      return await js.publish(subject, data, { timeout: REQUEST_TIMEOUT_MS, ...options });
     } catch (error) {
-      if (error instanceof JetStreamApiError || Date.now() > giveUp) throw error;
+      if (error instanceof JetStreamApiError || Date.now() > giveUp || stopped()) throw error;
       await sleep(delay);
       delay = Math.min(delay * 2, 1_000);
     }

@@ -12,7 +12,8 @@ export const defaultSettings: ProtocolSettings = {
   chunkBytes: 0,
   maxUpdateBytes: 256 * 1024 * 1024,
   maxRoundBytes: 2 * 1024 * 1024 * 1024,
-  publishRetryMs: 60_000,
+  // For as long as the worker runs: a member cut off for minutes must not exit for it.
+  publishRetryMs: Number.POSITIVE_INFINITY,
 };
 
 /** The defaults with the given settings laid over them. */

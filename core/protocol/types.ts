@@ -261,6 +261,11 @@ export interface ProtocolCounters {
   updatesReceived: number;
   roundsApplied: number;
   commitsPublished: number;
+  /**
+   * Commits this worker built and did not publish, or whose publish the ledger refused or found
+   * already stored: the round was committed by another coordinator meanwhile, or the lease lost.
+   */
+  commitsAbandoned: number;
   roundsRetried: number;
   coordinatorTerms: number;
   modelHashMismatches: number;

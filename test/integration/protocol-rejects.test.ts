@@ -384,10 +384,16 @@ describe("hostile messages over a real nats-server", () => {
     const report = await verifyFederationLedger(nc, "ledger", { spec: federation });
     assert.equal(report.ok, false);
     const firstSeq = records.at(-1)!.seq + 1;
-    assert.equal(report.problems[0]?.sequence, firstSeq + 1, "the tampered commit");
-    assert.equal(report.problems[0]?.round, undefined);
-    assert.match(report.problems[0]!.reason, /signature/);
-    assert.match(report.problems[1]?.reason ?? "", /round 3 follows round 1/);
+    // The tampered commit is rejected as every worker rejects it; the next no longer links.
+    assert.equal(report.rejected[0]?.sequence, firstSeq + 1, "the tampered commit");
+    assert.equal(report.rejected[0]?.round, undefined);
+    assert.match(report.rejected[0]!.reason, /signature/);
+    assert.equal(report.problems[0]?.sequence, firstSeq + 2);
+    assert.match(
+      report.problems[0]?.reason ?? "",
+      /round 3 follows round 1; the accepted chain ends at round 1/,
+    );
+    assert.equal(report.problems.length, 2, "rounds 3 and 4");
     const failed = await runCli([
       "ledger",
       "verify",
@@ -397,14 +403,36 @@ describe("hostile messages over a real nats-server", () => {
       "ledger",
     ]);
     assert.equal(failed.code, 1);
-    assert.match(failed.output, new RegExp(`first bad commit at stream sequence ${firstSeq + 1}`));
+    assert.match(
+      failed.output,
+      new RegExp(`NOT intact: first problem at stream sequence ${firstSeq + 2} \\(round 3\\)`),
+    );
+    assert.match(
+      failed.output,
+      new RegExp(`rejected stream sequence ${firstSeq + 1}: .*signature`),
+    );
 
-    // A commit re-signed by a key outside the allowlist is refused as well.
+    // Junk anyone with publish rights could add (a commit re-signed by a key outside the
+    // allowlist) is rejected, as the workers reject it, and breaks nothing by itself.
     const intruder = generateKeyPair();
-    const forged = wire.encodeCommit(wire.decodeCommit(records[0]!.data).body, intruder.privateKey);
+    // The next round after the last, linked to it: only its signer is wrong.
+    const last = records.at(-1)!.data;
+    const forged = wire.encodeCommit(
+      { ...wire.decodeCommit(last).body, round: 5, prevHash: sha256(last) },
+      intruder.privateKey,
+    );
     await resources.jsm.streams.purge(resources.names.ledgerStream);
-    await resources.js.publish(resources.names.ledgerSubject, forged);
+    for (const data of [...records.map((r) => r.data), forged])
+      await resources.js.publish(resources.names.ledgerSubject, data);
     const forgedReport = await verifyFederationLedger(nc, "ledger", { spec: federation });
-    assert.match(forgedReport.problems[0]?.reason ?? "", /not allowlisted/);
+    assert.equal(forgedReport.ok, true, JSON.stringify(forgedReport.problems));
+    assert.equal(forgedReport.rounds, 4);
+    assert.match(forgedReport.rejected[0]?.reason ?? "", /not allowlisted/);
+    const junk = await runCli(["ledger", "verify", "--nats", server.url, "--federation", "ledger"]);
+    assert.equal(junk.code, 0, junk.output);
+    assert.match(
+      junk.output,
+      /1 ledger messages rejected.*\n {2}rejected stream sequence \d+ \(round 5\)/,
+    );
   });
 });

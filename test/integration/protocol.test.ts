@@ -16,18 +16,23 @@ import {
   type CommittedUpdate,
   connectNats,
   deregisterMember,
+  type FaultHooks,
   FederationNotFoundError,
   FederationWorker,
+  federationNames,
   generateKeyPair,
   type KeyPair,
+  openFederation,
   type ProtocolSpec,
   publishControl,
   type ReplicaModel,
   type RoundResult,
   readFederationView,
+  readStream,
   registerMember,
   toBase64,
   verifyFederationLedger,
+  wire,
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
 import { runCli } from "../fixtures/cli.js";
@@ -114,6 +119,7 @@ describe("federation protocol over a real nats-server", () => {
     memberIndex: number,
     workerId = "w0",
     model = new ToyModel(),
+    faults?: FaultHooks,
   ): Promise<Running> {
     const member = members[memberIndex]!;
     const nc = await connectNats(server.url, `${member.id}-${workerId}`);
@@ -128,6 +134,7 @@ describe("federation protocol over a real nats-server", () => {
       model,
       settings: fast,
       log: process.env.PROTOCOL_LOG ? (line) => console.error(line) : undefined,
+      ...(faults ? { faults } : {}),
     });
     workers.push(worker);
     return { worker, model, nc };
@@ -260,6 +267,96 @@ describe("federation protocol over a real nats-server", () => {
     const report = await verifyFederationLedger(all[0]!.nc, "restart", { spec });
     assert.equal(report.ok, true, JSON.stringify(report.problems));
     assert.equal(report.rounds, 3);
+    for (const x of all) await x.worker.stop();
+  });
+
+  test("a coordinator held up past its lease, resumed after others committed, commits nothing", async () => {
+    // As a coordinator stopped (SIGSTOP) between deciding to commit a round and publishing it,
+    // and resumed after another took over and committed that round and the next. The ledger's
+    // duplicate window is shortened so that the resumed publish is past it, where only the
+    // coordinator's own checks stand between its stale commit and the ledger.
+    const spec = specFor("stale", members, organiser);
+    let frozen = false;
+    let release: () => void = () => {};
+    let held: () => void = () => {};
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const faults: FaultHooks = {
+      frozen: () => frozen,
+      beforeCommit: async (round) => {
+        if (round !== 2) return;
+        frozen = true;
+        held();
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      },
+    };
+    const a = await startWorker(spec, 0, "w0", new ToyModel(), faults);
+    await waitFor(async () => a.worker.isCoordinator, 3_000);
+    const rest = [await startWorker(spec, 1), await startWorker(spec, 2)];
+    const all = [a, ...rest];
+    assertAgree(await everyone(all, 1), 1, 3);
+    const jsm = await jetstreamManager(a.nc);
+    const ledgerStream = federationNames("stale").ledgerStream;
+    const config = (await jsm.streams.info(ledgerStream)).config;
+    await jsm.streams.update(ledgerStream, { ...config, duplicate_window: 500 * 1e6 });
+
+    const second = everyone(all, 2);
+    await holding;
+    // Alpha's lease expires (its renewals are frozen); another worker takes over and commits
+    // rounds 2 and 3, which alpha's subscriptions still apply.
+    await waitFor(async () => rest.some((x) => x.worker.isCoordinator), 5_000);
+    assertAgree(await second, 2, 3);
+    assertAgree(await everyone(all, 3), 3, 3);
+    await sleep(600); // past the shortened duplicate window
+    frozen = false;
+    release();
+    await waitFor(async () => a.worker.counterSnapshot().commitsAbandoned >= 1, 3_000);
+    assert.equal(a.worker.counterSnapshot().commitsPublished, 1, "alpha committed round 1 only");
+    assertAgree(await everyone(all, 4), 4, 3);
+    // One commit per round, and the ledger verifies.
+    const rounds = (await readStream(await openFederation(a.nc, "stale", fast), ledgerStream)).map(
+      (m) => wire.decodeCommit(m.data).body.round,
+    );
+    assert.deepEqual(rounds, [1, 2, 3, 4]);
+    const report = await verifyFederationLedger(a.nc, "stale", { spec });
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+    for (const x of all) await x.worker.stop();
+  });
+
+  test("after a SIGKILL of nats-server, the next commit is applied everywhere within 5 s of its return", async () => {
+    const spec = specFor("crash", members, organiser);
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2),
+    ];
+    assertAgree(await everyone(all, 1), 1, 3);
+    // A crash between rounds, then one in the middle of a round: every consumer must notice the
+    // restarted server by itself, not when a long pull request expires.
+    await server.restart("SIGKILL");
+    let back = Date.now();
+    assertAgree(await everyone(all, 2), 2, 3);
+    const between = Date.now() - back;
+    const pending = everyone(all, 3);
+    await sleep(50);
+    await server.restart("SIGKILL");
+    back = Date.now();
+    assertAgree(await pending, 3, 3);
+    const during = Date.now() - back;
+    assert.ok(between <= 5_000, `round 2 applied ${between} ms after the server returned`);
+    assert.ok(during <= 5_000, `round 3 applied ${during} ms after the server returned`);
+    for (const x of all) assert.deepEqual(x.model.applied, [1, 2, 3]);
+    // The verifier's own requests may still meet a server recovering its streams.
+    let report: Awaited<ReturnType<typeof verifyFederationLedger>> | undefined;
+    await waitFor(async () => {
+      report = await verifyFederationLedger(all[0]!.nc, "crash", { spec }).catch(() => undefined);
+      return report !== undefined;
+    }, 10_000);
+    assert.equal(report?.ok, true, JSON.stringify(report?.problems));
+    assert.equal(report?.rounds, 3);
     for (const x of all) await x.worker.stop();
   });
 

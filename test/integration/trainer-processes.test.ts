@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   canonicalFederation,
@@ -23,6 +24,7 @@ import {
   verifyFederationLedger,
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
+import { TcpProxy } from "../../testbed/tcp-proxy.js";
 import { type Checkpoint, readCheckpoint } from "../../trainer-image/training/checkpoint.js";
 import {
   createMembers,
@@ -35,6 +37,8 @@ import {
 const ROUNDS = 4;
 // Three cold tfjs processes and four rounds on a loaded 2-core machine take well under this.
 const RUN_TIMEOUT_MS = 90_000;
+/** How long the cut-off test keeps a trainer from NATS. */
+const CUT_MS = 180_000;
 
 /** A run's shape: its federation id, rounds, quorum and checkpoint interval. */
 interface RunShape {
@@ -279,6 +283,48 @@ describe("trainer processes federated over NATS", () => {
       for (const line of rounds) assert.equal(line.included, 3);
     }
     await assertLedger(federation, ROUNDS);
+  });
+
+  test("a trainer cut off from NATS for 3 minutes keeps running and rejoins by itself", async () => {
+    const rounds = 12;
+    const federation = federationSpec(members, {
+      id: "cut-off",
+      rounds,
+      innerSteps: 20,
+      // Two members carry the run while the third is cut off.
+      minMembers: 2,
+      checkpointEveryRounds: 4,
+    });
+    const proxy = await TcpProxy.start(server.url);
+    try {
+      const configs = await Promise.all(
+        members.map((member, i) =>
+          writeTrainerConfig(directory, federation, member, i === 2 ? proxy.url : server.url),
+        ),
+      );
+      const trainers = members.map((member, i) => startTrainer(federation, configs[i]!, member));
+      const gamma = trainers[2]!;
+      await gamma.waitFor((line) => line.msg === "round applied" && Number(line.round) >= 1);
+      proxy.cut();
+      const cutAt = Date.now();
+      // Longer than every publish, request and consumer timeout the trainer has.
+      await sleep(CUT_MS);
+      assert.equal(gamma.child.exitCode, null, `gamma exited during the cut:\n${gamma.tail()}`);
+      const appliedDuringCut = gamma.lines.filter(
+        (line) => line.msg === "round applied" && Number(line.time ?? 0) > cutAt + 5_000,
+      );
+      assert.deepEqual(appliedDuringCut, [], "gamma applied nothing while cut off");
+      proxy.restore();
+      await allExitZero(
+        trainers,
+        members.map((m) => m.id),
+      );
+      assert.equal(gamma.lines.filter((line) => line.msg === "model and data loaded").length, 1);
+      await assertOneGlobalModel(trainers, rounds);
+      await assertLedger(federation, rounds);
+    } finally {
+      await proxy.close();
+    }
   });
 
   test("SIGTERM leaves the federation gracefully; the restarted member rejoins from its checkpoint", async () => {

@@ -42,6 +42,22 @@ export interface WorkerOptions {
   boundedUpdates?: () => BoundedUpdateCount[];
   /** The caller's score of each member's updates, reported in every heartbeat (likewise). */
   memberScores?: () => MemberScoreReport[];
+  /**
+   * Fault injection for tests: awaited where a real worker can be held up by the scheduler, a
+   * stop signal or a slow read. Never set in production.
+   */
+  faults?: FaultHooks;
+}
+
+/** Points where a test can hold a worker up (see WorkerOptions.faults). */
+export interface FaultHooks {
+  /** The coordinator decided to commit `round` and is about to build the commit. */
+  beforeCommit?(round: number): Promise<void>;
+  /**
+   * While true, the worker's timers (heartbeats, lease renewal, coordinator ticks) do nothing, as
+   * in a process stopped by SIGSTOP; its subscriptions still run.
+   */
+  frozen?(): boolean;
 }
 
 /** Something a role runs in the background until it is stopped. */
@@ -69,6 +85,7 @@ function emptyCounters(): ProtocolCounters {
     updatesReceived: 0,
     roundsApplied: 0,
     commitsPublished: 0,
+    commitsAbandoned: 0,
     roundsRetried: 0,
     coordinatorTerms: 0,
     modelHashMismatches: 0,

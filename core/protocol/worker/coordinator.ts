@@ -2,11 +2,13 @@
 // decideRound (decide.ts) says what to do; this file does it: status records, commits, and
 // handing the lease on.
 import { compareEntries } from "../chain.js";
+import { equalBytes } from "../identity.js";
 import type { ReceivedUpdate, RoundInbox } from "../inbox.js";
 import { isWrongLastSequence, publishDurable } from "../resources.js";
 import type { CheckpointRef, Commit, CommitEntry, RoundScores, WorkerRef } from "../types.js";
 import {
   decodeCheckpoint,
+  decodeLease,
   encodeCommit,
   encodeLease,
   encodeRoundStatus,
@@ -17,6 +19,8 @@ import type { WorkerContext } from "./context.js";
 import { decideRound } from "./decide.js";
 
 const leaseKey = "coordinator";
+/** How long a coordinator whose commit the ledger refused waits to read the ledger past it. */
+const REFUSED_WAIT_MS = 5_000;
 
 /** What the coordinator asks of the other roles (wired by the facade). */
 export interface CoordinatorLinks {
@@ -26,6 +30,8 @@ export interface CoordinatorLinks {
   lastHash(): Uint8Array;
   /** The ledger's last stream sequence seen: a commit is published only right after it. */
   ledgerSeq(): number;
+  /** The ledger holds more than this worker has seen: read it again. */
+  refreshLedger(): void;
   lastCheckpointReferenced(): number;
   /** The last round whose scores a commit in the ledger carries. */
   lastScoredRound(): number;
@@ -49,6 +55,11 @@ export class Coordinator {
   private running = false;
   private again = false;
   private behindSince: number | undefined;
+  /**
+   * The ledger sequence a commit was refused after, and when: no new try until the ledger is read
+   * past it (or a while has passed, and the ledger is read again).
+   */
+  private refused: { seq: number; at: number } | undefined;
 
   constructor(
     private readonly ctx: WorkerContext,
@@ -226,7 +237,26 @@ export class Coordinator {
         size: u.manifest.size,
       }))
       .sort(compareEntries);
+    await ctx.options.faults?.beforeCommit?.(round);
     const checkpoint = await this.unreferencedCheckpoint();
+    // Fencing, after every wait: the lease must still be ours (a coordinator held up past its
+    // lease, by the scheduler or a stop signal, has been replaced), and the round, the previous
+    // hash and the expected ledger sequence are read together, now. Read apart, a coordinator
+    // resumed after others committed would name an old round after the newest hash and sequence,
+    // and the ledger would store it.
+    const refused = this.refused;
+    if (refused && links.ledgerSeq() <= refused.seq && Date.now() - refused.at < REFUSED_WAIT_MS)
+      return;
+    this.refused = undefined;
+    const leaseProblem = await this.leaseProblem();
+    if (leaseProblem) {
+      this.abandon(round, leaseProblem);
+      return;
+    }
+    if (links.lastRound() + 1 !== round) {
+      this.abandon(round, `round ${links.lastRound()} is committed meanwhile`);
+      return;
+    }
     const commit: Commit = {
       round,
       attempt: this.attempt,
@@ -245,19 +275,69 @@ export class Coordinator {
     try {
       // The expected last sequence makes the ledger linear even if two workers briefly both
       // believe they hold the lease: only one commit per position is stored.
-      await publishDurable(
+      const ack = await publishDurable(
         ctx.resources.js,
         ctx.resources.names.ledgerSubject,
         bytes,
         { expect: { lastSequence: links.ledgerSeq() }, msgID: `commit.${round}` },
         ctx.settings.publishRetryMs,
+        // A commit is worth retrying while this worker may still make it.
+        () => ctx.stopping || this.leaseRevision === undefined,
       );
+      if (ack.duplicate) {
+        // A commit of this round with this message id is already stored: another coordinator's
+        // (or this one's, published before a lost acknowledgement). Either way not this one.
+        this.committing = undefined;
+        this.abandon(round, "the ledger already holds a commit of this round");
+        return;
+      }
       ctx.counters.commitsPublished++;
       ctx.log(`committed round ${round}: ${entries.length} updates`);
     } catch (error) {
       this.committing = undefined;
       if (!isWrongLastSequence(error)) throw error;
+      // The ledger holds commits this worker has not seen: wait until it has read them.
+      this.refused = { seq: links.ledgerSeq(), at: Date.now() };
+      links.refreshLedger();
+      this.abandon(round, "the ledger holds commits this worker has not read yet");
     }
+  }
+
+  /**
+   * Reads the lease record: undefined while it names this worker (only its holder can write it),
+   * else why not.
+   */
+  private async leaseProblem(): Promise<string | undefined> {
+    if (this.leaseRevision === undefined) return "the coordinator lease was lost";
+    const { ctx } = this;
+    let entry: Awaited<ReturnType<typeof ctx.resources.lease.get>>;
+    try {
+      entry = await ctx.resources.lease.get(leaseKey);
+    } catch (error) {
+      // Unknown for now: not this time, and the lease is kept for the next try.
+      return `the coordinator lease cannot be read: ${String(error)}`;
+    }
+    if (entry?.operation === "PUT") {
+      try {
+        const { body, signer } = decodeLease(entry.value);
+        if (
+          body.memberId === ctx.memberId &&
+          body.workerId === ctx.workerId &&
+          equalBytes(signer, ctx.publicKey)
+        )
+          return undefined;
+      } catch {
+        // Not a lease this worker wrote.
+      }
+    }
+    this.leaseRevision = undefined;
+    ctx.log("lost the coordinator lease: it expired or another worker holds it");
+    return "the coordinator lease is no longer ours";
+  }
+
+  private abandon(round: number, why: string): void {
+    this.ctx.counters.commitsAbandoned++;
+    this.ctx.log(`did not commit round ${round}: ${why}`);
   }
 
   private async unreferencedCheckpoint(): Promise<CheckpointRef | undefined> {

@@ -18,7 +18,7 @@ import { Presence } from "./presence.js";
 import { Publisher } from "./publisher.js";
 import { Receiver } from "./receiver.js";
 
-export type { WorkerOptions } from "./context.js";
+export type { FaultHooks, WorkerOptions } from "./context.js";
 
 /** One worker of this member in the federation. */
 export class FederationWorker {
@@ -84,6 +84,7 @@ export class FederationWorker {
       lastRound: () => this.ledger.lastRound,
       lastHash: () => this.ledger.chain.head,
       ledgerSeq: () => this.ledger.lastSeq,
+      refreshLedger: () => this.ledger.refresh(),
       lastCheckpointReferenced: () => this.ledger.lastCheckpointReferenced,
       lastScoredRound: () => this.ledger.chain.scoredRound,
       scoresAfter: (round, maxRounds, maxUpdates) =>
@@ -142,7 +143,7 @@ export class FederationWorker {
   private every(ms: number, task: () => Promise<void>): void {
     let running = false;
     const timer = setInterval(() => {
-      if (running || this.ctx.stopping) return;
+      if (running || this.ctx.stopping || this.ctx.options.faults?.frozen?.()) return;
       running = true;
       task()
         .catch((error) => this.ctx.log(String(error)))

@@ -1,8 +1,19 @@
 // Following a stream: a consumer from the start (or from the last sequence seen), recreated when
-// it ends, so a server restart neither loses nor repeats a message.
+// it ends or the connection comes back, so a server restart neither loses nor repeats a message
+// and is noticed at once.
 import { setTimeout as sleep } from "node:timers/promises";
 import { type ConsumerMessages, DeliverPolicy } from "@nats-io/jetstream";
+import type { QueuedIterator, Status } from "@nats-io/transport-node";
 import type { Stoppable, WorkerContext } from "./context.js";
+
+/** How long one pull request waits for messages (its idle heartbeats: half of this). */
+const PULL_EXPIRES_MS = 4_000;
+
+/** A stream being followed. */
+export interface StreamFollower extends Stoppable {
+  /** Recreates the consumer now, after the last sequence seen (it may have silently stalled). */
+  refresh(): void;
+}
 
 /** Handles one stream message, in stream order. */
 export type StreamHandler = (
@@ -22,7 +33,7 @@ export function followStream(
   filter: string | undefined,
   maxBytes: number,
   onMessage: StreamHandler,
-): Stoppable {
+): StreamFollower {
   let stopped = false;
   let current: ConsumerMessages | undefined;
   let lastSeq = 0;
@@ -36,7 +47,10 @@ export function followStream(
             ? { deliver_policy: DeliverPolicy.All }
             : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }),
         });
-        const messages = await consumer.consume({ max_bytes: maxBytes });
+        // Short pulls: the consumer's idle heartbeats come every half pull, and two missed ones
+        // make it recover, so a restarted server is noticed within seconds, not after the
+        // default 30 s pull has expired.
+        const messages = await consumer.consume({ max_bytes: maxBytes, expires: PULL_EXPIRES_MS });
         current = messages;
         if (stopped) await messages.close();
         for await (const m of messages) {
@@ -50,9 +64,23 @@ export function followStream(
       if (!stopped && !ctx.stopping) await sleep(200);
     }
   })();
+  // After a reconnect the server may be a restarted one, which knows nothing of the consumer:
+  // recreate it now rather than when its missed heartbeats tell.
+  const status = ctx.options.nc.status() as AsyncIterable<Status> &
+    Partial<Pick<QueuedIterator<Status>, "stop">>;
+  (async () => {
+    for await (const event of status) {
+      if (stopped || ctx.stopping) break;
+      if (event.type === "reconnect") current?.close().catch(() => {});
+    }
+  })().catch(() => {});
   return {
     stop: () => {
       stopped = true;
+      status.stop?.();
+      current?.close().catch(() => {});
+    },
+    refresh: () => {
       current?.close().catch(() => {});
     },
   };

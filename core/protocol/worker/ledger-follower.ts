@@ -7,8 +7,8 @@ import { equalBytes } from "../identity.js";
 import { readStream } from "../resources.js";
 import type { CheckpointRef, Commit, WorkerRef } from "../types.js";
 import { decodeCommit } from "../wire.js";
-import type { Stoppable, WorkerContext } from "./context.js";
-import { followStream } from "./follow.js";
+import type { WorkerContext } from "./context.js";
+import { followStream, type StreamFollower } from "./follow.js";
 
 /** How many of the latest commits' worker lists a worker keeps (a trainer asks for recent ones). */
 const ROSTER_ROUNDS = 64;
@@ -35,7 +35,7 @@ export class LedgerFollower {
   private readonly rosters = new Map<number, WorkerRef[]>();
   // The commit that vouches for a restored checkpoint whose signer is no current member.
   private voucher: { round: number; digest: Uint8Array; accepted: boolean } | undefined;
-  private follower: Stoppable | undefined;
+  private follower: StreamFollower | undefined;
 
   constructor(
     private readonly ctx: WorkerContext,
@@ -49,6 +49,14 @@ export class LedgerFollower {
       },
       { specHash: ctx.options.specHash, entryKeys: "policy" },
     );
+  }
+
+  /**
+   * Reads the ledger again from the last sequence seen: the ledger holds more than this worker
+   * has seen (a commit was refused for a later expected sequence), so its consumer may be stuck.
+   */
+  refresh(): void {
+    this.follower?.refresh();
   }
 
   /** The last round committed in the ledger. */

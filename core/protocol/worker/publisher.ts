@@ -44,12 +44,13 @@ export class Publisher {
     if (inbox.addLocal(body, ctx.publicKey, payload)) this.completed(inbox);
     const id = `${round}.${memberId}.${workerId}`;
     const retry = ctx.settings.publishRetryMs;
+    const stopped = () => ctx.stopping;
     const subject = (shard: number) => names.updateSubject(shard, round, memberId, workerId);
     // The manifest goes to every shard first, so each shard's consumer sees it before the
     // chunks that follow it in that stream.
     await Promise.all(
       names.updatesStreams.map((_, shard) =>
-        publishDurable(js, subject(shard), manifest, { msgID: `${id}.m${shard}` }, retry),
+        publishDurable(js, subject(shard), manifest, { msgID: `${id}.m${shard}` }, retry, stopped),
       ),
     );
     // Each slot's message buffer is reused once its publish (and any retry of it) has resolved,
@@ -65,7 +66,9 @@ export class Publisher {
       message.set(encodeChunkHeader(i));
       message.set(data, CHUNK_HEADER_BYTES);
       const shard = i % UPDATE_SHARDS;
-      inFlight.push(publishDurable(js, subject(shard), message, { msgID: `${id}.${i}` }, retry));
+      inFlight.push(
+        publishDurable(js, subject(shard), message, { msgID: `${id}.${i}` }, retry, stopped),
+      );
       if (inFlight.length >= window) await inFlight.shift();
     }
     await Promise.all(inFlight);
@@ -77,6 +80,7 @@ export class Publisher {
       encodeStored({ round, memberId, workerId, digest: body.digest }, privateKey),
       { msgID: `${id}.s` },
       retry,
+      stopped,
     );
     inbox.markStored(memberId, workerId);
     ctx.counters.updatesSent++;
