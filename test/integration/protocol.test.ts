@@ -326,6 +326,59 @@ describe("federation protocol over a real nats-server", () => {
     for (const x of all) await x.worker.stop();
   });
 
+  test("a deposed coordinator finishing an old checkpoint does not move the record backwards", async () => {
+    const spec = specFor("checkpoint-cas", members, organiser);
+    let frozen = false;
+    let release: () => void = () => {};
+    let held: () => void = () => {};
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const a = await startWorker(spec, 0, "w0", new ToyModel(), {
+      frozen: () => frozen,
+      beforeCheckpointRecord: async (round) => {
+        if (round !== 2) return;
+        frozen = true;
+        held();
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      },
+    });
+    await waitFor(async () => a.worker.isCoordinator, 3_000);
+    const rest = [await startWorker(spec, 1), await startWorker(spec, 2)];
+    assertAgree(await everyone([a, ...rest], 1), 1, 3);
+    void a.worker.contribute(pseudoGradient(2, "alpha")).catch(() => {});
+    assertAgree(await everyone(rest, 2), 2, 3);
+    await holding;
+    // Alpha is stuck before recording round 2's checkpoint; the others go on to round 4, whose
+    // checkpoint the new coordinator records.
+    assertAgree(await everyone(rest, 3), 3, 2);
+    assertAgree(await everyone(rest, 4), 4, 2);
+    const state = (await openFederation(a.nc, "checkpoint-cas", fast)).state;
+    const recorded = async () => {
+      const entry = await state.get("checkpoint");
+      return entry?.operation === "PUT" ? wire.decodeCheckpoint(entry.value).body.round : 0;
+    };
+    await waitFor(async () => (await recorded()) === 4, 5_000);
+    frozen = false;
+    release();
+    // Alpha records round 2's checkpoint (or not), then catches up with rounds 3 and 4.
+    await waitFor(async () => a.worker.applied.round === 4, 5_000);
+    await sleep(300);
+    // The record's history never goes back to an older round.
+    const history: number[] = [];
+    for await (const entry of await state.history({ key: "checkpoint" }))
+      if (entry.operation === "PUT") history.push(wire.decodeCheckpoint(entry.value).body.round);
+    assert.deepEqual(
+      history,
+      [...history].sort((x, y) => x - y),
+      `checkpoint record history ${history}`,
+    );
+    assert.equal(await recorded(), 4, "the record still names round 4");
+    for (const x of [a, ...rest]) await x.worker.stop();
+  });
+
   test("after a SIGKILL of nats-server, the next commit is applied everywhere within 5 s of its return", async () => {
     const spec = specFor("crash", members, organiser);
     const all = [

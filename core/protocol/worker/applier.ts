@@ -205,10 +205,48 @@ export class Applier {
       size: snapshot.length,
       objectName: `round-${round}`,
     };
-    const { checkpoints, state } = ctx.resources;
+    const { checkpoints } = ctx.resources;
     await checkpoints.putBlob({ name: ref.objectName }, snapshot);
-    await state.put("checkpoint", encodeCheckpoint(ref, ctx.options.privateKey));
-    ctx.log(`checkpoint of round ${round} (${snapshot.length} bytes)`);
+    await ctx.options.faults?.beforeCheckpointRecord?.(round);
+    if (await this.recordCheckpoint(ref))
+      ctx.log(`checkpoint of round ${round} (${snapshot.length} bytes)`);
+  }
+
+  /**
+   * Points KV `checkpoint` at ref unless it already names this round or a later one: a
+   * compare-and-set on the record's revision, so a deposed coordinator finishing an old
+   * checkpoint can never move the record backwards. Returns whether it wrote.
+   */
+  private async recordCheckpoint(ref: CheckpointRef): Promise<boolean> {
+    const { ctx } = this;
+    const { state } = ctx.resources;
+    const value = encodeCheckpoint(ref, ctx.options.privateKey);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const entry = await state.get("checkpoint");
+      try {
+        if (entry?.operation === "PUT") {
+          let held: number | undefined;
+          try {
+            held = decodeCheckpoint(entry.value).body.round;
+          } catch {
+            held = undefined; // a malformed record is replaced
+          }
+          if (held !== undefined && held >= ref.round) {
+            ctx.log(
+              `checkpoint of round ${ref.round} not recorded: the record holds round ${held}`,
+            );
+            return false;
+          }
+          await state.update("checkpoint", value, entry.revision);
+        } else if (entry) await state.update("checkpoint", value, entry.revision);
+        else await state.create("checkpoint", value);
+        return true;
+      } catch (error) {
+        // Another writer came in between: read again.
+        if (attempt === 2) throw error;
+      }
+    }
+    return false;
   }
 
   /** Resolves once round is applied here; rejects with the failure if applying stops first. */

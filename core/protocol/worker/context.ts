@@ -53,6 +53,8 @@ export interface WorkerOptions {
 export interface FaultHooks {
   /** The coordinator decided to commit `round` and is about to build the commit. */
   beforeCommit?(round: number): Promise<void>;
+  /** The coordinator stored the snapshot of `round` and is about to point KV `checkpoint` at it. */
+  beforeCheckpointRecord?(round: number): Promise<void>;
   /**
    * While true, the worker's timers (heartbeats, lease renewal, coordinator ticks) do nothing, as
    * in a process stopped by SIGSTOP; its subscriptions still run.
