@@ -413,6 +413,49 @@ describe("federation protocol over a real nats-server", () => {
     for (const x of all) await x.worker.stop();
   });
 
+  test("a contributor only never coordinates, yet contributes and applies every round", async () => {
+    const spec = specFor("roles", members, organiser);
+    const member = members[0]!;
+    const nc = await connectNats(server.url, "alpha-contributor");
+    connections.push(nc);
+    const model = new ToyModel();
+    const contributor = await FederationWorker.start({
+      nc,
+      spec,
+      specHash,
+      memberId: member.id,
+      workerId: "w0",
+      privateKey: member.keys.privateKey,
+      model,
+      settings: fast,
+      role: "contributor",
+    });
+    workers.push(contributor);
+    const alone = { worker: contributor, model, nc };
+    const peer = await startWorker(spec, 1);
+    for (let round = 1; round <= 2; round++)
+      assertAgree(await everyone([alone, peer], round), round, 2);
+    assert.equal(contributor.isCoordinator, false);
+    assert.equal(contributor.counterSnapshot().coordinatorTerms, 0);
+    // The peer leaves: nobody closes round 3 until another peer comes.
+    await peer.worker.stop();
+    let done = false;
+    const third = alone.worker.contribute(pseudoGradient(3, "alpha")).then((r) => {
+      done = true;
+      return r;
+    });
+    await sleep(2 * fast.leaseTtlMs);
+    assert.equal(done, false, "a contributor only closed a round");
+    const second = await startWorker(spec, 2);
+    const [result] = await Promise.all([
+      third,
+      second.worker.contribute(pseudoGradient(3, "gamma")),
+    ]);
+    assert.equal(result.round, 3);
+    assert.equal(second.worker.isCoordinator, true);
+    for (const x of [alone, second]) await x.worker.stop();
+  });
+
   test("quorum missed at the deadline: the round is retried with a visible reason", async () => {
     const spec = specFor("retry", members, organiser);
     const [a, b] = [await startWorker(spec, 0), await startWorker(spec, 1)];

@@ -43,6 +43,13 @@ export interface WorkerOptions {
   /** The caller's score of each member's updates, reported in every heartbeat (likewise). */
   memberScores?: () => MemberScoreReport[];
   /**
+   * "peer" (the default): also campaigns for the coordinator lease and closes rounds while it
+   * holds it. "contributor": never campaigns; it only sends updates and applies commits (a
+   * member that cannot or will not coordinate, e.g. behind a link too slow to hold the lease).
+   * A federation needs at least one peer.
+   */
+  role?: "peer" | "contributor";
+  /**
    * Fault injection for tests: awaited where a real worker can be held up by the scheduler, a
    * stop signal or a slow read. Never set in production.
    */

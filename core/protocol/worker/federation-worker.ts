@@ -133,6 +133,8 @@ export class FederationWorker {
     await this.presence.heartbeat();
     const { heartbeatIntervalMs, leaseTtlMs } = ctx.settings;
     this.every(heartbeatIntervalMs, () => this.presence.heartbeat());
+    // A contributor only never campaigns: it sends updates and applies commits.
+    if (ctx.options.role === "contributor") return;
     this.every(Math.max(50, Math.floor(leaseTtlMs / 3)), () => this.coordinator.campaign());
     this.every(Math.min(250, Math.max(20, Math.floor(ctx.deadlineMs / 20))), () =>
       this.coordinator.coordinateOnce(),
