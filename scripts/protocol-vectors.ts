@@ -131,6 +131,13 @@ function messages() {
       { memberId: "beta", workerId: "w0", publicKey: beta.publicKey, digest, size: 99 },
     ],
     checkpoint: { round: 6, digest, size: 4096, objectName: "round-6" },
+    agreement: {
+      round: 6,
+      hashes: [
+        { memberId: "alpha", workerId: "w0", modelHash: sha256(new Uint8Array([6, 1])) },
+        { memberId: "beta", workerId: "w0", modelHash: sha256(new Uint8Array([6, 1])) },
+      ],
+    },
     scores: [
       {
         round: 6,
@@ -196,8 +203,14 @@ function messages() {
     ),
     messageVector("commit", commit, wire.encodeCommit, wire.decodeCommit),
     messageVector(
-      "commit without scores (the layout before them)",
+      "commit with model hashes but no scores",
       { ...commit, scores: [] },
+      wire.encodeCommit,
+      wire.decodeCommit,
+    ),
+    messageVector(
+      "commit without scores or model hashes (the layout before them)",
+      { ...commit, scores: [], agreement: undefined },
       wire.encodeCommit,
       wire.decodeCommit,
     ),
@@ -340,6 +353,7 @@ async function ledgerVector() {
       ],
       checkpoint: undefined,
       scores: [],
+      agreement: undefined,
     };
     const data = wire.encodeCommit(commit, alpha.privateKey);
     commits.push(data);

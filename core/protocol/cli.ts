@@ -1,8 +1,9 @@
 // The `fedtrain` command line of the protocol:
 // - `fedtrain ledger verify`: reads a federation's whole ledger from NATS and verifies every link,
-//   signature and checkpoint digest; given the manifest, it also recomputes the update scores the
-//   commits record from the stored updates. Exit status 0 when everything holds, 1 when not (the
-//   first problem is the tampered commit), 2 on misuse.
+//   signature and checkpoint digest, and whether the model hashes the commits record agree; given
+//   the manifest, it also recomputes the update scores the commits record from the stored updates.
+//   Exit status 0 when everything holds, 1 when not (the first problem is the tampered commit, or
+//   replicas disagreed), 2 on misuse.
 // - `fedtrain control pause|resume|exclude|readmit`: publishes an organiser's signed control
 //   message; `fedtrain control public-key` prints the key to list in membership.organiserKeys.
 import { readFile } from "node:fs/promises";
@@ -115,13 +116,22 @@ async function verify(rest: string[], out: typeof console.log, err: typeof conso
         );
         for (const p of more) out(`  also ${at(p)}: ${p.reason}`);
       }
+      const { agreement } = report;
+      if (agreement.rounds > 0 || agreement.disagreements.length > 0)
+        out(
+          `replicas agreed on the model after ${agreement.rounds} of the ${agreement.rounds + agreement.disagreements.length} rounds whose hashes the commits record`,
+        );
+      for (const d of agreement.disagreements)
+        out(
+          `  replicas DISAGREED after round ${d.round}: ${d.hashes.map((h) => `${h.worker} ${h.modelHash.slice(0, 16)}`).join(", ")}`,
+        );
       if (report.rejected.length > 0)
         out(
           `${report.rejected.length} ledger messages rejected, as every worker rejects them (they break nothing by themselves):`,
         );
       for (const p of report.rejected) out(`  rejected ${at(p)}: ${p.reason}`);
     }
-    return report.ok ? 0 : 1;
+    return report.ok && report.agreement.disagreements.length === 0 ? 0 : 1;
   } finally {
     await nc.close();
   }

@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { Admission } from "./admission.js";
 import { type ChainLink, CommitChain } from "./chain.js";
 import { ProtocolMessageError } from "./errors.js";
-import { equalBytes, sha256 } from "./identity.js";
+import { equalBytes, sha256, toHex } from "./identity.js";
 import { RoundInbox } from "./inbox.js";
 import {
   type FederationResources,
@@ -52,6 +52,14 @@ export interface LedgerReport {
    * undefined when scores were not checked (no auditor given).
    */
   scoresVerified: number | undefined;
+  /**
+   * The model hashes the commits record after earlier rounds: in how many rounds the recorded
+   * replicas all agreed, and the rounds where they did not (with every recorded hash, hex).
+   */
+  agreement: {
+    rounds: number;
+    disagreements: { round: number; hashes: { worker: string; modelHash: string }[] }[];
+  };
   /**
    * What breaks the ledger, in stream order: commits beyond the end of the accepted chain (history
    * missing or rewritten: the first is where it starts), checkpoints and scores that do not hold.
@@ -132,6 +140,7 @@ export async function verifyLedger(
   const refused: (LedgerProblem & { claims: boolean })[] = [];
   let checkpointsVerified = 0;
   const audit = trust.scores ? new ScoreReplay(trust.scores) : undefined;
+  const agreement: LedgerReport["agreement"] = { rounds: 0, disagreements: [] };
   for (const { sequence, data } of records) {
     let link: ChainLink;
     try {
@@ -172,6 +181,15 @@ export async function verifyLedger(
     // for every worker: the models it leads to do not depend on them.
     for (const reason of audit?.check(commit.scores) ?? []) fail(reason);
     chain.append(link);
+    const recorded = commit.agreement;
+    if (recorded && recorded.hashes.length > 0) {
+      const hashes = recorded.hashes.map((h) => ({
+        worker: `${h.memberId}.${h.workerId}`,
+        modelHash: toHex(h.modelHash),
+      }));
+      if (hashes.every((h) => h.modelHash === hashes[0]!.modelHash)) agreement.rounds++;
+      else agreement.disagreements.push({ round: recorded.round, hashes });
+    }
     const missing = await audit?.replay(commit);
     if (missing) fail(missing);
   }
@@ -191,6 +209,7 @@ export async function verifyLedger(
     head: chain.headHex,
     checkpointsVerified,
     scoresVerified: audit?.verified,
+    agreement,
     problems,
     rejected,
   };

@@ -140,6 +140,20 @@ export interface Commit {
    * replica scores nothing or has applied no new round.
    */
   scores: RoundScores[];
+  /**
+   * The model hashes after the previous round (`round − 1`): the coordinator's own, and those the
+   * live workers whose updates this commit includes reported in their heartbeats for that round,
+   * in canonical order. Undefined for round 1 or when the coordinator had not applied the
+   * previous round. Every worker compares them with its own hash; the verifier shows whether
+   * replicas agreed.
+   */
+  agreement: RoundAgreement | undefined;
+}
+
+/** Model hashes that workers held after one round. */
+export interface RoundAgreement {
+  round: number;
+  hashes: { memberId: string; workerId: string; modelHash: Uint8Array }[];
 }
 
 /** What a replica's aggregation made of one applied update (see ReplicaModel.apply). */

@@ -23,6 +23,13 @@ const commit: Commit = {
     { memberId: "beta", workerId: "w1", publicKey: keys.publicKey, digest, size: 20 },
   ],
   checkpoint: { round: 6, digest, size: 99, objectName: "round-6" },
+  agreement: {
+    round: 6,
+    hashes: [
+      { memberId: "alpha", workerId: "w0", modelHash: digest },
+      { memberId: "beta", workerId: "w1", modelHash: digest },
+    ],
+  },
   scores: [
     {
       round: 5,
@@ -220,10 +227,18 @@ describe("wire format", () => {
     assert.equal(encoded.length, wire.HEADER_BYTES + body.length + wire.TRAILER_BYTES);
   });
 
+  test("a commit with model hashes and no scores round-trips", () => {
+    const hashesOnly = { ...commit, scores: [] };
+    assert.deepEqual(
+      wire.decodeCommit(wire.encodeCommit(hashesOnly, keys.privateKey)).body,
+      hashesOnly,
+    );
+  });
+
   test("a commit without scores is the layout before scores, and decodes with none", () => {
-    const bare = { ...commit, scores: [] };
+    const bare = { ...commit, scores: [], agreement: undefined };
     const bytes = wire.encodeCommit(bare, keys.privateKey);
-    const withScores = wire.encodeCommit(commit, keys.privateKey);
+    const withScores = wire.encodeCommit({ ...commit, agreement: undefined }, keys.privateKey);
     // The scores are a trailing field: the bytes before it are the same.
     const bodyLength = bytes.length - wire.HEADER_BYTES - wire.TRAILER_BYTES;
     assert.deepEqual(

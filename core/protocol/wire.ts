@@ -20,6 +20,7 @@ import type {
   CoordinatorLease,
   MemberRecord,
   MemberScoreReport,
+  RoundAgreement,
   RoundScores,
   RoundStatus,
   UpdateManifest,
@@ -272,7 +273,8 @@ export function encodeCommit(c: Commit, privateKey: Uint8Array): Uint8Array {
   for (const e of c.entries)
     w.str(e.memberId).str(e.workerId).fixed(e.publicKey, 32).fixed(e.digest, 32).u64(e.size);
   writeCheckpointRef(w, c.checkpoint);
-  writeRoundScores(w, c.scores);
+  writeRoundScores(w, c.scores, c.agreement !== undefined);
+  writeAgreement(w, c.agreement);
   return envelope(Kind.commit, w.finish(), privateKey);
 }
 
@@ -283,8 +285,8 @@ const boundOfCode = [undefined, "kept", "clipped", "dropped"] as const;
  * The commit's optional trailing field: written only when the commit scores some round, so a
  * commit without scores is byte-for-byte the older layout.
  */
-function writeRoundScores(w: Writer, scores: readonly RoundScores[]): void {
-  if (scores.length === 0) return;
+function writeRoundScores(w: Writer, scores: readonly RoundScores[], followed: boolean): void {
+  if (scores.length === 0 && !followed) return;
   if (scores.length > MAX_SCORED_ROUNDS) throw new RangeError("too many scored rounds");
   if (scores.reduce((n, s) => n + s.updates.length, 0) > MAX_COMMIT_SCORES)
     throw new RangeError("too many update scores");
@@ -301,10 +303,34 @@ function writeRoundScores(w: Writer, scores: readonly RoundScores[]): void {
   }
 }
 
+/**
+ * The commit's second optional trailing field, the model hashes after the previous round; a
+ * writer with it always writes the scores field before it (with 0 rounds when it has none).
+ */
+function writeAgreement(w: Writer, agreement: RoundAgreement | undefined): void {
+  if (!agreement) return;
+  if (agreement.hashes.length > MAX_COMMIT_ENTRIES + 1)
+    throw new RangeError("too many agreement hashes");
+  w.u64(agreement.round).u32(agreement.hashes.length);
+  for (const h of agreement.hashes) w.str(h.memberId).str(h.workerId).fixed(h.modelHash, 32);
+}
+
+function readAgreement(r: Reader): RoundAgreement | undefined {
+  if (r.atEnd()) return undefined;
+  const round = r.u64();
+  const count = r.u32();
+  if (count > MAX_COMMIT_ENTRIES + 1)
+    throw new ProtocolMessageError("oversized", "commit agreement hashes");
+  const hashes: RoundAgreement["hashes"] = [];
+  for (let i = 0; i < count; i++)
+    hashes.push({ memberId: r.id("memberId"), workerId: r.id("workerId"), modelHash: r.fixed(32) });
+  return { round, hashes };
+}
+
 function readRoundScores(r: Reader): RoundScores[] {
   if (r.atEnd()) return [];
   const rounds = r.u32();
-  if (rounds === 0 || rounds > MAX_SCORED_ROUNDS)
+  if (rounds > MAX_SCORED_ROUNDS)
     throw new ProtocolMessageError("oversized", "commit scored rounds");
   const scores: RoundScores[] = [];
   let total = 0;
@@ -368,6 +394,7 @@ export function decodeCommit(bytes: Uint8Array): Signed<Commit> {
       entries,
       checkpoint: readCheckpointRef(r),
       scores: readRoundScores(r),
+      agreement: readAgreement(r),
     };
   });
 }

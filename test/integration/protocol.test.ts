@@ -178,8 +178,9 @@ describe("federation protocol over a real nats-server", () => {
       await startWorker(spec, 1),
       await startWorker(spec, 2),
     ];
+    let results: RoundResult[] = [];
     for (let r = 1; r <= 3; r++) {
-      const results = await everyone(all, r);
+      results = await everyone(all, r);
       assertAgree(results, r, 3);
       for (const result of results) assert.equal(result.included, true);
     }
@@ -202,6 +203,11 @@ describe("federation protocol over a real nats-server", () => {
     assert.equal(report.ok, true, JSON.stringify(report.problems));
     assert.equal(report.rounds, 3);
     assert.equal(report.checkpointsVerified, 1);
+    // Commits 2 and 3 record the model hashes after rounds 1 and 2, and they agree.
+    assert.deepEqual(report.agreement, { rounds: 2, disagreements: [] });
+    const recorded = results.at(-1)!.commit.agreement;
+    assert.equal(recorded?.round, 2);
+    assert.ok((recorded?.hashes.length ?? 0) >= 1);
     for (const x of all) await x.worker.stop();
   });
 
@@ -501,6 +507,26 @@ describe("federation protocol over a real nats-server", () => {
       view.disagreements.map((d) => [d.round, d.worker.memberId, d.reported]),
       [[1, "gamma", results[2]!.modelHash]],
     );
+    // The next commit records the hashes after round 1: the divergence is in the ledger, where
+    // the verifier shows it offline (and the CLI exits 1).
+    await waitFor(
+      async () =>
+        (await readFederationView(all[0]!.nc, spec, specHash)).members.every((m) =>
+          m.workers.every((w) => w.appliedRound === 1),
+        ),
+      3_000,
+    );
+    const second = await everyone(all, 2);
+    assert.equal(second[0]!.commit.agreement?.round, 1);
+    const report = await verifyFederationLedger(all[0]!.nc, "diverge", { spec });
+    assert.equal(report.ok, true, "the ledger itself is intact");
+    assert.deepEqual(
+      report.agreement.disagreements.map((d) => d.round),
+      [1],
+    );
+    const cli = await runCli(["ledger", "verify", "--nats", server.url, "--federation", "diverge"]);
+    assert.equal(cli.code, 1, cli.output);
+    assert.match(cli.output, /replicas DISAGREED after round 1: .*gamma\.w0/);
     for (const x of all) await x.worker.stop();
   });
 

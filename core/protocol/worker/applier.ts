@@ -5,7 +5,7 @@
 import { AdmissionError } from "../errors.js";
 import { equalBytes, sha256, toHex } from "../identity.js";
 import type { RoundInbox } from "../inbox.js";
-import type { CheckpointRef, Commit, CommittedUpdate, RoundScores } from "../types.js";
+import type { CheckpointRef, Commit, CommittedUpdate, RoundScores, WorkerRef } from "../types.js";
 import { decodeCheckpoint, encodeCheckpoint } from "../wire.js";
 import type { WorkerContext } from "./context.js";
 
@@ -28,6 +28,8 @@ export interface ApplierLinks {
   commitReferencing(ref: CheckpointRef): Promise<number | undefined>;
   /** The commit of round must vouch for the restored checkpoint with this digest. */
   expectVoucher(round: number, digest: Uint8Array): void;
+  /** A commit records another worker's model hash after round (compared with this replica's). */
+  recordedModelHash(round: number, worker: WorkerRef, modelHash: Uint8Array): void;
 }
 
 /** Applies commits and writes checkpoints; see the file comment. */
@@ -158,6 +160,9 @@ export class Applier {
         if (inbox.isUnusable(entry.memberId, entry.workerId)) continue;
         updates.push({ ...entry, payload: update.payload });
       }
+      // The commit records the model hashes after the previous round: this replica has its own.
+      for (const h of commit.agreement?.hashes ?? [])
+        links.recordedModelHash(commit.agreement!.round, h, h.modelHash);
       const assessed = await ctx.options.model.apply(commit, updates);
       this.modelHash = await ctx.options.model.hash();
       this.round = round;

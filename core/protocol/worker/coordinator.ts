@@ -5,7 +5,14 @@ import { compareEntries } from "../chain.js";
 import { equalBytes } from "../identity.js";
 import type { ReceivedUpdate, RoundInbox } from "../inbox.js";
 import { isWrongLastSequence, publishDurable } from "../resources.js";
-import type { CheckpointRef, Commit, CommitEntry, RoundScores, WorkerRef } from "../types.js";
+import type {
+  CheckpointRef,
+  Commit,
+  CommitEntry,
+  RoundAgreement,
+  RoundScores,
+  WorkerRef,
+} from "../types.js";
 import {
   decodeCheckpoint,
   decodeLease,
@@ -35,6 +42,11 @@ export interface CoordinatorLinks {
   lastCheckpointReferenced(): number;
   /** The last round whose scores a commit in the ledger carries. */
   lastScoredRound(): number;
+  /**
+   * The model hashes after `round`: this replica's, and those of the given workers' latest
+   * heartbeats that report that round; in canonical order.
+   */
+  modelHashesAfter(round: number, workers: readonly WorkerRef[]): RoundAgreement["hashes"];
   /** This replica's scores of rounds after `round` (Applier.scoresAfter). */
   scoresAfter(round: number, maxRounds: number, maxUpdates: number): RoundScores[];
   isPaused(): boolean;
@@ -269,6 +281,10 @@ export class Coordinator {
       entries,
       checkpoint,
       scores: links.scoresAfter(links.lastScoredRound(), MAX_SCORED_ROUNDS, MAX_COMMIT_SCORES),
+      agreement:
+        round > 1
+          ? agreementAfter(round - 1, links.modelHashesAfter(round - 1, entries))
+          : undefined,
     };
     const bytes = encodeCommit(commit, ctx.options.privateKey);
     this.committing = { round, since: Date.now() };
@@ -358,4 +374,11 @@ export class Coordinator {
       return undefined;
     }
   }
+}
+
+function agreementAfter(
+  round: number,
+  hashes: RoundAgreement["hashes"],
+): RoundAgreement | undefined {
+  return hashes.length > 0 ? { round, hashes } : undefined;
 }

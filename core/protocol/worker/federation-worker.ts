@@ -5,11 +5,19 @@
 // This file is the facade: it creates the roles (presence, ledger follower, receiver, publisher,
 // applier, coordinator), wires them to each other through callbacks, runs their timers and
 // exposes the worker's API. No role imports this file or another role.
+import { compareEntries } from "../chain.js";
 import { AdmissionError, ProtocolMessageError } from "../errors.js";
 import { toHex } from "../identity.js";
+import { workerKey } from "../inbox.js";
 import { registerMemberRecord } from "../membership.js";
 import { openFederation } from "../resources.js";
-import type { ModelDisagreement, ProtocolCounters, RoundResult, WorkerRef } from "../types.js";
+import type {
+  ModelDisagreement,
+  ProtocolCounters,
+  RoundAgreement,
+  RoundResult,
+  WorkerRef,
+} from "../types.js";
 import { Applier } from "./applier.js";
 import { WorkerContext, type WorkerOptions } from "./context.js";
 import { Coordinator } from "./coordinator.js";
@@ -78,6 +86,8 @@ export class FederationWorker {
       },
       commitReferencing: (ref) => this.ledger.commitReferencing(ref),
       expectVoucher: (round, digest) => this.ledger.expectVoucher(round, digest),
+      recordedModelHash: (round, worker, modelHash) =>
+        this.presence.compareModelHash(round, worker, modelHash, "commit"),
     });
     this.coordinator = new Coordinator(ctx, {
       appliedRound: () => this.applier.round,
@@ -87,6 +97,7 @@ export class FederationWorker {
       refreshLedger: () => this.ledger.refresh(),
       lastCheckpointReferenced: () => this.ledger.lastCheckpointReferenced,
       lastScoredRound: () => this.ledger.chain.scoredRound,
+      modelHashesAfter: (round, workers) => this.modelHashesAfter(round, workers),
       scoresAfter: (round, maxRounds, maxUpdates) =>
         this.applier.scoresAfter(round, maxRounds, maxUpdates),
       isPaused: () => this.presence.paused,
@@ -255,6 +266,19 @@ export class FederationWorker {
   /** The last round committed in the ledger. */
   get committedRound(): number {
     return this.ledger.lastRound;
+  }
+
+  /** See CoordinatorLinks.modelHashesAfter. */
+  private modelHashesAfter(round: number, workers: readonly WorkerRef[]): RoundAgreement["hashes"] {
+    const hashes: RoundAgreement["hashes"] = [];
+    const self = { memberId: this.memberId, workerId: this.workerId };
+    if (this.applier.round === round) hashes.push({ ...self, modelHash: this.applier.modelHash });
+    const wanted = new Set(workers.map((w) => workerKey(w.memberId, w.workerId)));
+    wanted.delete(workerKey(self.memberId, self.workerId));
+    for (const hb of this.presence.liveWorkers())
+      if (hb.appliedRound === round && wanted.has(workerKey(hb.memberId, hb.workerId)))
+        hashes.push({ memberId: hb.memberId, workerId: hb.workerId, modelHash: hb.modelHash });
+    return hashes.sort(compareEntries);
   }
 
   /** Whether an organiser paused the federation. */

@@ -8,7 +8,7 @@ import { ControlState } from "../control.js";
 import { ProtocolMessageError } from "../errors.js";
 import { equalBytes, toHex } from "../identity.js";
 import { workerKey } from "../inbox.js";
-import type { ModelDisagreement, WorkerHeartbeat } from "../types.js";
+import type { ModelDisagreement, WorkerHeartbeat, WorkerRef } from "../types.js";
 import { decodeHeartbeat, decodeMember, encodeHeartbeat, isValidId } from "../wire.js";
 import type { Stoppable, WorkerContext } from "./context.js";
 import { followStream } from "./follow.js";
@@ -157,12 +157,27 @@ export class Presence {
   }
 
   private checkAgreement(hb: WorkerHeartbeat): void {
+    if (!equalBytes(hb.specHash, this.ctx.options.specHash)) return;
+    this.compareModelHash(hb.appliedRound, hb, hb.modelHash, "heartbeat");
+  }
+
+  /**
+   * Compares a worker's model hash after round (from its heartbeat, or as a commit records it)
+   * with this replica's; a difference is counted and listed once per worker and round.
+   */
+  compareModelHash(
+    round: number,
+    worker: WorkerRef,
+    modelHash: Uint8Array,
+    source: "heartbeat" | "commit",
+  ): void {
     const { ctx } = this;
-    if (hb.memberId === ctx.memberId && hb.workerId === ctx.workerId) return;
-    if (!equalBytes(hb.specHash, ctx.options.specHash) || hb.appliedRound === 0) return;
-    const mine = this.links.appliedHash(hb.appliedRound);
+    if (worker.memberId === ctx.memberId && worker.workerId === ctx.workerId) return;
+    if (round === 0) return;
+    const mine = this.links.appliedHash(round);
     if (!mine) return;
-    const theirs = toHex(hb.modelHash);
+    const hb = { memberId: worker.memberId, workerId: worker.workerId, appliedRound: round };
+    const theirs = toHex(modelHash);
     const id = `${hb.memberId}.${hb.workerId}.${hb.appliedRound}`;
     if (theirs === mine || this.reportedMismatch.has(id)) return;
     this.reportedMismatch.add(id);
@@ -174,7 +189,7 @@ export class Presence {
       reported: theirs,
     });
     if (this.disagreements.length > MAX_DISAGREEMENTS) this.disagreements.shift();
-    ctx.log(`model of ${id} differs: ${theirs} != ${mine}`);
+    ctx.log(`model of ${id} differs (${source}): ${theirs} != ${mine}`);
   }
 
   private onControl(data: Uint8Array): void {
