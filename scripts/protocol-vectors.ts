@@ -165,7 +165,7 @@ function messages() {
   return [
     messageVector(
       "member record",
-      { memberId: "alpha", specHash, registeredAtMs: 1_800_000_000_000 },
+      { memberId: "alpha", specHash, registeredAtMs: 1_800_000_000_000, revision: 1 },
       wire.encodeMember,
       wire.decodeMember,
     ),

@@ -5,12 +5,33 @@ import { Admission } from "./admission.js";
 import { generateKeyPair, type KeyPair, toBase64 } from "./identity.js";
 import { verifyLedger } from "./ledger.js";
 import type { CommitEntry } from "./types.js";
+import { PROTOCOL_REVISION } from "./wire.js";
 
 const specHash = new Uint8Array(32).fill(7);
 const open = {
   membership: { policy: "Open" as const, members: [], organiserKeys: [] },
 };
-const record = (memberId: string) => ({ memberId, specHash, registeredAtMs: 1 });
+const record = (memberId: string, revision = PROTOCOL_REVISION) => ({
+  memberId,
+  specHash,
+  registeredAtMs: 1,
+  revision,
+});
+
+describe("admission by protocol revision", () => {
+  test("a member whose record has no revision (protocol 1.0) is refused, never mixed in", () => {
+    const admission = new Admission(open, specHash);
+    const key = generateKeyPair().publicKey;
+    admission.observe(record("elder", 0), key);
+    assert.equal(admission.check("elder", key), "unsupported-version");
+    assert.match(
+      admission.refusal("elder", key, specHash, 0) ?? "",
+      /its trainers speak protocol 1\.0, this member 1\.1/,
+    );
+    admission.observe(record("elder"), key);
+    assert.equal(admission.check("elder", key), undefined);
+  });
+});
 
 describe("admission of a member that leaves and rejoins with a new key", () => {
   const oldKey = generateKeyPair().publicKey;

@@ -3,6 +3,12 @@
 import type { RejectReason } from "./errors.js";
 import { equalBytes, keyFromBase64, toBase64 } from "./identity.js";
 import type { MemberRecord, ProtocolSpec } from "./types.js";
+import { PROTOCOL_REVISION } from "./wire.js";
+
+/** "1.<revision>", as docs/protocol.md names the revisions of wire version 1. */
+function revisionName(revision: number): string {
+  return `1.${revision}`;
+}
 
 /** A member record as seen on NATS, with its signer. */
 export interface KnownMember {
@@ -57,11 +63,17 @@ export class Admission {
     const known = this.members.get(memberId);
     if (!known || !equalBytes(known.publicKey, publicKey)) return "unknown-key";
     if (!equalBytes(known.record.specHash, this.specHash)) return "spec-mismatch";
+    if (known.record.revision !== PROTOCOL_REVISION) return "unsupported-version";
     return undefined;
   }
 
   /** Why a member is refused, in words, or undefined when it is admitted. */
-  refusal(memberId: string, publicKey: Uint8Array, specHash: Uint8Array): string | undefined {
+  refusal(
+    memberId: string,
+    publicKey: Uint8Array,
+    specHash: Uint8Array,
+    revision = PROTOCOL_REVISION,
+  ): string | undefined {
     if (this.allowlist) {
       const listed = this.allowlist.get(memberId);
       if (!listed) return "member id is not in the allowlist";
@@ -69,6 +81,8 @@ export class Admission {
     }
     if (!equalBytes(specHash, this.specHash))
       return "federation spec hash differs from this member's";
+    if (revision !== PROTOCOL_REVISION)
+      return `its trainers speak protocol ${revisionName(revision)}, this member ${revisionName(PROTOCOL_REVISION)}: every member must run a release of the same protocol revision`;
     return undefined;
   }
 

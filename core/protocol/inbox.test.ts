@@ -22,7 +22,7 @@ function admission(): Admission {
     },
     specHash,
   );
-  a.observe({ memberId: "alpha", specHash, registeredAtMs: 0 }, alpha.publicKey);
+  a.observe({ memberId: "alpha", specHash, registeredAtMs: 0, revision: 1 }, alpha.publicKey);
   return a;
 }
 
@@ -262,7 +262,7 @@ describe("Admission.check", () => {
     const gate = admission();
     assert.equal(gate.check("alpha", alpha.publicKey), undefined);
     gate.observe(
-      { memberId: "alpha", specHash: sha256(new Uint8Array([2])), registeredAtMs: 1 },
+      { memberId: "alpha", specHash: sha256(new Uint8Array([2])), registeredAtMs: 1, revision: 1 },
       alpha.publicKey,
     );
     assert.equal(gate.check("alpha", alpha.publicKey), "spec-mismatch");
@@ -275,11 +275,11 @@ describe("Admission.check", () => {
     );
     const other = generateKeyPair();
     assert.equal(
-      gate.observe({ memberId: "m", specHash, registeredAtMs: 0 }, alpha.publicKey),
+      gate.observe({ memberId: "m", specHash, registeredAtMs: 0, revision: 1 }, alpha.publicKey),
       true,
     );
     assert.equal(
-      gate.observe({ memberId: "m", specHash, registeredAtMs: 0 }, other.publicKey),
+      gate.observe({ memberId: "m", specHash, registeredAtMs: 0, revision: 1 }, other.publicKey),
       false,
     );
     assert.equal(gate.check("m", other.publicKey), "unknown-key");

@@ -35,6 +35,7 @@ import {
   decodeRoundStatus,
   encodeControl,
   encodeMember,
+  PROTOCOL_REVISION,
 } from "./wire.js";
 
 type Timings = Pick<ProtocolSettings, "workerTtlMs" | "leaseTtlMs">;
@@ -68,7 +69,12 @@ export async function registerMemberRecord(
 ): Promise<void> {
   const { publicKey } = keyPairFromPrivate(member.privateKey);
   const record = encodeMember(
-    { memberId: member.memberId, specHash: member.specHash, registeredAtMs: Date.now() },
+    {
+      memberId: member.memberId,
+      specHash: member.specHash,
+      registeredAtMs: Date.now(),
+      revision: PROTOCOL_REVISION,
+    },
     member.privateKey,
   );
   const existing = await resources.members.get(member.memberId);
@@ -83,7 +89,12 @@ export async function registerMemberRecord(
       throw new AdmissionError(
         `member id ${member.memberId} is registered with another public key: deregister it with that key, or choose another member id`,
       );
-    if (current && equalBytes(current.body.specHash, member.specHash)) return;
+    if (
+      current &&
+      equalBytes(current.body.specHash, member.specHash) &&
+      current.body.revision === PROTOCOL_REVISION
+    )
+      return;
     await resources.members.update(member.memberId, record, existing.revision);
     return;
   }
@@ -187,13 +198,17 @@ export async function readFederationView(
   const resources = await openExistingFederation(nc, spec.id);
   const admission = new Admission(spec, specHash);
 
-  const members = new Map<string, { publicKey: Uint8Array; specHash: Uint8Array }>();
+  const members = new Map<
+    string,
+    { publicKey: Uint8Array; specHash: Uint8Array; revision: number }
+  >();
   for await (const key of await resources.members.keys()) {
     const entry = await resources.members.get(key);
     if (entry?.operation !== "PUT") continue;
     try {
       const { body, signer } = decodeMember(entry.value);
-      if (body.memberId === key) members.set(key, { publicKey: signer, specHash: body.specHash });
+      if (body.memberId === key)
+        members.set(key, { publicKey: signer, specHash: body.specHash, revision: body.revision });
     } catch {
       // Malformed records are not members.
     }
@@ -280,7 +295,7 @@ export async function readFederationView(
   const admittedHeartbeats = [...workers]
     .filter(([memberId]) => {
       const member = members.get(memberId)!;
-      return !admission.refusal(memberId, member.publicKey, member.specHash);
+      return !admission.refusal(memberId, member.publicKey, member.specHash, member.revision);
     })
     .flatMap(([, list]) => list.map(({ hb }) => hb));
   const bounded = boundedUpdatesOf(admittedHeartbeats);
@@ -297,7 +312,7 @@ export async function readFederationView(
       modelHash: toHex(hb.modelHash),
       loss: hb.loss,
     }));
-    const refusal = admission.refusal(memberId, member.publicKey, member.specHash);
+    const refusal = admission.refusal(memberId, member.publicKey, member.specHash, member.revision);
     for (const { hb } of list) if (!refusal && hb.loss !== undefined) losses.push(hb.loss);
     const last = list.map((w) => w.at.getTime()).sort((a, b) => b - a)[0];
     memberViews.push({

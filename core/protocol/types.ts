@@ -21,6 +21,11 @@ export interface MemberRecord {
   /** SHA-256 of the member's canonical FederationSpec. */
   specHash: Uint8Array;
   registeredAtMs: number;
+  /**
+   * The protocol revision the member's workers speak (PROTOCOL_REVISION; 0: a record without the
+   * field, written by a release of protocol 1.0). Members of another revision are refused.
+   */
+  revision: number;
 }
 
 /** A worker's liveness record, signed by its member's key; KV `workers`, key `<member>.<worker>`. */

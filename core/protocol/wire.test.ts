@@ -86,6 +86,7 @@ const samples = [
     memberId: "alpha",
     specHash: digest,
     registeredAtMs: 5,
+    revision: 1,
   }),
   sample("heartbeat", wire.encodeHeartbeat, wire.decodeHeartbeat, heartbeat),
   sample("heartbeat with bounded-update counts", wire.encodeHeartbeat, wire.decodeHeartbeat, {

@@ -40,6 +40,13 @@ export {
   WIRE_VERSION,
 } from "./envelope.js";
 
+/**
+ * The protocol revision within wire version 1 that this implementation speaks: 1 is protocol 1.1
+ * (commits with update scores and model hashes, fenced coordinators). Written in the member record;
+ * members of another revision are refused (`unsupported-version`), never silently mixed.
+ */
+export const PROTOCOL_REVISION = 1;
+
 /** Bytes before the data of a chunk: magic (2), version (1), kind (1), chunk index (4). */
 export const CHUNK_HEADER_BYTES = 8;
 /** Most chunks an update may have (a receiver keeps one byte of state per chunk). */
@@ -56,6 +63,8 @@ export const MAX_BOUNDED_MEMBERS = 4096;
 
 export function encodeMember(m: MemberRecord, privateKey: Uint8Array): Uint8Array {
   const w = new Writer().str(m.memberId).fixed(m.specHash, 32).u64(m.registeredAtMs);
+  // Revision 0 is a 1.0 record: it has no field.
+  if (m.revision > 0) w.u8(m.revision);
   return envelope(Kind.member, w.finish(), privateKey);
 }
 
@@ -64,6 +73,7 @@ export function decodeMember(bytes: Uint8Array): Signed<MemberRecord> {
     memberId: r.id("memberId"),
     specHash: r.fixed(32),
     registeredAtMs: r.u64(),
+    revision: r.atEnd() ? 0 : r.u8(),
   }));
 }
 

@@ -419,6 +419,34 @@ describe("federation protocol over a real nats-server", () => {
     for (const x of all) await x.worker.stop();
   });
 
+  test("a member registered by a protocol 1.0 release is refused with the reason, until it upgrades", async () => {
+    const spec = specFor("revision", members, organiser);
+    const [a, b] = [await startWorker(spec, 0), await startWorker(spec, 1)];
+    // gamma's record as a 1.0 release writes it: no revision.
+    const gamma = members[2]!;
+    const resources = await openFederation(a.nc, "revision", fast);
+    await resources.members.put(
+      "gamma",
+      wire.encodeMember(
+        { memberId: "gamma", specHash, registeredAtMs: Date.now(), revision: 0 },
+        gamma.keys.privateKey,
+      ),
+    );
+    await waitFor(async () => {
+      const view = await readFederationView(a.nc, spec, specHash);
+      return view.members.find((m) => m.memberId === "gamma")?.state === "Refused";
+    }, 3_000);
+    const view = await readFederationView(a.nc, spec, specHash);
+    assert.match(
+      view.members.find((m) => m.memberId === "gamma")?.reason ?? "",
+      /speak protocol 1\.0, this member 1\.1/,
+    );
+    // A worker of this release re-registers gamma at 1.1, and it takes part again.
+    const upgraded = await startWorker(spec, 2);
+    assertAgree(await everyone([a, b, upgraded], 1), 1, 3);
+    for (const x of [a, b, upgraded]) await x.worker.stop();
+  });
+
   test("a contributor only never coordinates, yet contributes and applies every round", async () => {
     const spec = specFor("roles", members, organiser);
     const member = members[0]!;

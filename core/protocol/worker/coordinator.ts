@@ -300,11 +300,11 @@ export class Coordinator {
         // A commit is worth retrying while this worker may still make it.
         () => ctx.stopping || this.leaseRevision === undefined,
       );
-      if (ack.duplicate) {
-        // A commit of this round with this message id is already stored: another coordinator's
-        // (or this one's, published before a lost acknowledgement). Either way not this one.
+      if (ack.duplicate && !(await this.storedAt(ack.seq, bytes))) {
+        // A commit of this round with this message id is already stored, and it is another
+        // coordinator's (this one's own, retried after a lost acknowledgement, has its bytes).
         this.committing = undefined;
-        this.abandon(round, "the ledger already holds a commit of this round");
+        this.abandon(round, "the ledger already holds another commit of this round");
         return;
       }
       ctx.counters.commitsPublished++;
@@ -317,6 +317,13 @@ export class Coordinator {
       links.refreshLedger();
       this.abandon(round, "the ledger holds commits this worker has not read yet");
     }
+  }
+
+  /** Whether the ledger message at seq is exactly these bytes (unknown: assumed not). */
+  private async storedAt(seq: number, bytes: Uint8Array): Promise<boolean> {
+    const { jsm, names } = this.ctx.resources;
+    const stored = await jsm.streams.getMessage(names.ledgerStream, { seq }).catch(() => null);
+    return stored !== null && equalBytes(stored.data, bytes);
   }
 
   /**
