@@ -176,15 +176,14 @@ export class Presence {
     if (round === 0) return;
     const mine = this.links.appliedHash(round);
     if (!mine) return;
-    const hb = { memberId: worker.memberId, workerId: worker.workerId, appliedRound: round };
     const theirs = toHex(modelHash);
-    const id = `${hb.memberId}.${hb.workerId}.${hb.appliedRound}`;
+    const id = `${worker.memberId}.${worker.workerId}.${round}`;
     if (theirs === mine || this.reportedMismatch.has(id)) return;
     this.reportedMismatch.add(id);
     ctx.counters.modelHashMismatches++;
     this.disagreements.push({
-      round: hb.appliedRound,
-      worker: { memberId: hb.memberId, workerId: hb.workerId },
+      round,
+      worker: { memberId: worker.memberId, workerId: worker.workerId },
       expected: mine,
       reported: theirs,
     });
