@@ -268,7 +268,9 @@ export async function readFederationView(
   if (statusEntry?.operation === "PUT") {
     try {
       const status = decodeRoundStatus(statusEntry.value).body;
-      if (status.round === round + 1) roundStatus = status;
+      // The status of the open round, or the run's end after its last committed round.
+      if (status.round === round + 1 || (status.phase === "completed" && status.round === round))
+        roundStatus = status;
     } catch {
       roundStatus = undefined;
     }

@@ -13,6 +13,11 @@ export interface ProtocolSpec {
     checkpointEveryRounds: number;
   };
   membership: Membership;
+  /**
+   * The run's length, when it has one: once round `rounds` is committed the coordinator writes
+   * the round status `completed` and closes no further round.
+   */
+  training?: { rounds: number };
 }
 
 /** A member's registration, signed by the member key; KV `members`, key `<memberId>`. */
@@ -203,7 +208,7 @@ export interface ControlMessage {
 export interface RoundStatus {
   round: number;
   attempt: number;
-  phase: "open" | "retrying" | "paused";
+  phase: "open" | "retrying" | "paused" | "completed";
   /** Why the round was retried or paused ("" when open). */
   reason: string;
   coordinator: WorkerRef;

@@ -455,8 +455,8 @@ export function decodeControl(bytes: Uint8Array): Signed<ControlMessage> {
 
 // --- round status ----------------------------------------------------------------------------
 
-const phaseCode = { open: 1, retrying: 2, paused: 3 } as const;
-const phaseOf = ["", "open", "retrying", "paused"] as const;
+const phaseCode = { open: 1, retrying: 2, paused: 3, completed: 4 } as const;
+const phaseOf = ["", "open", "retrying", "paused", "completed"] as const;
 
 export function encodeRoundStatus(s: RoundStatus, privateKey: Uint8Array): Uint8Array {
   const w = new Writer()

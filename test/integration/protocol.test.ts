@@ -490,6 +490,22 @@ describe("federation protocol over a real nats-server", () => {
     for (const x of [alone, second]) await x.worker.stop();
   });
 
+  test("once the run's last round is committed, the round status says the run is completed", async () => {
+    const spec = { ...specFor("complete", members, organiser), training: { rounds: 2 } };
+    const all = [await startWorker(spec, 0), await startWorker(spec, 1)];
+    assertAgree(await everyone(all, 1), 1, 2);
+    let view = await readFederationView(all[0]!.nc, spec, specHash);
+    assert.notEqual(view.roundStatus?.phase, "completed");
+    assertAgree(await everyone(all, 2), 2, 2);
+    await waitFor(async () => {
+      view = await readFederationView(all[0]!.nc, spec, specHash);
+      return view.roundStatus?.phase === "completed";
+    }, 3_000);
+    assert.equal(view.roundStatus?.round, 2);
+    assert.match(view.roundStatus?.reason ?? "", /all 2 rounds of the run are committed/);
+    for (const x of all) await x.worker.stop();
+  });
+
   test("quorum missed at the deadline: the round is retried with a visible reason", async () => {
     const spec = specFor("retry", members, organiser);
     const [a, b] = [await startWorker(spec, 0), await startWorker(spec, 1)];

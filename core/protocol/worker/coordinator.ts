@@ -11,6 +11,7 @@ import type {
   CommitEntry,
   RoundAgreement,
   RoundScores,
+  RoundStatus,
   WorkerRef,
 } from "../types.js";
 import {
@@ -172,6 +173,7 @@ export class Coordinator {
         deadlineMs: ctx.deadlineMs,
         opened: this.opened,
         committing: this.committing,
+        lastRound: ctx.options.spec.training?.rounds,
         paused: links.isPaused(),
         quorum: ctx.options.spec.sync.quorum,
         live: behind ? [] : links.liveWorkers().filter((w) => !links.isExcluded(w.memberId)),
@@ -193,6 +195,13 @@ export class Coordinator {
           this.attempt = 0;
           await this.writeStatus(round, "open", "");
           continue;
+        case "completed":
+          await this.writeStatus(
+            round - 1,
+            "completed",
+            `all ${round - 1} rounds of the run are committed`,
+          );
+          return;
         case "paused":
           this.opened = { round, deadline: now + ctx.deadlineMs };
           await this.writeStatus(round, "paused", "paused by an organiser");
@@ -212,7 +221,7 @@ export class Coordinator {
       }
     }
   }
-  private async writeStatus(round: number, phase: "open" | "retrying" | "paused", reason: string) {
+  private async writeStatus(round: number, phase: RoundStatus["phase"], reason: string) {
     const { ctx } = this;
     const id = `${round}/${this.attempt}/${phase}`;
     if (this.statusWritten === id) return;

@@ -11,6 +11,7 @@ function view(change: Partial<RoundView> = {}): RoundView {
   return {
     now: opensAt,
     round: 5,
+    lastRound: undefined,
     behind: false,
     behindSince: undefined,
     deadlineMs,
@@ -32,6 +33,16 @@ const workers = (...names: string[]): WorkerRef[] =>
   });
 
 const cases: { name: string; view: RoundView; want: RoundDecision }[] = [
+  {
+    name: "every round of the run committed: completed, even with updates in",
+    view: view({ lastRound: 4, live: workers("a.w0"), committable: workers("a.w0") }),
+    want: { kind: "completed" },
+  },
+  {
+    name: "the run's last round still to close: commit it",
+    view: view({ lastRound: 5, live: workers("a.w0"), committable: workers("a.w0") }),
+    want: { kind: "commit", closedBy: "all-in", activeMembers: 1, readFromStore: false },
+  },
   {
     name: "behind the ledger: wait to catch up",
     view: view({ behind: true, behindSince: opensAt }),

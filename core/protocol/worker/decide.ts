@@ -11,6 +11,8 @@ export interface RoundView {
   now: number;
   /** The round to close: the last committed round + 1. */
   round: number;
+  /** The run's last round, when it has one (ProtocolSpec.training.rounds). */
+  lastRound: number | undefined;
   /** Whether this replica has not yet applied the last committed round. */
   behind: boolean;
   /** Since when it has been behind (set by the coordinator when it first saw it behind). */
@@ -37,6 +39,8 @@ export type RoundDecision =
    * still coming. readFromStore: re-read the round's updates from the streams.
    */
   | { kind: "wait"; for: "catch-up" | "commit-echo" | "updates"; readFromStore: boolean }
+  /** Every round of the run is committed: status "completed", and nothing more to close. */
+  | { kind: "completed" }
   /** Open the round: attempt 0, deadline now + deadlineMs, status "open". */
   | { kind: "open" }
   /** Paused by an organiser: the deadline moves on, status "paused". */
@@ -54,6 +58,7 @@ export type RoundDecision =
 /** Decides the coordinator's next step for the open round; see {@link RoundDecision}. */
 export function decideRound(view: RoundView): RoundDecision {
   const { now, round, deadlineMs, opened } = view;
+  if (view.lastRound !== undefined && round > view.lastRound) return { kind: "completed" };
   // Close a round only once our own replica has applied the previous one (and written its
   // checkpoint), so commit r+1 references the checkpoint of round r when one is due. A
   // coordinator that cannot catch up (e.g. an update it cannot fetch) would stall every round

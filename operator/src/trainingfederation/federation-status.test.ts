@@ -306,6 +306,22 @@ describe("federationStatus", () => {
       /round 4 attempt 2: quorum not met/,
     ],
     ["paused", { paused: true }, "True", "Paused", /paused/],
+    [
+      "the run completed",
+      {
+        roundStatus: {
+          round: 50,
+          attempt: 0,
+          phase: "completed",
+          reason: "all 50 rounds of the run are committed",
+          coordinator: { memberId: "alpine", workerId: "w0" },
+          updatedAtMs: 0,
+        },
+      },
+      "False",
+      "RunCompleted",
+      /every round of the run is committed \(50\)/,
+    ],
     ["progressing", {}, "False", "RoundsProgressing", /close/],
   ];
   for (const [name, over, status, reason, message] of degraded) {

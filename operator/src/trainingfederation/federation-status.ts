@@ -235,6 +235,14 @@ export function degradedCondition(view: FederationView): ConditionInput {
       message: `an organiser paused the federation at round ${view.round}: no round closes until it resumes`,
     };
   }
+  if (view.roundStatus?.phase === "completed") {
+    return {
+      type: "Degraded",
+      status: "False",
+      reason: "RunCompleted",
+      message: `every round of the run is committed (${view.roundStatus.round})`,
+    };
+  }
   if (view.roundStatus?.phase === "retrying") {
     return {
       type: "Degraded",
