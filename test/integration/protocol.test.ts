@@ -32,6 +32,7 @@ import {
   registerMember,
   toBase64,
   verifyFederationLedger,
+  type WorkerOptions,
   wire,
 } from "../../core/protocol/index.js";
 import { type NatsServer, startNatsServer } from "../../testbed/nats.js";
@@ -119,7 +120,7 @@ describe("federation protocol over a real nats-server", () => {
     memberIndex: number,
     workerId = "w0",
     model = new ToyModel(),
-    faults?: FaultHooks,
+    options: Pick<WorkerOptions, "faults" | "role"> = {},
   ): Promise<Running> {
     const member = members[memberIndex]!;
     const nc = await connectNats(server.url, `${member.id}-${workerId}`);
@@ -134,10 +135,42 @@ describe("federation protocol over a real nats-server", () => {
       model,
       settings: fast,
       log: process.env.PROTOCOL_LOG ? (line) => console.error(line) : undefined,
-      ...(faults ? { faults } : {}),
+      ...options,
     });
     workers.push(worker);
     return { worker, model, nc };
+  }
+
+  /**
+   * Fault hooks that, at `hook` for round 2, freeze the worker's timers (as SIGSTOP would) and hold
+   * it there: `holding` resolves once it is held, `release()` lets it go on.
+   */
+  function holdAtRound2(hook: "beforeCommit" | "beforeCheckpointRecord") {
+    let frozen = false;
+    let release: () => void = () => {};
+    let held: () => void = () => {};
+    const holding = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const faults: FaultHooks = {
+      frozen: () => frozen,
+      [hook]: async (round: number) => {
+        if (round !== 2) return;
+        frozen = true;
+        held();
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      },
+    };
+    return {
+      faults,
+      holding,
+      release: () => {
+        frozen = false;
+        release();
+      },
+    };
   }
 
   /** Simulates a crash: no goodbye, the connection just goes away. */
@@ -282,24 +315,8 @@ describe("federation protocol over a real nats-server", () => {
     // duplicate window is shortened so that the resumed publish is past it, where only the
     // coordinator's own checks stand between its stale commit and the ledger.
     const spec = specFor("stale", members, organiser);
-    let frozen = false;
-    let release: () => void = () => {};
-    let held: () => void = () => {};
-    const holding = new Promise<void>((resolve) => {
-      held = resolve;
-    });
-    const faults: FaultHooks = {
-      frozen: () => frozen,
-      beforeCommit: async (round) => {
-        if (round !== 2) return;
-        frozen = true;
-        held();
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
-      },
-    };
-    const a = await startWorker(spec, 0, "w0", new ToyModel(), faults);
+    const { faults, holding, release } = holdAtRound2("beforeCommit");
+    const a = await startWorker(spec, 0, "w0", new ToyModel(), { faults });
     await waitFor(async () => a.worker.isCoordinator, 3_000);
     const rest = [await startWorker(spec, 1), await startWorker(spec, 2)];
     const all = [a, ...rest];
@@ -317,7 +334,6 @@ describe("federation protocol over a real nats-server", () => {
     assertAgree(await second, 2, 3);
     assertAgree(await everyone(all, 3), 3, 3);
     await sleep(600); // past the shortened duplicate window
-    frozen = false;
     release();
     await waitFor(async () => a.worker.counterSnapshot().commitsAbandoned >= 1, 3_000);
     assert.equal(a.worker.counterSnapshot().commitsPublished, 1, "alpha committed round 1 only");
@@ -334,23 +350,8 @@ describe("federation protocol over a real nats-server", () => {
 
   test("a deposed coordinator finishing an old checkpoint does not move the record backwards", async () => {
     const spec = specFor("checkpoint-cas", members, organiser);
-    let frozen = false;
-    let release: () => void = () => {};
-    let held: () => void = () => {};
-    const holding = new Promise<void>((resolve) => {
-      held = resolve;
-    });
-    const a = await startWorker(spec, 0, "w0", new ToyModel(), {
-      frozen: () => frozen,
-      beforeCheckpointRecord: async (round) => {
-        if (round !== 2) return;
-        frozen = true;
-        held();
-        await new Promise<void>((resolve) => {
-          release = resolve;
-        });
-      },
-    });
+    const { faults, holding, release } = holdAtRound2("beforeCheckpointRecord");
+    const a = await startWorker(spec, 0, "w0", new ToyModel(), { faults });
     await waitFor(async () => a.worker.isCoordinator, 3_000);
     const rest = [await startWorker(spec, 1), await startWorker(spec, 2)];
     assertAgree(await everyone([a, ...rest], 1), 1, 3);
@@ -367,7 +368,6 @@ describe("federation protocol over a real nats-server", () => {
       return entry?.operation === "PUT" ? wire.decodeCheckpoint(entry.value).body.round : 0;
     };
     await waitFor(async () => (await recorded()) === 4, 5_000);
-    frozen = false;
     release();
     // Alpha records round 2's checkpoint (or not), then catches up with rounds 3 and 4.
     await waitFor(async () => a.worker.applied.round === 4, 5_000);
@@ -449,23 +449,8 @@ describe("federation protocol over a real nats-server", () => {
 
   test("a contributor only never coordinates, yet contributes and applies every round", async () => {
     const spec = specFor("roles", members, organiser);
-    const member = members[0]!;
-    const nc = await connectNats(server.url, "alpha-contributor");
-    connections.push(nc);
-    const model = new ToyModel();
-    const contributor = await FederationWorker.start({
-      nc,
-      spec,
-      specHash,
-      memberId: member.id,
-      workerId: "w0",
-      privateKey: member.keys.privateKey,
-      model,
-      settings: fast,
-      role: "contributor",
-    });
-    workers.push(contributor);
-    const alone = { worker: contributor, model, nc };
+    const alone = await startWorker(spec, 0, "w0", new ToyModel(), { role: "contributor" });
+    const contributor = alone.worker;
     const peer = await startWorker(spec, 1);
     for (let round = 1; round <= 2; round++)
       assertAgree(await everyone([alone, peer], round), round, 2);
