@@ -249,7 +249,10 @@ export interface ReplicaModel {
   hash(): Uint8Array | Promise<Uint8Array>;
   /** Global model + outer optimiser state as opaque bytes, for a checkpoint. */
   snapshot(): Uint8Array | Promise<Uint8Array>;
-  /** Replaces the state with a checkpoint's bytes. */
+  /**
+   * Replaces the state with a checkpoint's bytes: while joining, and between two applies when
+   * the ledger shows this replica diverged (the protocol then replays the commits after it).
+   */
   restore(snapshot: Uint8Array): void | Promise<void>;
   /**
    * Throws when `apply` could not use this payload (it does not decode for this model). Such an
@@ -293,6 +296,10 @@ export interface ProtocolCounters {
   roundsRetried: number;
   coordinatorTerms: number;
   modelHashMismatches: number;
+  /** Times a commit showed this replica to hold another model than most workers. */
+  replicaDivergences: number;
+  /** Times this diverged replica restored a checkpoint by itself (and replayed the rounds after). */
+  replicaRestores: number;
 }
 
 /** Two workers that applied the same round hold different models. */

@@ -120,7 +120,7 @@ describe("federation protocol over a real nats-server", () => {
     memberIndex: number,
     workerId = "w0",
     model = new ToyModel(),
-    options: Pick<WorkerOptions, "faults" | "role"> = {},
+    options: Pick<WorkerOptions, "faults" | "role" | "log"> = {},
   ): Promise<Running> {
     const member = members[memberIndex]!;
     const nc = await connectNats(server.url, `${member.id}-${workerId}`);
@@ -488,6 +488,62 @@ describe("federation protocol over a real nats-server", () => {
     }, 3_000);
     assert.equal(view.roundStatus?.round, 2);
     assert.match(view.roundStatus?.reason ?? "", /all 2 rounds of the run are committed/);
+    for (const x of all) await x.worker.stop();
+  });
+
+  test("a diverged replica restores the latest checkpoint by itself, replays and agrees again", async () => {
+    const spec = specFor("self-restore", members, organiser);
+    // Gamma's model goes wrong once, in round 2; gamma never coordinates, so every checkpoint is
+    // another member's.
+    const broken = new ToyModel();
+    const apply = broken.apply.bind(broken);
+    broken.apply = (commit, updates) => {
+      apply(commit, updates);
+      if (commit.round === 2) broken.weights[0] = Math.fround(broken.weights[0]! + 1e-3);
+    };
+    const lines: string[] = [];
+    const all = [
+      await startWorker(spec, 0),
+      await startWorker(spec, 1),
+      await startWorker(spec, 2, "w0", broken, { role: "contributor", log: (l) => lines.push(l) }),
+    ];
+    const gamma = all[2]!;
+    const applied = (round: number) =>
+      waitFor(
+        async () =>
+          (await readFederationView(all[0]!.nc, spec, specHash)).members.every((m) =>
+            m.workers.every((w) => w.appliedRound >= round),
+          ),
+        3_000,
+      );
+    for (let round = 1; round <= 5; round++) {
+      // Each commit records the hashes every worker reported for the round before.
+      const results = await everyone(all, round);
+      if (round === 2) assert.notEqual(results[2]!.modelHash, results[0]!.modelHash);
+      if (round === 5) assertAgree(results, 5, 3);
+      await applied(round);
+    }
+    // Commit 3 showed gamma's model after round 2 to differ from both others'; before applying
+    // round 4 it restored the checkpoint of round 2 (alpha's or beta's) and replayed round 3.
+    const counters = gamma.worker.counterSnapshot();
+    assert.equal(counters.replicaDivergences, 1, lines.join("\n"));
+    assert.equal(counters.replicaRestores, 1, lines.join("\n"));
+    assert.ok(
+      lines.some((l) => /this replica diverged: after round 2 /.test(l)),
+      lines.join("\n"),
+    );
+    assert.ok(
+      lines.some((l) => /restored the checkpoint of round 2; replaying rounds 3\.\.3/.test(l)),
+      lines.join("\n"),
+    );
+    assert.equal(gamma.model.applied.filter((r) => r === 3).length, 2, "round 3 applied twice");
+    assert.equal(gamma.worker.applied.round, 5);
+    // The ledger shows the divergence and the repair: no disagreement after round 3.
+    const report = await verifyFederationLedger(all[0]!.nc, "self-restore", { spec });
+    assert.equal(report.ok, true);
+    const rounds = report.agreement.disagreements.map((d) => d.round);
+    assert.ok(rounds.includes(2) && rounds.every((r) => r <= 3), `disagreements ${rounds}`);
+    assert.equal(gamma.worker.counterSnapshot().roundsApplied, 5, "a replayed round counts once");
     for (const x of all) await x.worker.stop();
   });
 

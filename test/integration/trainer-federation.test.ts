@@ -99,6 +99,7 @@ describe("DiLoCo trainers over the federation protocol", () => {
     spec: ProtocolSpec,
     index: number,
     overrides: Partial<DiLoCoConfig>,
+    role: "peer" | "contributor" = "peer",
   ): Promise<Trainer> {
     const member = members[index]!;
     const nc = await connectNats(server.url, `${spec.id}-${member.id}`);
@@ -112,6 +113,7 @@ describe("DiLoCo trainers over the federation protocol", () => {
       workerId: "w0",
       privateKey: member.keys.privateKey,
       settings: fast,
+      role,
       log: (line) => {
         log.push(line);
         if (process.env.PROTOCOL_LOG) console.error(line);
@@ -307,5 +309,36 @@ describe("DiLoCo trainers over the federation protocol", () => {
     }
     assert.ok(joiner.exchange.counters().updatesSent >= 1, "the late worker never contributed");
     for (const t of [...early, joiner]) await t.exchange.close();
+  });
+
+  test("a trainer whose global model diverged restores a checkpoint mid-run and agrees again", async () => {
+    const rounds = 8;
+    const spec = specFor("self-restore", 2);
+    const group = [
+      await join(spec, 0, { rounds }),
+      await join(spec, 1, { rounds }),
+      // Gamma never coordinates: every checkpoint is another member's model.
+      await join(spec, 2, { rounds }, "contributor"),
+    ];
+    const gamma = group[2]!;
+    const runs = group.map((t) =>
+      t.exchange.run((report) => {
+        t.reports.push(report);
+        // A fault in gamma's global model after DiLoCo round 1: from then on its replica differs.
+        if (t === gamma && report.round === 1) t.worker.global[0] = t.worker.global[0]! + 0.5;
+      }),
+    );
+    assert.deepEqual(await Promise.all(runs), ["completed", "completed", "completed"]);
+    const counters = gamma.exchange.counters();
+    assert.ok(counters.replicaDivergences >= 1, gamma.log.join("\n"));
+    assert.ok(counters.replicaRestores >= 1, gamma.log.join("\n"));
+    assert.ok(
+      gamma.log.some((line) => /restored the checkpoint of round \d+/.test(line)),
+      gamma.log.join("\n"),
+    );
+    const hashes = group.map((t) => parameterHash(t.worker.global));
+    assert.equal(new Set(hashes).size, 1, `global models differ: ${hashes.join(" ")}`);
+    for (const t of group) assert.equal(t.exchange.federation.applied.round, rounds);
+    for (const t of group) await t.exchange.close();
   });
 });

@@ -172,6 +172,8 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
   /** The last protocol round applied to the global model here. */
   private appliedRound = 0;
   private joinedRound = 0;
+  /** Rounds up to this one are replayed after a mid-run checkpoint restore (see replica.restore). */
+  private replayThrough = 0;
   private loss: number | undefined;
   private readonly slots = new Map<number, RoundSlot>();
   private readonly appliedWaiters = new Set<{ round: number; done: Deferred<void> }>();
@@ -409,13 +411,14 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
       });
     },
     restore: (bytes) => {
-      if (!this.joining)
-        throw new ExchangeOrderError("a checkpoint can only be restored while joining");
       const worker = this.worker();
       const state = decodeReplicaSnapshot(bytes, worker.global.length);
       const outer = OuterOptimizer.deserialize(state.outerState, worker.global.length);
       worker.global.set(state.global);
       worker.outer.restore(outer);
+      // A diverged replica restores mid-run (the protocol repairs it): the rounds up to the one it
+      // had applied are then replayed as while joining; the next round's exchange goes on.
+      if (!this.joining) this.replayThrough = Math.max(this.replayThrough, this.appliedRound);
       this.markApplied(state.round);
     },
   };
@@ -436,16 +439,20 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
         `the protocol applies round ${round} after round ${this.appliedRound}`,
       );
     const worker = this.worker();
-    if (this.joining) {
-      // Catch-up: no DiLoCo round waits for this commit; apply it as the worker would.
+    if (this.joining || round <= this.replayThrough) {
+      // Catch-up (or a replay after a mid-run restore): no DiLoCo round waits for this commit;
+      // apply it as the worker would.
       const { bounded, scores } = applyRound(
         worker.global,
         worker.outer,
         worker.config,
         this.committed(updates),
       );
-      this.countBounded(bounded);
-      this.scores.record(scores);
+      // A replayed round was counted when it was first applied.
+      if (round > this.replayThrough) {
+        this.countBounded(bounded);
+        this.scores.record(scores);
+      }
       this.markApplied(round);
       return assessmentsOf(scores);
     }

@@ -1,11 +1,19 @@
 // Applying: every accepted commit is applied to the caller's model in round order, with exactly
 // the updates it names in its canonical order, so every replica holds the same model. The
 // coordinator's replica also writes the checkpoints the spec asks for; a joining worker starts
-// from the latest one.
+// from the latest one, and a replica that a commit shows to have diverged from the others
+// restores one by itself and replays the commits after it.
 import { AdmissionError } from "../errors.js";
 import { equalBytes, sha256, toHex } from "../identity.js";
 import type { RoundInbox } from "../inbox.js";
-import type { CheckpointRef, Commit, CommittedUpdate, RoundScores, WorkerRef } from "../types.js";
+import type {
+  CheckpointRef,
+  Commit,
+  CommittedUpdate,
+  RoundAgreement,
+  RoundScores,
+  WorkerRef,
+} from "../types.js";
 import { decodeCheckpoint, encodeCheckpoint } from "../wire.js";
 import type { WorkerContext } from "./context.js";
 
@@ -46,6 +54,14 @@ export class Applier {
   /** The update scores of the rounds applied here, while remembered (KEPT_ROUNDS). */
   private readonly scores = new Map<number, RoundScores>();
   private readonly waiters = new Map<number, Array<() => void>>();
+  /** The highest round applied here (a restore can take `round` back; rounds replayed count once). */
+  private highest = 0;
+  /**
+   * Set when a commit showed this replica's model after that round to differ from the one most
+   * other workers hold; cleared once a checkpoint restores the replica (see repairIfDiverged).
+   */
+  private divergedAfter: number | undefined;
+  private waitingReported: string | undefined;
   private applying = false;
   private again = false;
 
@@ -87,12 +103,12 @@ export class Applier {
   async restoreCheckpoint(): Promise<void> {
     const { ctx } = this;
     const { model } = ctx.options;
-    const entry = await ctx.resources.state.get("checkpoint");
-    if (entry?.operation !== "PUT") {
+    const record = await this.checkpointRecord();
+    if (!record) {
       this.modelHash = await model.hash();
       return;
     }
-    const { body: ref, signer } = decodeCheckpoint(entry.value);
+    const { ref, signer } = record;
     if (!ctx.admission.isMemberKey(signer)) {
       // Its signer holds no member's key now (it left, or rejoined with a new key). A commit that
       // references it vouches for it, once the ledger accepts that commit (checked after reading
@@ -107,14 +123,109 @@ export class Applier {
       }
       this.links.expectVoucher(round, ref.digest);
     }
+    await this.load(ref);
+    ctx.log(`restored checkpoint of round ${ref.round}`);
+  }
+
+  /** The checkpoint KV `checkpoint` names, with its signer; undefined when there is none. */
+  private async checkpointRecord(): Promise<
+    { ref: CheckpointRef; signer: Uint8Array } | undefined
+  > {
+    const entry = await this.ctx.resources.state.get("checkpoint");
+    if (entry?.operation !== "PUT") return undefined;
+    const { body: ref, signer } = decodeCheckpoint(entry.value);
+    return { ref, signer };
+  }
+
+  /** Loads checkpoint ref into the model (checking its digest); this replica is then at its round. */
+  private async load(ref: CheckpointRef): Promise<void> {
+    const { ctx } = this;
     const bytes = await ctx.resources.checkpoints.getBlob(ref.objectName);
     if (!bytes || bytes.length !== ref.size || !equalBytes(sha256(bytes), ref.digest))
       throw new AdmissionError(`checkpoint ${ref.objectName} is missing or fails its digest`);
-    await model.restore(bytes);
+    await ctx.options.model.restore(bytes);
+    for (const round of this.hashes.keys()) if (round > ref.round) this.hashes.delete(round);
+    for (const round of this.scores.keys()) if (round > ref.round) this.scores.delete(round);
     this.round = ref.round;
-    this.modelHash = await model.hash();
+    this.highest = Math.max(this.highest, ref.round);
+    this.modelHash = await ctx.options.model.hash();
     this.hashes.set(ref.round, toHex(this.modelHash));
-    ctx.log(`restored checkpoint of round ${ref.round}`);
+  }
+
+  /**
+   * Compares this replica's model after the round a commit's agreement records with the other
+   * workers' hashes there: when a strict majority of them hold one hash and it is not this
+   * replica's, this replica diverged (an organiser sees it in the ledger; the replica repairs
+   * itself, see repairIfDiverged).
+   */
+  private checkAgreement(agreement: RoundAgreement | undefined): void {
+    const { ctx } = this;
+    if (!agreement || this.divergedAfter !== undefined) return;
+    const mine = this.hashes.get(agreement.round);
+    if (!mine) return;
+    const others = agreement.hashes.filter(
+      (h) => !(h.memberId === ctx.memberId && h.workerId === ctx.workerId),
+    );
+    const counts = new Map<string, number>();
+    for (const h of others) {
+      const hex = toHex(h.modelHash);
+      counts.set(hex, (counts.get(hex) ?? 0) + 1);
+    }
+    for (const [hex, count] of counts) {
+      if (hex === mine || count * 2 <= others.length) continue;
+      this.divergedAfter = agreement.round;
+      ctx.counters.replicaDivergences++;
+      ctx.log(
+        `this replica diverged: after round ${agreement.round} its model is ${mine}, ${count} of the ${others.length} other workers the ledger records hold ${hex}; restoring a checkpoint`,
+      );
+    }
+  }
+
+  /**
+   * A diverged replica restores the latest checkpoint it can trust and replays the commits after
+   * it: one signed by a current member, written before the divergence or by another member (not
+   * from this replica's own diverged state), whose later commits this worker still holds. Until
+   * there is one it goes on applying, and says what it waits for.
+   */
+  private async repairIfDiverged(): Promise<void> {
+    const { ctx, links } = this;
+    const after = this.divergedAfter;
+    if (after === undefined) return;
+    const record = await this.checkpointRecord();
+    let waiting: string | undefined;
+    if (!record) waiting = "no checkpoint is recorded yet";
+    else if (!ctx.admission.isMemberKey(record.signer))
+      waiting = `the checkpoint of round ${record.ref.round} is signed by no current member`;
+    else if (record.ref.round >= after && equalBytes(record.signer, ctx.publicKey))
+      waiting = `the checkpoint of round ${record.ref.round} is this member's own, written after the divergence`;
+    else
+      for (let r = record.ref.round + 1; r <= this.round && !waiting; r++)
+        if (!links.commitOf(r))
+          waiting = `the checkpoint of round ${record.ref.round} is older than the commits this worker keeps`;
+    if (waiting) {
+      if (waiting !== this.waitingReported)
+        ctx.log(`a diverged replica waits to restore: ${waiting}`);
+      this.waitingReported = waiting;
+      return;
+    }
+    const { ref } = record!;
+    const from = this.round;
+    try {
+      await this.load(ref);
+    } catch (error) {
+      ctx.log(
+        `a diverged replica could not restore the checkpoint of round ${ref.round}: ${String(error)}`,
+      );
+      return;
+    }
+    this.divergedAfter = undefined;
+    this.waitingReported = undefined;
+    ctx.counters.replicaRestores++;
+    ctx.log(
+      ref.round < from
+        ? `restored the checkpoint of round ${ref.round}; replaying rounds ${ref.round + 1}..${from}`
+        : `restored the checkpoint of round ${ref.round}`,
+    );
   }
 
   /** Applies every commit that is ready, in round order; one pass at a time. */
@@ -143,6 +254,7 @@ export class Applier {
     const { ctx, links } = this;
     for (;;) {
       if (ctx.stopping) return;
+      await this.repairIfDiverged();
       const round = this.round + 1;
       const inbox = links.inboxFor(round);
       const commit = links.commitOf(round);
@@ -163,9 +275,12 @@ export class Applier {
       // The commit records the model hashes after the previous round: this replica has its own.
       for (const h of commit.agreement?.hashes ?? [])
         links.recordedModelHash(commit.agreement!.round, h, h.modelHash);
+      this.checkAgreement(commit.agreement);
       const assessed = await ctx.options.model.apply(commit, updates);
       this.modelHash = await ctx.options.model.hash();
       this.round = round;
+      const replayed = round <= this.highest;
+      this.highest = Math.max(this.highest, round);
       this.hashes.set(round, toHex(this.modelHash));
       this.hashes.delete(round - KEPT_ROUNDS);
       if (assessed && assessed.length > 0) {
@@ -183,8 +298,11 @@ export class Applier {
         });
       }
       this.scores.delete(round - KEPT_ROUNDS);
-      ctx.counters.roundsApplied++;
-      if (commit.entries.some((e) => e.memberId === ctx.memberId && e.workerId === ctx.workerId))
+      if (!replayed) ctx.counters.roundsApplied++;
+      if (
+        !replayed &&
+        commit.entries.some((e) => e.memberId === ctx.memberId && e.workerId === ctx.workerId)
+      )
         this.roundsContributed++;
       links.finishRound(round);
       links.releaseCommit(round - KEPT_ROUNDS);

@@ -98,6 +98,8 @@ function emptyCounters(): ProtocolCounters {
     roundsRetried: 0,
     coordinatorTerms: 0,
     modelHashMismatches: 0,
+    replicaDivergences: 0,
+    replicaRestores: 0,
   };
 }
 
