@@ -226,6 +226,36 @@ describe("RoundInbox, live and from the update streams", () => {
     assert.equal(box.committable().size, 0);
   });
 
+  test("a manifest another key signed on a member's subject does not take its slot", () => {
+    const { box, drops } = inbox();
+    // Another member (or anyone) publishes first on alpha's subject, with its own key and chunks.
+    const mallory = generateKeyPair();
+    const forged = messages(payload, 3000).map((m, i) =>
+      i === 0
+        ? encodeManifest(
+            {
+              round: 3,
+              memberId: "alpha",
+              workerId: "w0",
+              size: payload.length,
+              digest: payloadDigest(payload),
+              chunkSize: 3000,
+              chunkCount: 3,
+            },
+            mallory.privateKey,
+          )
+        : m,
+    );
+    for (const m of [...forged.slice(0, 2), stored(payload, "w0", mallory.privateKey)])
+      box.handle(subject(), m, "live");
+    assert.deepEqual(drops, ["unknown-key"], "counted once; its chunk and notice quietly");
+    // Alpha's own update, sent afterwards, is taken and committable.
+    for (const m of [...messages(payload, 3000), stored(payload)]) box.handle(subject(), m, "live");
+    assert.deepEqual(drops, ["unknown-key"]);
+    assert.deepEqual(box.find("alpha", "w0", payloadDigest(payload))?.payload, payload);
+    assert.equal(box.committable().size, 1);
+  });
+
   test("an update the model cannot use is counted and never committable", () => {
     const { box, drops } = inbox({
       validate: (p) => {

@@ -70,6 +70,11 @@ export class RoundInbox {
   private readonly partial = new Map<string, PendingUpdate>();
   /** Senders whose manifest this round was accepted or rejected: later manifests are replays. */
   private readonly decided = new Map<string, "accepted" | "rejected">();
+  /**
+   * Senders (subjects) with only refused manifests so far: their chunks and notices are dropped
+   * quietly (counted with the manifest) until a manifest of the subject's member is accepted.
+   */
+  private readonly refused = new Set<string>();
   /** The decided manifest of each sender: its copies on the other shards are not replays. */
   private readonly manifests = new Map<string, Uint8Array>();
   /** Senders whose stored notice was accepted: only their updates may be committed. */
@@ -138,12 +143,15 @@ export class RoundInbox {
       throw new ProtocolMessageError("replayed", `manifest of round ${manifest.round} replayed`);
     if (this.decided.has(key))
       throw new ProtocolMessageError("replayed", `second update of ${key} in round ${round}`);
-    this.manifests.set(key, new Uint8Array(data));
+    // Only a manifest its subject's member signed (and may send) takes the sender's slot: one
+    // signed by anybody else is dropped without deciding anything, or any member could silence
+    // another by publishing first on its subject.
     const refused = this.options.admit(memberId, signer);
     if (refused) {
-      this.decided.set(key, "rejected");
+      this.refused.add(key);
       throw new ProtocolMessageError(refused, `update of ${key} refused: ${refused}`);
     }
+    this.manifests.set(key, new Uint8Array(data));
     if (manifest.size > this.options.maxUpdateBytes) {
       this.decided.set(key, "rejected");
       throw new ProtocolMessageError("oversized", `update of ${manifest.size} bytes from ${key}`);
@@ -172,7 +180,7 @@ export class RoundInbox {
     if (!partial) {
       const decided = this.decided.get(key);
       // Chunks of an update already refused were counted with their manifest.
-      if (decided === "rejected") return;
+      if (decided === "rejected" || (!decided && this.refused.has(key))) return;
       if (decided === "accepted") {
         this.duplicate(`chunk of ${key} after its update`, source);
         return;
@@ -218,7 +226,7 @@ export class RoundInbox {
 
   private handleStored(key: string, data: Uint8Array, source: MessageSource): void {
     const decided = this.decided.get(key);
-    if (decided === "rejected") return;
+    if (decided === "rejected" || (!decided && this.refused.has(key))) return;
     if (!decided) {
       if (source === "live") {
         this.options.onGap?.();

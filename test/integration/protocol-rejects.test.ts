@@ -269,6 +269,65 @@ describe("hostile messages over a real nats-server", () => {
     for (const { worker } of [a, b]) await worker.stop();
   });
 
+  test("a member cannot silence another: a manifest it signs on the victim's subject takes no slot", {
+    timeout: 30_000,
+  }, async () => {
+    const federation = spec("censor");
+    const names = federationNames("censor");
+    const a = await startWorker(federation, "alpha");
+    const b = await startWorker(federation, "beta");
+    // Gamma, a member in good standing, publishes first on beta's subject of round 1, with its
+    // own key: a well-formed update, signed, chunks and stored notice included.
+    const payload = new Uint8Array(4000).fill(9);
+    const chunkCount = Math.ceil(payload.length / settings.chunkBytes);
+    const gamma = keys.get("gamma")!.privateKey;
+    const subject = names.updateSubject(0, 1, "beta", "w0");
+    nc.publish(
+      subject,
+      wire.encodeManifest(
+        {
+          round: 1,
+          memberId: "beta",
+          workerId: "w0",
+          size: payload.length,
+          digest: payloadDigest(payload),
+          chunkSize: settings.chunkBytes,
+          chunkCount,
+        },
+        gamma,
+      ),
+    );
+    for (let i = 0; i < chunkCount; i++)
+      nc.publish(
+        subject,
+        new Uint8Array([
+          ...wire.encodeChunkHeader(i),
+          ...payload.subarray(i * settings.chunkBytes, (i + 1) * settings.chunkBytes),
+        ]),
+      );
+    nc.publish(
+      subject,
+      wire.encodeStored(
+        { round: 1, memberId: "beta", workerId: "w0", digest: payloadDigest(payload) },
+        gamma,
+      ),
+    );
+    await nc.flush();
+    await waitUntil(() => a.worker.counterSnapshot().dropped["unknown-key"] >= 1);
+    const results = await Promise.all([
+      a.worker.contribute(new Uint8Array(3_000).fill(1)),
+      b.worker.contribute(new Uint8Array(3_000).fill(2)),
+    ]);
+    // Beta's real update is committed; the forgery was dropped and counted, not replayed.
+    assert.deepEqual(
+      results[0]!.commit.entries.map((e) => `${e.memberId}.${e.workerId}`),
+      ["alpha.w0", "beta.w0"],
+    );
+    assert.equal(results[0]!.modelHash, results[1]!.modelHash);
+    assert.equal(a.worker.counterSnapshot().dropped.replayed, 0);
+    for (const { worker } of [a, b]) await worker.stop();
+  });
+
   test("a signed update the model cannot decode is dropped and counted; workers carry on", async () => {
     const federation = spec("undecodable");
     const names = federationNames("undecodable");
@@ -436,3 +495,11 @@ describe("hostile messages over a real nats-server", () => {
     );
   });
 });
+
+async function waitUntil(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
