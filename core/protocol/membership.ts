@@ -286,9 +286,9 @@ export async function readFederationView(
     }
   }
   const control = new ControlState(admission);
-  for (const { data } of await readStream(resources, resources.names.controlStream)) {
+  for (const { data, storedAtMs } of await readStream(resources, resources.names.controlStream)) {
     try {
-      control.apply(data);
+      control.apply(data, storedAtMs);
     } catch {
       // Unsigned, replayed or malformed control messages change nothing.
     }

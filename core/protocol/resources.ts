@@ -295,7 +295,7 @@ export async function readStream(
   resources: Pick<FederationResources, "js" | "jsm">,
   stream: string,
   from = 1,
-): Promise<{ seq: number; data: Uint8Array }[]> {
+): Promise<{ seq: number; data: Uint8Array; storedAtMs: number }[]> {
   const info = await resources.jsm.streams.info(stream);
   const last = info.state.last_seq;
   if (info.state.messages === 0 || last < from) return [];
@@ -303,10 +303,10 @@ export async function readStream(
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: Math.max(from, info.state.first_seq),
   });
-  const out: { seq: number; data: Uint8Array }[] = [];
+  const out: { seq: number; data: Uint8Array; storedAtMs: number }[] = [];
   const messages = await consumer.consume({ max_messages: 256 });
   for await (const m of messages) {
-    out.push({ seq: m.seq, data: m.data });
+    out.push({ seq: m.seq, data: m.data, storedAtMs: m.info.timestampNanos / 1e6 });
     if (m.seq >= last || m.info.pending === 0) break;
   }
   await messages.close();

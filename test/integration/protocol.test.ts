@@ -812,6 +812,31 @@ describe("federation protocol over a real nats-server", () => {
     for (const x of [a, b]) await x.worker.stop();
   });
 
+  test("an old signed pause replayed to a restarted worker is dropped and counted", async () => {
+    const spec = specFor("control-replay", members, organiser);
+    const a = await startWorker(spec, 0);
+    const names = federationNames("control-replay");
+    // A pause the organiser signed 11 minutes ago (captured then), published again now. The
+    // stream no longer holds the original (it was purged, as its message limit would), so a
+    // worker starting now has seen no sequence of this organiser.
+    const issuedAtMs = Date.now() - 11 * 60_000;
+    const old = wire.encodeControl(
+      { action: "pause", memberId: "", sequence: issuedAtMs, issuedAtMs, reason: "old" },
+      organiser.privateKey,
+    );
+    await a.worker.stop();
+    const jsm = await jetstreamManager(a.nc);
+    await jsm.streams.purge(names.controlStream);
+    await a.nc.publish(names.controlSubject, old);
+    await a.nc.flush();
+    const again = await startWorker(spec, 0, "w1");
+    await waitFor(async () => again.worker.counterSnapshot().dropped.replayed >= 1, 3_000);
+    assert.equal(again.worker.isPaused, false);
+    const view = await readFederationView(a.nc, spec, specHash);
+    assert.equal(view.paused, false, "the view refuses it too");
+    await again.worker.stop();
+  });
+
   test("an organiser excludes a member with `fedtrain control`: rounds close without it until it is readmitted", async () => {
     const spec = specFor("exclude", members, organiser);
     const all = [

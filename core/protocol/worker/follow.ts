@@ -20,6 +20,8 @@ export type StreamHandler = (
   seq: number,
   subject: string,
   data: Uint8Array,
+  /** When the server stored the message (its stream timestamp), in ms since the epoch. */
+  storedAtMs: number,
 ) => void | Promise<void>;
 
 /**
@@ -56,7 +58,7 @@ export function followStream(
         for await (const m of messages) {
           if (m.seq <= lastSeq) continue;
           lastSeq = m.seq;
-          await onMessage(m.seq, m.subject, m.data);
+          await onMessage(m.seq, m.subject, m.data, m.info.timestampNanos / 1e6);
         }
       } catch (error) {
         if (!stopped && !ctx.stopping) ctx.log(`${stream}: ${String(error)}`);

@@ -70,7 +70,7 @@ export class Presence {
         this.ctx.resources.names.controlStream,
         undefined,
         1 << 20,
-        (_, __, data) => this.onControl(data),
+        (_, __, data, storedAtMs) => this.onControl(data, storedAtMs),
       ),
     );
   }
@@ -191,9 +191,9 @@ export class Presence {
     ctx.log(`model of ${id} differs (${source}): ${theirs} != ${mine}`);
   }
 
-  private onControl(data: Uint8Array): void {
+  private onControl(data: Uint8Array, storedAtMs: number): void {
     try {
-      const body = this.control.apply(data);
+      const body = this.control.apply(data, storedAtMs);
       const why = body.reason ? `: ${body.reason}` : "";
       if (body.action === "pause" || body.action === "resume")
         this.ctx.log(`federation ${body.action}d${why}`);
