@@ -14,6 +14,7 @@ import {
 } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { group, plural, version } from "../../core/api/index.js";
+import { redact } from "../../core/logging/redact.js";
 import { ConfigError, type OperatorConfig, parseConfig, usage } from "./config.js";
 import { Controller } from "./controller/controller.js";
 import { Informer } from "./controller/informer.js";
@@ -30,18 +31,6 @@ import {
 } from "./trainingfederation/reconciler.js";
 
 const controllerName = "trainingfederation";
-
-/** Paths a log line must never show in clear (secrets in objects, credentials, tokens). */
-const redact = [
-  "*.token",
-  "*.password",
-  "*.privateKey",
-  "*.credentials",
-  "*.stringData",
-  "*.data",
-  "*.authorization",
-  "*.headers.authorization",
-];
 
 function loadKubeConfig(config: OperatorConfig): KubeConfig {
   const kubeConfig = new PooledKubeConfig();

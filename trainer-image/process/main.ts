@@ -15,6 +15,7 @@ import { constants } from "node:os";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type Logger, pino } from "pino";
 import { specHashBytes } from "../../core/api/index.js";
+import { redact } from "../../core/logging/redact.js";
 import { AdmissionError, connectNats, displayUrls } from "../../core/protocol/index.js";
 import { isValidId } from "../../core/protocol/wire.js";
 import { BackendUnavailableError, initBackend } from "../training/backend.js";
@@ -43,18 +44,6 @@ interface NatsSetup {
   privateKey: Uint8Array;
   specHash: Uint8Array;
 }
-
-/** Log paths that must never show in clear: keys, credentials, tokens. */
-const redact = [
-  "*.privateKey",
-  "*.privateKeyPem",
-  "*.seed",
-  "*.password",
-  "*.token",
-  "*.credentials",
-  "*.authorization",
-  "*.headers.authorization",
-];
 
 // Stop well inside the pod's 60 s termination grace period, even if a step or a write hangs.
 const STOP_DEADLINE_MS = 50_000;
