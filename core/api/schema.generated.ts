@@ -18,7 +18,15 @@ export const trainingFederationSchema = {
       "description": "REST resource this object represents (TrainingFederation)."
     },
     "metadata": {
-      "type": "object"
+      "type": "object",
+      "properties": {
+        "name": {
+          "type": "string",
+          "description": "A DNS label of at most 49 characters: the trainer Job's pods are named <name>-trainers-<index>, and a pod's host name is at most 63 characters.",
+          "maxLength": 49,
+          "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+        }
+      }
     },
     "spec": {
       "type": "object",
@@ -129,6 +137,13 @@ export const trainingFederationSchema = {
                 "mlp": {
                   "type": "object",
                   "description": "Settings of the MLP preset (defaults apply when omitted).",
+                  "x-kubernetes-validations": [
+                    {
+                      "rule": "!has(self.hiddenLayers) || self.hiddenLayers.map(w, w * w).sum() <= 1000000000",
+                      "message": "the MLP would have over 1,000,000,000 parameters (the sum of its hidden widths squared bounds the weights between them)",
+                      "fieldPath": ".hiddenLayers"
+                    }
+                  ],
                   "properties": {
                     "hiddenLayers": {
                       "type": "array",
@@ -166,6 +181,11 @@ export const trainingFederationSchema = {
                       "rule": "self.modelWidth % self.heads == 0",
                       "message": "charTransformer.modelWidth must be a multiple of charTransformer.heads",
                       "fieldPath": ".heads"
+                    },
+                    {
+                      "rule": "self.layers * self.modelWidth * self.modelWidth * (4 + 2 * self.feedForwardMultiplier) <= 1000000000",
+                      "message": "the CharTransformer would have over 1,000,000,000 parameters (layers × modelWidth² × (4 + 2 × feedForwardMultiplier)); every member holds it in memory several times over",
+                      "fieldPath": ".layers"
                     }
                   ],
                   "properties": {
@@ -330,9 +350,19 @@ export const trainingFederationSchema = {
                     },
                     "url": {
                       "type": "string",
-                      "description": "An http(s) URL to download the data from.",
+                      "description": "An https URL to download the data from, on a public host (not localhost, a cluster-internal name or a private, loopback or link-local address: the trainer must not be a way into the member's network).",
                       "maxLength": 2048,
-                      "pattern": "^https?://[^\\s]+$"
+                      "pattern": "^https://[^\\s]+$",
+                      "x-kubernetes-validations": [
+                        {
+                          "rule": "!self.lowerAscii().matches('^https://([^/?#@]*@)?(localhost|metadata|[^/?#:]*[.](local|localdomain|internal|svc|cluster[.]local|localhost))[.]?([:/?#]|$)')",
+                          "message": "data.text.url must name a public host, not localhost or a cluster-internal name"
+                        },
+                        {
+                          "rule": "!self.lowerAscii().matches('^https://([^/?#@]*@)?((0|10|127)([.][0-9]+){0,3}|169[.]254[.][0-9.]*|192[.]168[.][0-9.]*|172[.](1[6-9]|2[0-9]|3[01])[.][0-9.]*|100[.](6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])[.][0-9.]*|[0-9]+|0x[0-9a-fx.]*|[[][^/?#]*)([:/?#]|$)')",
+                          "message": "data.text.url must not be a private, loopback, link-local or numeric-only address, nor an IPv6 literal"
+                        }
+                      ]
                     },
                     "path": {
                       "type": "string",
@@ -417,6 +447,7 @@ export const trainingFederationSchema = {
                   "format": "int64",
                   "description": "Seed of model initialisation and synthetic data; identical results on every member.",
                   "minimum": 0,
+                  "maximum": 9007199254740991,
                   "default": 0
                 },
                 "innerOptimizer": {
@@ -825,8 +856,8 @@ export const trainingFederationSchema = {
                         "maxLength": 64,
                         "x-kubernetes-validations": [
                           {
-                            "rule": "size(self) == 44 && self.matches('^[A-Za-z0-9+/]{43}=$')",
-                            "message": "publicKey must be a base64-encoded 32-byte Ed25519 key (44 characters ending in '=')"
+                            "rule": "size(self) == 44 && self.matches('^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$')",
+                            "message": "publicKey must be a canonical base64-encoded 32-byte Ed25519 key (44 characters ending in '=', the last bits before it zero), as fedtrain prints it"
                           }
                         ]
                       }
@@ -844,8 +875,8 @@ export const trainingFederationSchema = {
                     "maxLength": 64,
                     "x-kubernetes-validations": [
                       {
-                        "rule": "size(self) == 44 && self.matches('^[A-Za-z0-9+/]{43}=$')",
-                        "message": "organiser key must be a base64-encoded 32-byte Ed25519 key (44 characters ending in '=')"
+                        "rule": "size(self) == 44 && self.matches('^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$')",
+                        "message": "organiser key must be a canonical base64-encoded 32-byte Ed25519 key (44 characters ending in '=', the last bits before it zero), as fedtrain prints it"
                       }
                     ]
                   }
@@ -863,6 +894,12 @@ export const trainingFederationSchema = {
               "rule": "!has(self.backend) || self.backend in ['Auto', 'CPU'] || has(self.gpusPerReplica) && self.gpusPerReplica > 0",
               "message": "the CUDA and WebGPU backends need contribution.gpusPerReplica of at least 1",
               "fieldPath": ".gpusPerReplica"
+            },
+            {
+              "rule": "!has(oldSelf.memberId) || has(self.memberId)",
+              "message": "contribution.memberId is immutable: a member's identity cannot change while it is in the federation (it cannot be removed either)",
+              "fieldPath": ".memberId",
+              "reason": "FieldValueForbidden"
             }
           ],
           "properties": {
@@ -971,9 +1008,16 @@ export const trainingFederationSchema = {
               "type": "object",
               "description": "Node labels a trainer's node must have.",
               "maxProperties": 64,
+              "x-kubernetes-validations": [
+                {
+                  "rule": "self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
+                  "message": "nodeSelector keys must be label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 letters, digits, '-', '_' or '.'"
+                }
+              ],
               "additionalProperties": {
                 "type": "string",
-                "maxLength": 63
+                "maxLength": 63,
+                "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
               }
             },
             "tolerations": {
@@ -984,6 +1028,28 @@ export const trainingFederationSchema = {
               "items": {
                 "type": "object",
                 "description": "A toleration, as in a Pod spec.",
+                "x-kubernetes-validations": [
+                  {
+                    "rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                    "message": "a toleration with operator Exists takes no value",
+                    "fieldPath": ".value"
+                  },
+                  {
+                    "rule": "has(self.key) && self.key != '' || has(self.operator) && self.operator == 'Exists'",
+                    "message": "a toleration without a key must use operator Exists (it then matches every taint)",
+                    "fieldPath": ".operator"
+                  },
+                  {
+                    "rule": "!has(self.tolerationSeconds) || has(self.effect) && self.effect == 'NoExecute'",
+                    "message": "tolerationSeconds applies only to the NoExecute effect",
+                    "fieldPath": ".tolerationSeconds"
+                  },
+                  {
+                    "rule": "!has(self.key) || self.key == '' || self.key.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$')",
+                    "message": "a toleration key must be a label key",
+                    "fieldPath": ".key"
+                  }
+                ],
                 "properties": {
                   "key": {
                     "type": "string",
@@ -1001,7 +1067,8 @@ export const trainingFederationSchema = {
                   "value": {
                     "type": "string",
                     "description": "The taint value the toleration matches (Equal only).",
-                    "maxLength": 63
+                    "maxLength": 63,
+                    "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
                   },
                   "effect": {
                     "type": "string",
@@ -1015,7 +1082,9 @@ export const trainingFederationSchema = {
                   "tolerationSeconds": {
                     "type": "integer",
                     "format": "int64",
-                    "description": "How long a NoExecute taint is tolerated before eviction."
+                    "description": "How long a NoExecute taint is tolerated before eviction.",
+                    "minimum": -9007199254740991,
+                    "maximum": 9007199254740991
                   }
                 }
               }
@@ -1023,17 +1092,32 @@ export const trainingFederationSchema = {
             "priorityClassName": {
               "type": "string",
               "description": "PriorityClass of the trainer pods.",
-              "maxLength": 253
+              "maxLength": 253,
+              "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
             },
             "serviceAccountName": {
               "type": "string",
               "description": "ServiceAccount the trainer pods run as (they need no Kubernetes API access).",
-              "maxLength": 253
+              "maxLength": 253,
+              "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            },
+            "scratchSize": {
+              "type": "string",
+              "description": "Size limit of each trainer's scratch space (an emptyDir on the node's disk, for downloaded data and local checkpoints), as a Kubernetes quantity of at most 1Ti; a trainer that writes more is evicted.",
+              "default": "4Gi",
+              "maxLength": 32,
+              "x-kubernetes-validations": [
+                {
+                  "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0')) && quantity(self).compareTo(quantity('1Ti')) <= 0",
+                  "message": "scratchSize must be a quantity above 0 and at most 1Ti, e.g. 4Gi"
+                }
+              ]
             },
             "dataVolumeClaim": {
               "type": "string",
               "description": "A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path and localData.path.",
-              "maxLength": 253
+              "maxLength": 253,
+              "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
             },
             "localData": {
               "type": "object",

@@ -164,7 +164,7 @@ export interface TextData {
    */
   format: "Text" | "JSONL";
   /**
-   * An http(s) URL to download the data from.
+   * An https URL to download the data from, on a public host (not localhost, a cluster-internal name or a private, loopback or link-local address: the trainer must not be a way into the member's network).
    */
   url?: string;
   /**
@@ -476,6 +476,10 @@ export interface ContributionSpec {
    * ServiceAccount the trainer pods run as (they need no Kubernetes API access).
    */
   serviceAccountName?: string;
+  /**
+   * Size limit of each trainer's scratch space (an emptyDir on the node's disk, for downloaded data and local checkpoints), as a Kubernetes quantity of at most 1Ti; a trainer that writes more is evicted.
+   */
+  scratchSize: string;
   /**
    * A PersistentVolumeClaim mounted read-only at /data, for federation.data.text.path and localData.path.
    */

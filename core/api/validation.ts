@@ -67,7 +67,11 @@ function validator(): ValidateFunction {
       strict: true,
       formats: { int64: true, "date-time": rfc3339 },
     });
-    compiled = ajv.compile(toJsonSchema(trainingFederationSchema) as object);
+    const schema = toJsonSchema(trainingFederationSchema) as { properties: Record<string, Node> };
+    // The metadata is an ObjectMeta: the schema constrains its name only, and the API server keeps
+    // every other ObjectMeta field.
+    schema.properties.metadata!.additionalProperties = true;
+    compiled = ajv.compile(schema);
   }
   return compiled;
 }

@@ -12,7 +12,13 @@ import { group, plural, version } from "../../core/api/resource.js";
 import { repoRoot } from "../../scripts/repository.js";
 import { installCrds, parseManifests } from "../../testbed/apply.js";
 import type { Testbed } from "../../testbed/testbed.js";
-import { celInvalid, immutableChanges, member, schemaInvalid } from "../fixtures/manifests.js";
+import {
+  acceptedThenBroken,
+  celInvalid,
+  immutableChanges,
+  member,
+  schemaInvalid,
+} from "../fixtures/manifests.js";
 import { startTestbed } from "./support.js";
 
 const run = promisify(execFile);
@@ -115,7 +121,7 @@ describe("TrainingFederation on a real API server", () => {
     assert.equal(stored.spec.federation.sync.compression.topK.valueBits, 4);
   });
 
-  const cases = [...schemaInvalid, ...celInvalid];
+  const cases = [...schemaInvalid, ...celInvalid, ...acceptedThenBroken];
   test(`${cases.length} invalid manifests are refused, each naming its field`, async () => {
     assert.ok(cases.length >= 20);
     const failures: string[] = [];

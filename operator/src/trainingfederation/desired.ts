@@ -314,7 +314,8 @@ function trainerPodBase(tf: TrainingFederation, settings: ChildSettings): Traine
   const volumes: V1Volume[] = [
     { name: "config", configMap: { name: names.configMap } },
     { name: "member-key", secret: { secretName: names.keySecret, defaultMode: 0o440 } },
-    { name: "scratch", emptyDir: {} },
+    // Bounded: a trainer that writes more is evicted instead of filling the node's disk.
+    { name: "scratch", emptyDir: { sizeLimit: contribution.scratchSize ?? "4Gi" } },
   ];
   const mounts: V1VolumeMount[] = [
     { name: "config", mountPath: trainerPaths.configDir, readOnly: true },
