@@ -38,6 +38,11 @@ export interface FederationBedOptions {
   gpusPerNode?: number;
   /** Operator replicas per cluster (the chart's default is 2); default 1. */
   operatorReplicas?: number;
+  /**
+   * Namespaces that opt in to the operator (created and labelled fedtrain.dev/enabled=true before
+   * the chart is installed, as a cluster admin would); default ["fedtrain"].
+   */
+  namespaces?: string[];
   /** Extra `--set key=value` pairs for every helm install. */
   helmValues?: string[];
   log?: (line: string) => void;
@@ -111,6 +116,18 @@ export class FederationBed {
       HELM_CONFIG_HOME: path.join(helmHome, "config"),
       HELM_DATA_HOME: path.join(helmHome, "data"),
     };
+    // The chart's default scope serves only namespaces that opted in when it is installed.
+    for (const namespace of this.options.namespaces ?? ["fedtrain"]) {
+      await this.ensureNamespace(member, namespace);
+      await this.kubectl(
+        member,
+        "label",
+        "--overwrite",
+        "namespace",
+        namespace,
+        "fedtrain.dev/enabled=true",
+      );
+    }
     const values = [
       "image.repository=ghcr.io/fedtrain/operator",
       `clusterId=${member}`,
@@ -139,6 +156,12 @@ export class FederationBed {
     this.options.log?.(`${member}: helm install fedtrain --wait: operator Ready`);
   }
 
+  private async ensureNamespace(member: string, namespace: string): Promise<void> {
+    const namespaces = await this.kubectl(member, "get", "namespaces", "-o", "name");
+    if (!namespaces.split("\n").includes(`namespace/${namespace}`))
+      await this.kubectl(member, "create", "namespace", namespace);
+  }
+
   /** kubectl against a member's cluster; returns standard output. */
   kubectl(member: string, ...args: string[]): Promise<string> {
     return runTool(this.testbed.binaries.kubectl, [
@@ -151,10 +174,7 @@ export class FederationBed {
   /** Creates the namespace if needed and applies the member's TrainingFederation. */
   async apply(member: string, tf: TrainingFederation): Promise<void> {
     const namespace = tf.metadata?.namespace ?? "default";
-    const namespaces = await this.kubectl(member, "get", "namespaces", "-o", "name");
-    if (!namespaces.split("\n").includes(`namespace/${namespace}`)) {
-      await this.kubectl(member, "create", "namespace", namespace);
-    }
+    await this.ensureNamespace(member, namespace);
     await applyManifests(
       this.testbed.binaries.kubectl,
       this.testbed.kubeconfigPath(member),

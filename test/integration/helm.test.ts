@@ -143,18 +143,24 @@ describe("Helm chart", () => {
     await assert.rejects(template("--set", "replica=2"), /additional properties 'replica'/);
   });
 
-  test("defaults: one ClusterRole that never reads Secrets, a Role for the Lease, a hardened Deployment", async () => {
+  test("defaults: nothing cluster-wide, a Role in the release namespace that never reads Secrets, a Role for the Lease, a hardened Deployment", async () => {
     const manifests = await template("--set", "clusterId=alpine");
-    const [clusterRole] = find(manifests, "ClusterRole");
+    assert.equal(find(manifests, "ClusterRole").length, 0);
+    assert.equal(find(manifests, "ClusterRoleBinding").length, 0);
+    const roles = find(manifests, "Role", releaseNamespace);
+    assert.deepEqual(
+      roles.map((r) => r.metadata.name),
+      ["ft-fedtrain", "ft-fedtrain-leader-election"],
+    );
     const rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] =
-      clusterRole?.rules ?? [];
+      roles[0]?.rules ?? [];
     const secrets = rules.filter((r) => r.resources.includes("secrets"));
     assert.deepEqual(
       secrets.map((r) => r.verbs),
       [["create"]],
     );
     assert.ok(!rules.some((r) => r.resources.includes("leases")));
-    const leaseRole = find(manifests, "Role", releaseNamespace)[0];
+    const leaseRole = roles[1];
     assert.deepEqual(
       leaseRole?.rules.flatMap((r: { verbs: string[] }) => r.verbs),
       ["create", "get", "update"],
@@ -165,6 +171,7 @@ describe("Helm chart", () => {
     const container = pod.containers[0];
     assert.equal(deployment?.spec.replicas, 2);
     assert.ok(container.args.includes(`--leader-election-namespace=${releaseNamespace}`));
+    assert.ok(container.args.includes(`--namespaces=${releaseNamespace}`));
     assert.ok(container.args.includes("--metrics-bind-address=$(POD_IP):8080"));
     assert.ok(container.args.includes("--health-probe-bind-address=$(POD_IP):8081"));
     assert.equal(pod.securityContext.runAsUser, 65532);
@@ -193,18 +200,28 @@ describe("Helm chart", () => {
       const roles = find(manifests, "Role", namespace);
       assert.equal(roles.length, 1, namespace);
       assert.equal(find(manifests, "RoleBinding", namespace).length, 1, namespace);
-      // Reading the member key in a watched namespace lets a deleted member deregister.
+      // The member key is created, never read: a deleted member leaves through a Job mounting it.
       const secretVerbs = roles[0]?.rules
         .filter((r: { resources: string[] }) => r.resources.includes("secrets"))
         .map((r: { verbs: string[] }) => r.verbs);
-      assert.deepEqual(secretVerbs, [["create", "get"]], namespace);
+      assert.deepEqual(secretVerbs, [["create"]], namespace);
     }
     const container = find(manifests, "Deployment")[0]?.spec.template.spec.containers[0];
-    assert.ok(container.args.includes("--namespaces=members,research"));
+    assert.ok(container.args.includes(`--namespaces=${releaseNamespace},members,research`));
     const dashboard = find(manifests, "ConfigMap")[0];
     assert.equal(dashboard?.metadata.labels?.grafana_dashboard, "1");
     const panels = JSON.parse(dashboard?.data["fedtrain.json"]).panels as { title: string }[];
     assert.ok(panels.length >= 10);
+  });
+
+  test("scope cluster: one ClusterRole for every namespace, and no --namespaces", async () => {
+    const manifests = await template("--set", "scope=cluster", "--values", allOnValues);
+    assert.equal(find(manifests, "ClusterRole").length, 1);
+    assert.equal(find(manifests, "ClusterRoleBinding").length, 1);
+    for (const namespace of watchedNamespaces)
+      assert.equal(find(manifests, "Role", namespace).length, 0, namespace);
+    const container = find(manifests, "Deployment")[0]?.spec.template.spec.containers[0];
+    assert.ok(!container.args.some((a: string) => a.startsWith("--namespaces")));
   });
 
   test("every trainer and NATS value reaches the operator as a flag it reads", async () => {
@@ -251,7 +268,9 @@ describe("Helm chart", () => {
     }
   });
 
-  test("helm install: two Ready replicas, one Lease holder, and a TrainingFederation becomes a Job", async () => {
+  test("helm install with defaults: rights only where a namespace opted in; two Ready replicas, one Lease holder, and a TrainingFederation becomes a Job", async () => {
+    // "members" opts in by its label; "research" does not (yet).
+    await kubectl("label", "namespace", "members", "fedtrain.dev/enabled=true");
     await helm(
       "install",
       "ft",
@@ -298,10 +317,38 @@ describe("Helm chart", () => {
     );
     assert.equal(names.filter((name) => holder.startsWith(`${name}_`)).length, 1, holder);
 
+    // What the operator's ServiceAccount may do, as the API server's authoriser answers.
+    const serviceAccount = `system:serviceaccount:${releaseNamespace}:ft-fedtrain`;
+    const may = async (verb: string, resource: string, namespace: string) => {
+      try {
+        await kubectl("auth", "can-i", verb, resource, "-n", namespace, "--as", serviceAccount);
+        return "yes";
+      } catch {
+        return "no"; // kubectl auth can-i exits 1 with "no"
+      }
+    };
+    const asked: string[] = [];
+    for (const namespace of ["kube-system", "research", "default"])
+      for (const [verb, resource] of [
+        ["create", "jobs"],
+        ["create", "secrets"],
+        ["get", "secrets"],
+        ["list", "secrets"],
+        ["create", "pods"],
+      ] as const)
+        asked.push(`${verb} ${resource} in ${namespace}: ${await may(verb, resource, namespace)}`);
+    assert.deepEqual(
+      asked.filter((line) => line.endsWith("yes")),
+      [],
+      "no right where no namespace opted in",
+    );
+    assert.equal(await may("create", "jobs", "members"), "yes");
+    assert.equal(await may("get", "secrets", "members"), "no", "never reads a Secret");
+
     await joinAndExpectJob("members");
   });
 
-  test("helm upgrade to watchNamespaces: Roles alone are enough, and the ClusterRole is gone", async () => {
+  test("helm upgrade adding a namespace to watchNamespaces: its Role alone is enough", async () => {
     await helm(
       "upgrade",
       "ft",

@@ -33,10 +33,28 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-What the operator may do to TrainingFederations and their children, in a ClusterRole or in a Role
-per watched namespace (README, "RBAC the operator needs"). Secrets: create; in a watched
-namespace also get, to read back the public key of a restored key Secret. Never a cluster-wide
-read of Secrets: a deleted member leaves through a Job that mounts its key. Called with (dict "root" $ "namespaced" true|false).
+The namespaces the operator serves with scope "namespaces" (the default), as a list: the release
+namespace, those of watchNamespaces, and those labelled fedtrain.dev/enabled=true when the chart
+is installed or upgraded (helm lookup; none under helm template).
+*/}}
+{{- define "fedtrain.namespaces" -}}
+{{- $namespaces := list .Release.Namespace -}}
+{{- range .Values.watchNamespaces -}}
+{{- $namespaces = append $namespaces . -}}
+{{- end -}}
+{{- range (lookup "v1" "Namespace" "" "").items | default list -}}
+{{- if eq (index (.metadata.labels | default dict) "fedtrain.dev/enabled" | default "") "true" -}}
+{{- $namespaces = append $namespaces .metadata.name -}}
+{{- end -}}
+{{- end -}}
+{{- $namespaces | uniq | toJson -}}
+{{- end -}}
+
+{{/*
+What the operator may do to TrainingFederations and their children, in a ClusterRole (scope
+"cluster") or in a Role per served namespace (README, "RBAC the operator needs"). Secrets:
+create only (the member key); it never reads one: a deleted member leaves through a Job that
+mounts its key. Called with (dict "root" $ "namespaced" true|false).
 */}}
 {{- define "fedtrain.reconcileRules" -}}
 - apiGroups: [fedtrain.dev]
@@ -56,5 +74,5 @@ read of Secrets: a deleted member leaves through a Job that mounts its key. Call
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [secrets]
-  verbs: {{ if .namespaced }}[create, get]{{ else }}[create]{{ end }}
+  verbs: [create]
 {{- end -}}
