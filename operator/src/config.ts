@@ -31,6 +31,20 @@ export interface OperatorConfig {
   natsTlsSecret?: string;
   /** NATS credentials file (JWT + seed) of the operator's own connections to NATS. */
   natsCredentialsFile?: string;
+  /**
+   * NATS URLs the operator's own connection may use (exact URLs or "host:port"); empty: those of
+   * --nats-url. A TrainingFederation naming others gets its trainers, but not the operator's
+   * view: the operator's credentials go nowhere the cluster admin did not allow.
+   */
+  allowedNatsUrls: string[];
+  /** Directory with ca.crt (and tls.crt, tls.key) for the operator's own NATS connections. */
+  natsTlsDir?: string;
+  /** Images TrainingFederations may name (policy.ts); empty: the trainer image's repository. */
+  allowedImages: string[];
+  /** ServiceAccounts trainer pods may run as besides "default". */
+  allowedServiceAccounts: string[];
+  /** The key=value label a PersistentVolumeClaim needs to be mounted by trainers. */
+  volumeClaimLabel: string;
   /** Reconciles that may run at once. */
   maxConcurrentReconciles: number;
   /** Seconds between full resyncs of every object (watches can go silent). */
@@ -114,6 +128,30 @@ export const flags: Record<string, Flag> = {
     env: "FEDTRAIN_NATS_CREDENTIALS_FILE",
     help: "the operator's own NATS credentials file, to read federations and deregister members",
   },
+  "nats-tls-dir": {
+    env: "FEDTRAIN_NATS_TLS_DIR",
+    help: "directory with ca.crt (and tls.crt, tls.key) for the operator's own NATS connections",
+  },
+  "allowed-nats-urls": {
+    env: "FEDTRAIN_ALLOWED_NATS_URLS",
+    help: "comma-separated NATS URLs or host:port the operator's own connection may use (default: those of --nats-url)",
+    default: "",
+  },
+  "allowed-images": {
+    env: "FEDTRAIN_ALLOWED_IMAGES",
+    help: "comma-separated images (repositories), prefixes ending in '/', or '*' that spec.contribution.image may name (default: the repository of --trainer-image)",
+    default: "",
+  },
+  "allowed-service-accounts": {
+    env: "FEDTRAIN_ALLOWED_SERVICE_ACCOUNTS",
+    help: "comma-separated ServiceAccounts trainer pods may run as besides default",
+    default: "",
+  },
+  "volume-claim-label": {
+    env: "FEDTRAIN_VOLUME_CLAIM_LABEL",
+    help: "key=value label a PersistentVolumeClaim needs before trainers mount it",
+    default: "fedtrain.dev/use=true",
+  },
   "max-concurrent-reconciles": {
     env: "FEDTRAIN_MAX_CONCURRENT_RECONCILES",
     help: "reconciles that may run at once",
@@ -158,6 +196,16 @@ function list(value: string): string[] {
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
+}
+
+function labelPair(value: string): string {
+  if (
+    !/^([a-z0-9.-]+\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?=([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/.test(
+      value,
+    )
+  )
+    throw new ConfigError(`--volume-claim-label must be key=value, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 /** Parses argv (without node and script) and env into the configuration; flags win over env. */
@@ -223,6 +271,11 @@ export function parseConfig(
     natsCredentialsSecret: get("nats-credentials-secret"),
     natsTlsSecret: get("nats-tls-secret") || undefined,
     natsCredentialsFile: get("nats-credentials-file") || undefined,
+    allowedNatsUrls: list(get("allowed-nats-urls") ?? ""),
+    natsTlsDir: get("nats-tls-dir") || undefined,
+    allowedImages: list(get("allowed-images") ?? ""),
+    allowedServiceAccounts: list(get("allowed-service-accounts") ?? ""),
+    volumeClaimLabel: labelPair(get("volume-claim-label") ?? ""),
     maxConcurrentReconciles: positive(
       "max-concurrent-reconciles",
       get("max-concurrent-reconciles") ?? "",

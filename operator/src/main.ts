@@ -80,6 +80,7 @@ async function main(): Promise<void> {
   metrics.watchQueue(controllerName, queue);
   const nats = new NatsConnections({
     credentialsFile: config.natsCredentialsFile,
+    tlsDir: config.natsTlsDir,
     name: `fedtrain-operator ${identity}`,
     log,
   });

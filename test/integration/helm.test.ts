@@ -235,6 +235,11 @@ describe("Helm chart", () => {
       "--nats-credentials-secret=nats-creds",
       "--nats-tls-secret=nats-tls",
       "--nats-credentials-file=/etc/fedtrain/nats/nats.creds",
+      "--nats-tls-dir=/etc/fedtrain/nats-tls",
+      "--allowed-nats-urls=nats://nats-3.example:4222",
+      "--allowed-images=ghcr.io/fedtrain/,registry.example/lab/trainer",
+      "--allowed-service-accounts=trainer",
+      "--volume-claim-label=example.com/fedtrain=allowed",
     ]) {
       assert.ok(args.includes(flag), flag);
     }
@@ -245,6 +250,8 @@ describe("Helm chart", () => {
     );
     assert.equal(config.defaultBackend, "CUDA");
     assert.equal(config.natsTlsSecret, "nats-tls");
+    assert.equal(config.natsTlsDir, "/etc/fedtrain/nats-tls");
+    assert.deepEqual(config.allowedServiceAccounts, ["trainer"]);
     assert.deepEqual(
       pod.containers[0].env.map((e: { name: string }) => e.name),
       ["POD_NAME", "POD_NAMESPACE", "POD_IP", "NODE_OPTIONS", "MALLOC_ARENA_MAX"],
@@ -254,9 +261,14 @@ describe("Helm chart", () => {
         name: "nats-credentials",
         secret: { secretName: "fedtrain-operator-nats", defaultMode: 0o440 },
       },
+      {
+        name: "nats-tls",
+        secret: { secretName: "fedtrain-operator-nats-tls", defaultMode: 0o440 },
+      },
     ]);
     assert.deepEqual(pod.containers[0].volumeMounts, [
       { name: "nats-credentials", mountPath: "/etc/fedtrain/nats", readOnly: true },
+      { name: "nats-tls", mountPath: "/etc/fedtrain/nats-tls", readOnly: true },
     ]);
   });
 
@@ -344,6 +356,52 @@ describe("Helm chart", () => {
     );
     assert.equal(await may("create", "jobs", "members"), "yes");
     assert.equal(await may("get", "secrets", "members"), "no", "never reads a Secret");
+
+    // No confused deputy: a namespace user may have trainers mount only Secrets they may read.
+    await applyManifests(
+      testbed.binaries.kubectl,
+      kubeconfig,
+      `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: researcher, namespace: members }
+rules:
+  - apiGroups: [fedtrain.dev]
+    resources: [trainingfederations]
+    verbs: [get, list, create, update, patch]
+  - apiGroups: [""]
+    resources: [secrets]
+    resourceNames: [dev-nats]
+    verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: researcher, namespace: members }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: researcher }
+subjects: [{ kind: User, name: dev, apiGroup: rbac.authorization.k8s.io }]
+`,
+    );
+    const [example] = parseManifests(
+      await readFile(path.join(repoRoot, "examples", "minimal.yaml"), "utf8"),
+    ) as Manifest[];
+    const asDev = async (secret: string) => {
+      const body = structuredClone(example!);
+      body.metadata.namespace = "members";
+      body.spec.transport = { natsUrls: [testbed.natsUrl], credentialsSecretRef: { name: secret } };
+      return new Promise<string>((resolve) => {
+        const child = execFile(
+          testbed.binaries.kubectl,
+          ["--kubeconfig", kubeconfig, "--as", "dev", "create", "--dry-run=server", "-f", "-"],
+          (error, stdout, stderr) => resolve(error ? `refused: ${stderr.trim()}` : stdout.trim()),
+        );
+        child.stdin?.end(JSON.stringify(body));
+      });
+    };
+    assert.match(
+      await asDev("ops-nats"),
+      /refused: .*spec\.transport\.credentialsSecretRef: you may not read Secret ops-nats/,
+    );
+    assert.match(await asDev("dev-nats"), /created \(server dry run\)/);
 
     await joinAndExpectJob("members");
   });

@@ -211,6 +211,121 @@ describe("operator", () => {
     assert.equal(configMaps.items.length, 0);
   });
 
+  test("the cluster admin's policy: a disallowed image, ServiceAccount or unlabelled claim gets no pod and a condition saying why", async () => {
+    // A claim the namespace admin did not label for fedtrain, and one they did.
+    for (const [name, labels] of [
+      ["private-claim", {}],
+      ["shared-corpus", { "fedtrain.dev/use": "true" }],
+    ] as const)
+      await core.createNamespacedPersistentVolumeClaim({
+        namespace,
+        body: {
+          metadata: { name, namespace, labels },
+          spec: { accessModes: ["ReadOnlyMany"], resources: { requests: { storage: "1Gi" } } },
+        },
+      });
+    const cases: [string, Record<string, unknown>, RegExp][] = [
+      [
+        "own-image",
+        { image: "registry.example/miner:1" },
+        /spec\.contribution\.image registry\.example\/miner:1 is not allowed here: the cluster admin allows testbed\.local\/stand-in-trainer/,
+      ],
+      [
+        "other-account",
+        { serviceAccountName: "cluster-reader" },
+        /spec\.contribution\.serviceAccountName cluster-reader is not allowed here/,
+      ],
+      [
+        "private-data",
+        { dataVolumeClaim: "private-claim" },
+        /dataVolumeClaim private-claim is not labelled fedtrain\.dev\/use=true/,
+      ],
+      ["no-such-claim", { dataVolumeClaim: "nowhere" }, /dataVolumeClaim nowhere does not exist/],
+    ];
+    for (const [name, contribution] of cases) {
+      const body = manifest(name, contribution);
+      await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
+    }
+    for (const [name, , message] of cases) {
+      const tf = await federations.waitStatus(name, "Invalid", (s) => s.phase === "Invalid");
+      const valid = condition(tf.status, "Valid");
+      assert.equal(valid.status, "False", name);
+      assert.equal(valid.reason, "PolicyRefused", name);
+      assert.match(valid.message, message, name);
+      assert.equal(condition(tf.status, "TrainersReady").reason, "PolicyRefused", name);
+      assert.deepEqual(await trainerPods(name), [], name);
+      const jobs = await batch.listNamespacedJob({
+        namespace,
+        labelSelector: `fedtrain.dev/instance=${name}`,
+      });
+      assert.equal(jobs.items.length, 0, name);
+    }
+    // Allowed: the operator's own trainer image with another tag, and a labelled claim.
+    const allowed = manifest("labelled-data", {
+      image: "testbed.local/stand-in-trainer:2",
+      dataVolumeClaim: "shared-corpus",
+    });
+    await objects.createNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      body: allowed,
+    });
+    const job = await waitFor(
+      "the Job of an allowed TrainingFederation",
+      async () => {
+        try {
+          return await batch.readNamespacedJob({ name: "labelled-data-trainers", namespace });
+        } catch {
+          return undefined;
+        }
+      },
+      30_000,
+      250,
+    );
+    assert.equal(job.spec?.template.spec?.containers[0]?.image, "testbed.local/stand-in-trainer:2");
+    for (const [name] of [...cases, ["labelled-data"]])
+      await objects.deleteNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural,
+        name: name!,
+      });
+  });
+
+  test("the operator's NATS credentials go only to URLs the admin allowed, and status masks URL credentials", async () => {
+    const body = manifest("elsewhere");
+    body.spec.transport = { natsUrls: ["nats://mallory:hunter2@nats.attacker.example:4222"] };
+    await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
+    const tf = await federations.waitStatus(
+      "elsewhere",
+      "Joined",
+      (s) => condition(s, "Joined")?.reason === "NatsUnreachable",
+    );
+    const joined = condition(tf.status, "Joined");
+    assert.match(
+      joined.message,
+      /the operator does not connect to NATS at nats:\/\/\*\*\*@nats\.attacker\.example:4222/,
+    );
+    assert.doesNotMatch(JSON.stringify(tf.status), /hunter2|mallory/);
+    // The trainers still run: they connect with the TrainingFederation's own credentials.
+    await waitFor(
+      "the trainers of a TrainingFederation on other NATS URLs",
+      async () => (await trainerPods("elsewhere")).length === 2 || undefined,
+      30_000,
+      250,
+    );
+    await objects.deleteNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      name: "elsewhere",
+    });
+  });
+
   test("an operator restart recreates, modifies and rewrites nothing", async () => {
     const versions = async () => ({
       alpha: (await federations.read("alpha")).metadata.resourceVersion,

@@ -75,4 +75,7 @@ mounts its key. Called with (dict "root" $ "namespaced" true|false).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get]
 {{- end -}}

@@ -2,7 +2,8 @@
 // reused by every reconcile and closed on shutdown. A connection keeps reconnecting forever in the
 // background; callers ask for a *connected* one and get none, at once, while NATS is away, so a
 // NATS outage never holds up the Kubernetes side of a reconcile.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, credsAuthenticator, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
@@ -12,6 +13,11 @@ import { displayUrls } from "../../../core/protocol/resources.js";
 export interface NatsConnectionsOptions {
   /** A NATS credentials file (JWT + NKey seed) the operator authenticates with; read per connect. */
   credentialsFile?: string;
+  /**
+   * A directory with ca.crt (and tls.crt, tls.key for mutual TLS) for the operator's own
+   * connections: the same files a TrainingFederation's tlsSecretRef gives its trainers.
+   */
+  tlsDir?: string;
   /** The client name NATS shows for the operator's connections. */
   name: string;
   log: Logger;
@@ -94,6 +100,7 @@ export class NatsConnections {
         ...(credentialsFile
           ? { authenticator: credsAuthenticator(() => readFileSync(credentialsFile)) }
           : {}),
+        ...(this.options.tlsDir ? { tls: tlsFiles(this.options.tlsDir) } : {}),
       });
       if (entry.closed) {
         await connection.close().catch(() => {});
@@ -122,4 +129,15 @@ export class NatsConnections {
         this.entries.delete(NatsConnections.key(entry.urls));
     }
   }
+}
+
+/** The TLS options of a directory with ca.crt and, for mutual TLS, tls.crt and tls.key. */
+function tlsFiles(dir: string): { caFile: string; certFile?: string; keyFile?: string } {
+  const file = (name: string) => path.join(dir, name);
+  return {
+    caFile: file("ca.crt"),
+    ...(existsSync(file("tls.crt")) && existsSync(file("tls.key"))
+      ? { certFile: file("tls.crt"), keyFile: file("tls.key") }
+      : {}),
+  };
 }

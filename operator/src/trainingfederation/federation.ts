@@ -13,6 +13,8 @@ import {
   type ProtocolSpec,
   readFederationView,
 } from "../../../core/protocol/index.js";
+import { displayUrls } from "../../../core/protocol/resources.js";
+import type { OperatorConfig } from "../config.js";
 import { describeError } from "../controller/errors.js";
 import type { NatsConnections } from "../nats/connections.js";
 import { type ChildSettings, natsUrlsOf } from "./desired.js";
@@ -60,12 +62,33 @@ export function privateKeySeed(pem: string): Uint8Array {
   return new Uint8Array(der.subarray(-32));
 }
 
+/**
+ * Whether the operator's own connection may use these URLs: each is one the cluster admin
+ * configured or allowed, as a URL or by its host:port (credentials in a URL do not count).
+ */
+export function natsUrlsAllowed(urls: readonly string[], allowed: readonly string[]): boolean {
+  const hostPort = (url: string) => {
+    const match = /^[a-z]+:\/\/(?:[^@/]*@)?([^/?#]+)/i.exec(url);
+    return (match?.[1] ?? url).toLowerCase();
+  };
+  const hosts = new Set(allowed.map(hostPort));
+  return urls.length > 0 && urls.every((url) => hosts.has(hostPort(url)));
+}
+
 /** Reads federations from NATS. */
 export class FederationClient {
   constructor(
     private readonly connections: NatsConnections,
-    private readonly settings: ChildSettings,
+    private readonly settings: ChildSettings & Partial<Pick<OperatorConfig, "allowedNatsUrls">>,
   ) {}
+
+  /** See natsUrlsAllowed. */
+  allowed(urls: readonly string[]): boolean {
+    return natsUrlsAllowed(urls, [
+      ...this.settings.natsUrls,
+      ...(this.settings.allowedNatsUrls ?? []),
+    ]);
+  }
 
   /** Whether a TrainingFederation's federation can be read (it has NATS URLs). */
   configured(tf: TrainingFederation): boolean {
@@ -79,7 +102,12 @@ export class FederationClient {
     log: Logger,
   ): Promise<FederationObservation> {
     const urls = natsUrlsOf(tf, this.settings);
-    const where = `NATS at ${urls.join(", ")}`;
+    const where = `NATS at ${displayUrls(urls).replaceAll(",", ", ")}`;
+    if (!this.allowed(urls))
+      return {
+        kind: "unreachable",
+        message: `the operator does not connect to ${where}: the cluster admin allows its NATS credentials only for the chart's nats.urls and nats.operatorAllowedUrls; the trainers still use these URLs with the TrainingFederation's own credentials`,
+      };
     const nc = await this.connections.connected(urls);
     if (!nc) {
       return {

@@ -43,6 +43,7 @@ import {
 import { federationPollMs } from "./federation.js";
 import type { FederationObservation } from "./federation-status.js";
 import { leaveStep } from "./leave.js";
+import { type ChildPolicy, defaultPolicy, policyProblems } from "./policy.js";
 import { nextStatus, statusChanged, statusPatch } from "./status.js";
 
 /** The member's federation on NATS, read for status (leaving is the leave Job's). */
@@ -81,7 +82,7 @@ export class TrainingFederationReconciler {
   constructor(
     kubeConfig: KubeConfig,
     private readonly caches: Caches,
-    private readonly settings: ChildSettings,
+    private readonly settings: ChildSettings & Partial<ChildPolicy>,
     private readonly membership: FederationMembership,
     private readonly metrics: OperatorMetrics,
   ) {
@@ -111,16 +112,26 @@ export class TrainingFederationReconciler {
 
     const names = childNames(name);
     const invalid = semanticErrors(tf, this.settings);
+    const refused =
+      invalid.length === 0
+        ? policyProblems(
+            tf,
+            { ...defaultPolicy, ...definedOnly(this.settings) },
+            this.settings.trainerImage,
+            await this.volumeClaimLabels(tf),
+          )
+        : [];
     const specHash = federationSpecHash(tf.spec.federation);
     const observedConfigMap = this.caches.configMaps.get(namespace, names.configMap);
     let observedJob = this.caches.jobs.get(namespace, names.job);
     let publicKey = publicKeyOf(observedConfigMap) ?? tf.status?.publicKey;
     let keyProblem: string | undefined;
-    if (invalid.length === 0 && !publicKey) {
+    if (invalid.length === 0 && refused.length === 0 && !publicKey) {
       ({ publicKey, keyProblem } = await this.ensureMemberKey(tf, names.keySecret, log));
     }
 
-    const runnable = invalid.length === 0 && !keyProblem && publicKey !== undefined;
+    const runnable =
+      invalid.length === 0 && refused.length === 0 && !keyProblem && publicKey !== undefined;
     if (!runnable || !publicKey) {
       // No children for a spec this member cannot run; the key Secret stays (never rotated).
       if (observedJob) await this.deleteJob(observedJob, log);
@@ -150,6 +161,7 @@ export class TrainingFederationReconciler {
       tf,
       {
         invalid,
+        refused,
         publicKey,
         memberId: memberIdOf(tf, this.settings),
         federationSpecHash: specHash,
@@ -278,6 +290,27 @@ export class TrainingFederationReconciler {
     );
     this.metrics.apiWrites.inc({ verb: "patch", resource: "trainingfederations" });
     return patched as TrainingFederationObject;
+  }
+
+  /**
+   * The labels of the claim spec.contribution.dataVolumeClaim names: undefined when none is
+   * named, null when it does not exist (or the operator may not read claims here).
+   */
+  private async volumeClaimLabels(
+    tf: TrainingFederation,
+  ): Promise<Record<string, string> | null | undefined> {
+    const name = tf.spec.contribution.dataVolumeClaim;
+    if (!name) return undefined;
+    try {
+      const claim = await this.core.readNamespacedPersistentVolumeClaim({
+        name,
+        namespace: tf.metadata?.namespace ?? "",
+      });
+      return claim.metadata?.labels ?? {};
+    } catch (error) {
+      if (isNotFound(error) || isForbidden(error)) return null;
+      throw error;
+    }
   }
 
   /**
@@ -431,4 +464,15 @@ function publicKeyOf(configMap: V1ConfigMap | undefined): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** The policy fields that are set (a flag left empty keeps the default). */
+function definedOnly(settings: Partial<ChildPolicy>): Partial<ChildPolicy> {
+  return Object.fromEntries(
+    Object.entries({
+      allowedImages: settings.allowedImages,
+      allowedServiceAccounts: settings.allowedServiceAccounts,
+      volumeClaimLabel: settings.volumeClaimLabel,
+    }).filter(([, v]) => v !== undefined),
+  );
 }

@@ -18,6 +18,8 @@ import {
 export interface Observation {
   /** Problems semantic validation found; empty when the spec is usable. */
   invalid: string[];
+  /** What the cluster admin's policy refuses (policy.ts); empty or absent when it allows all. */
+  refused?: string[];
   /** The member's public key, once known. */
   publicKey?: string;
   /** The member id, when one could be determined. */
@@ -63,19 +65,26 @@ export function assess(
         reason: "InvalidSpec",
         message: observation.invalid.join("; "),
       }
-    : observation.keyProblem
+    : observation.refused?.length
       ? {
           type: "Valid",
           status: "False",
-          reason: "MemberKeyUnavailable",
-          message: observation.keyProblem,
+          reason: "PolicyRefused",
+          message: observation.refused.join("; "),
         }
-      : {
-          type: "Valid",
-          status: "True",
-          reason: "Valid",
-          message: "the spec is valid for this member",
-        };
+      : observation.keyProblem
+        ? {
+            type: "Valid",
+            status: "False",
+            reason: "MemberKeyUnavailable",
+            message: observation.keyProblem,
+          }
+        : {
+            type: "Valid",
+            status: "True",
+            reason: "Valid",
+            message: "the spec is valid for this member",
+          };
 
   const failed = jobCondition(job, "Failed");
   const complete = jobCondition(job, "Complete");
@@ -85,8 +94,11 @@ export function assess(
     trainers = {
       type: "TrainersReady",
       status: "False",
-      reason: "InvalidSpec",
-      message: "no trainers run while the spec is invalid",
+      reason: valid.reason === "PolicyRefused" ? "PolicyRefused" : "InvalidSpec",
+      message:
+        valid.reason === "PolicyRefused"
+          ? "no trainers run while the cluster admin's policy refuses the spec"
+          : "no trainers run while the spec is invalid",
     };
     phase = "Invalid";
   } else if (tf.spec.suspend) {
