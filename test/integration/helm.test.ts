@@ -107,6 +107,9 @@ before(async () => {
   await applyManifests(testbed.binaries.kubectl, kubeconfig, serviceMonitorCrd);
   for (const namespace of [releaseNamespace, ...watchedNamespaces]) {
     await kubectl("create", "namespace", namespace);
+    // The restricted Pod Security Standard, enforced by the API server: the operator's and the
+    // trainers' pods must pass it.
+    await kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted");
   }
 });
 
@@ -454,6 +457,20 @@ async function joinAndExpectJob(namespace: string): Promise<void> {
     250,
   );
   assert.equal(job.spec?.template.spec?.containers[0]?.image, "testbed.local/stand-in-trainer:1");
+  // The Job controller could create its pods under the restricted Pod Security Standard.
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  await waitFor(
+    `a trainer pod admitted under pod-security restricted in ${namespace}`,
+    async () =>
+      (
+        await core.listNamespacedPod({
+          namespace,
+          labelSelector: `fedtrain.dev/instance=${example.metadata.name}`,
+        })
+      ).items.length > 0 || undefined,
+    60_000,
+    250,
+  );
   const tf = await waitFor(
     `the member's public key in status in ${namespace}`,
     async () => {
