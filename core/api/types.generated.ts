@@ -477,6 +477,10 @@ export interface ContributionSpec {
    */
   serviceAccountName?: string;
   /**
+   * A Kueue LocalQueue in this namespace: the trainer Job is labelled kueue.x-k8s.io/queue-name and Kueue admits it against the queue's quota (the operator then never sets the Job's spec.suspend, which Kueue owns). Suspending this member, or replicas 0, deletes the Job, releasing the quota; resuming queues a new one.
+   */
+  queueName?: string;
+  /**
    * Size limit of each trainer's scratch space (an emptyDir on the node's disk, for downloaded data and local checkpoints), as a Kubernetes quantity of at most 1Ti; a trainer that writes more is evicted.
    */
   scratchSize: string;

@@ -4,7 +4,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BatchV1Api, CoreV1Api, CustomObjectsApi, type V1Pod } from "@kubernetes/client-node";
+import {
+  BatchV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from "@kubernetes/client-node";
 import { federationSpecHash, group, plural, version } from "../../core/api/index.js";
 import { installFederationApi } from "../../testbed/apply.js";
 import { OperatorProcess } from "../../testbed/operator-process.js";
@@ -285,14 +292,7 @@ describe("operator", () => {
       250,
     );
     assert.equal(job.spec?.template.spec?.containers[0]?.image, "testbed.local/stand-in-trainer:2");
-    for (const [name] of [...cases, ["labelled-data"]])
-      await objects.deleteNamespacedCustomObject({
-        group,
-        version,
-        namespace,
-        plural,
-        name: name!,
-      });
+    for (const [name] of [...cases, ["labelled-data"]]) await federations.deleteAndWait(name!);
   });
 
   test("the operator's NATS credentials go only to URLs the admin allowed, and status masks URL credentials", async () => {
@@ -317,13 +317,71 @@ describe("operator", () => {
       30_000,
       250,
     );
-    await objects.deleteNamespacedCustomObject({
-      group,
-      version,
-      namespace,
-      plural,
-      name: "elsewhere",
-    });
+    await federations.deleteAndWait("elsewhere");
+  });
+
+  test("a Kueue queue: the Job is labelled for it, Kueue's suspend is never overwritten, and suspending this member deletes the Job", async () => {
+    // Kueue's controller is a Go program this test bed does not run: the test plays its part on
+    // the real API server (suspend the new Job, later admit it) with Kueue's field manager.
+    const body = manifest("queued", { queueName: "gpu-team" });
+    await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
+    const readJob = () =>
+      waitFor(
+        "the queued TrainingFederation's Job",
+        async () => {
+          try {
+            return await batch.readNamespacedJob({ name: "queued-trainers", namespace });
+          } catch {
+            return undefined;
+          }
+        },
+        30_000,
+        250,
+      );
+    const job = await readJob();
+    assert.equal(job.metadata?.labels?.["kueue.x-k8s.io/queue-name"], "gpu-team");
+    const owned = JSON.stringify(
+      job.metadata?.managedFields?.filter((f) => f.manager === "fedtrain-operator"),
+    );
+    assert.doesNotMatch(owned, /f:suspend/, "the operator does not own spec.suspend");
+    const kueue = (suspend: boolean) =>
+      batch.patchNamespacedJob(
+        { name: "queued-trainers", namespace, body: { spec: { suspend } }, fieldManager: "kueue" },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+    await kueue(true);
+    const queued = await federations.waitStatus(
+      "queued",
+      "Queued",
+      (s) => condition(s, "TrainersReady")?.reason === "Queued",
+    );
+    assert.match(condition(queued.status, "TrainersReady").message, /LocalQueue gpu-team/);
+    await sleep(3_000); // more than a resync: the operator leaves Kueue's suspend alone
+    assert.equal((await readJob()).spec?.suspend, true);
+    await kueue(false); // admitted
+    await federations.waitStatus(
+      "queued",
+      "Ready",
+      (s) => condition(s, "TrainersReady")?.status === "True",
+    );
+    // Suspending the member deletes the Job (its quota is released); resuming queues a new one.
+    await federations.patchSpec("queued", { suspend: true });
+    await waitFor(
+      "the queued Job to be deleted while suspended",
+      async () => {
+        try {
+          await batch.readNamespacedJob({ name: "queued-trainers", namespace });
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      30_000,
+      250,
+    );
+    await federations.patchSpec("queued", { suspend: false });
+    assert.equal((await readJob()).metadata?.labels?.["kueue.x-k8s.io/queue-name"], "gpu-team");
+    await federations.deleteAndWait("queued");
   });
 
   test("an operator restart recreates, modifies and rewrites nothing", async () => {

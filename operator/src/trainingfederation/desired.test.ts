@@ -12,6 +12,7 @@ import {
   desiredConfigMap,
   desiredJob,
   desiredLeaveJob,
+  queuedAndStopped,
   semanticErrors,
   templateHashAnnotation,
 } from "./desired.js";
@@ -41,6 +42,24 @@ describe("desired children", () => {
     const long = childNames("x".repeat(80));
     for (const name of Object.values(long)) assert.ok(name.length <= 63, name);
     assert.notEqual(childNames(`${"x".repeat(80)}a`).job, long.job);
+  });
+
+  test("a Kueue queue: the Job carries the queue label and no suspend, which Kueue owns", () => {
+    const queued = member((spec) => {
+      spec.contribution.queueName = "gpu-team";
+    });
+    const job = desiredJob(queued, settings, "hash");
+    assert.equal(job.metadata?.labels?.["kueue.x-k8s.io/queue-name"], "gpu-team");
+    assert.equal(job.spec && "suspend" in job.spec, false);
+    assert.equal(job.spec?.template.metadata?.labels?.["kueue.x-k8s.io/queue-name"], undefined);
+    assert.equal(queuedAndStopped(queued), false);
+    const suspended = member((spec) => {
+      spec.contribution.queueName = "gpu-team";
+      spec.suspend = true;
+    });
+    assert.equal(queuedAndStopped(suspended), true, "suspending deletes the queued Job");
+    // Without a queue the operator owns suspend, as before.
+    assert.equal(desiredJob(member(), settings, "hash").spec?.suspend, false);
   });
 
   test("the Job requests the GPUs, runs restricted, and mounts config, key and credentials", () => {

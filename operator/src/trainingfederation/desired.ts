@@ -63,6 +63,20 @@ export type ChildSettings = Pick<
   | "natsTlsSecret"
 >;
 
+/** The label that puts a Job in a Kueue LocalQueue. */
+export const kueueQueueLabel = "kueue.x-k8s.io/queue-name";
+
+/**
+ * Whether the trainer Job should not exist: queued through Kueue (which owns the Job's suspend)
+ * while this member is suspended or runs no trainers; deleting the Job releases its quota.
+ */
+export function queuedAndStopped(tf: TrainingFederation): boolean {
+  return (
+    tf.spec.contribution.queueName !== undefined &&
+    (tf.spec.suspend || tf.spec.contribution.replicas === 0)
+  );
+}
+
 /** Names of a TrainingFederation's children. */
 export interface ChildNames {
   configMap: string;
@@ -450,7 +464,9 @@ export function desiredJob(
     metadata: {
       name: names.job,
       namespace: tf.metadata?.namespace,
-      labels: podLabels,
+      labels: contribution.queueName
+        ? { ...podLabels, [kueueQueueLabel]: contribution.queueName }
+        : podLabels,
       annotations: { [templateHashAnnotation]: contentHash(template) },
       ownerReferences: [ownerReference(tf)],
     },
@@ -461,7 +477,8 @@ export function desiredJob(
       // Job, since a Job of zero completions would complete at once.
       completions: Math.max(1, replicas),
       parallelism: Math.max(1, replicas),
-      suspend: tf.spec.suspend || replicas === 0,
+      // Queued through Kueue, the Job's suspend is Kueue's: admitting a workload unsuspends it.
+      ...(contribution.queueName ? {} : { suspend: tf.spec.suspend || replicas === 0 }),
       backoffLimitPerIndex,
       podFailurePolicy: {
         rules: [

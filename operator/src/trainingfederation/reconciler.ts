@@ -37,6 +37,7 @@ import {
   finalizer,
   instanceLabel,
   memberIdOf,
+  queuedAndStopped,
   semanticErrors,
   templateHashAnnotation,
 } from "./desired.js";
@@ -140,18 +141,30 @@ export class TrainingFederationReconciler {
     } else {
       const configMap = desiredConfigMap(tf, this.settings, publicKey);
       const job = desiredJob(tf, this.settings, contentHash(configMap.data));
-      const observedTemplate = observedJob?.metadata?.annotations?.[templateHashAnnotation];
-      if (observedJob && observedTemplate !== job.metadata?.annotations?.[templateHashAnnotation]) {
-        // A Job's pod template is immutable: replace the Job (its pods go with it).
-        await this.deleteJob(observedJob, log);
-        return { requeueAfterMs: recreateJobAfterMs };
+      if (queuedAndStopped(tf)) {
+        // Kueue owns the Job's suspend: stopping this member deletes the Job (and frees quota).
+        if (!sameApplied(observedConfigMap, configMap)) await this.applyConfigMap(configMap, log);
+        if (observedJob) await this.deleteJob(observedJob, log);
+        observedJob = undefined;
+      } else {
+        const observedTemplate = observedJob?.metadata?.annotations?.[templateHashAnnotation];
+        if (
+          observedJob &&
+          observedTemplate !== job.metadata?.annotations?.[templateHashAnnotation]
+        ) {
+          // A Job's pod template is immutable: replace the Job (its pods go with it).
+          await this.deleteJob(observedJob, log);
+          return { requeueAfterMs: recreateJobAfterMs };
+        }
+        // Independent writes go together: a pod that starts before its ConfigMap waits for it.
+        const [, appliedJob] = await Promise.all([
+          sameApplied(observedConfigMap, configMap)
+            ? undefined
+            : this.applyConfigMap(configMap, log),
+          sameApplied(observedJob, job) ? observedJob : this.applyJob(job, log),
+        ]);
+        observedJob = appliedJob;
       }
-      // Independent writes go together: a pod that starts before its ConfigMap waits for it.
-      const [, appliedJob] = await Promise.all([
-        sameApplied(observedConfigMap, configMap) ? undefined : this.applyConfigMap(configMap, log),
-        sameApplied(observedJob, job) ? observedJob : this.applyJob(job, log),
-      ]);
-      observedJob = appliedJob;
     }
 
     // After the children: the Kubernetes side never waits on NATS.

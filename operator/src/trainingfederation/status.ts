@@ -109,6 +109,14 @@ export function assess(
       message: "spec.suspend is true: this member's trainers are stopped",
     };
     phase = "Suspended";
+  } else if (tf.spec.contribution.queueName && jobCondition(job, "Suspended")) {
+    trainers = {
+      type: "TrainersReady",
+      status: "False",
+      reason: "Queued",
+      message: `waiting for Kueue to admit the trainer Job from LocalQueue ${tf.spec.contribution.queueName}`,
+    };
+    phase = "Pending";
   } else if (failed) {
     trainers = {
       type: "TrainersReady",
