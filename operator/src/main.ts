@@ -17,6 +17,7 @@ import { group, plural, version } from "../../core/api/index.js";
 import { redact } from "../../core/logging/redact.js";
 import { ConfigError, type OperatorConfig, parseConfig, usage } from "./config.js";
 import { Controller } from "./controller/controller.js";
+import { EventRecorder } from "./controller/events.js";
 import { Informer } from "./controller/informer.js";
 import { PooledKubeConfig } from "./controller/kubeconfig.js";
 import { LeaderElector } from "./controller/leader.js";
@@ -150,6 +151,7 @@ async function main(): Promise<void> {
     config,
     membership,
     metrics,
+    new EventRecorder(kubeConfig, "fedtrain.dev/operator", identity.slice(0, 128), log),
   );
   const controller = new Controller({
     name: controllerName,

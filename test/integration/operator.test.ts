@@ -2,8 +2,10 @@
 // agents): children and status, elastic scaling, suspend, invalid input, deletion, restarts,
 // leader election and an API server restart.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
 import {
   BatchV1Api,
   CoreV1Api,
@@ -54,6 +56,20 @@ function manifest(name: string, contribution: Record<string, unknown> = {}): Rec
       contribution: { replicas: 2, gpusPerReplica: 1, ...contribution },
     },
   };
+}
+
+/** `kubectl describe` of a TrainingFederation: its status and its Events. */
+async function kubectlDescribe(name: string): Promise<string> {
+  const { stdout } = await promisify(execFile)(testbed.binaries.kubectl, [
+    "--kubeconfig",
+    kubeconfig,
+    "describe",
+    "trainingfederation",
+    name,
+    "-n",
+    namespace,
+  ]);
+  return stdout;
 }
 
 async function trainerPods(name: string): Promise<V1Pod[]> {
@@ -194,6 +210,17 @@ describe("operator", () => {
       (s) => condition(s, "Ready")?.status === "True" && s.trainers?.ready === 1,
     );
     assert.equal((await trainerPods("alpha")).length, 1);
+    // Where a Kubernetes user looks first: the Events of `kubectl describe`.
+    const described = await waitFor(
+      "the Suspended and Resumed Events in kubectl describe",
+      async () => {
+        const text = await kubectlDescribe("alpha");
+        return /Normal\s+Suspended/.test(text) && /Normal\s+Resumed/.test(text) ? text : undefined;
+      },
+      15_000,
+      250,
+    );
+    assert.match(described, /fedtrain\.dev\/operator/);
   });
 
   test("a spec this member cannot run gets a Valid=False condition and no children", async () => {
@@ -260,6 +287,7 @@ describe("operator", () => {
       assert.equal(valid.reason, "PolicyRefused", name);
       assert.match(valid.message, message, name);
       assert.equal(condition(tf.status, "TrainersReady").reason, "PolicyRefused", name);
+      assert.match(await kubectlDescribe(name), /Warning\s+PolicyRefused/, name);
       assert.deepEqual(await trainerPods(name), [], name);
       const jobs = await batch.listNamespacedJob({
         namespace,

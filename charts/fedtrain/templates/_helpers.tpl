@@ -78,4 +78,7 @@ mounts its key. Called with (dict "root" $ "namespaced" true|false).
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
 {{- end -}}

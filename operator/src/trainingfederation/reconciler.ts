@@ -23,6 +23,7 @@ import {
 } from "../../../core/api/index.js";
 import type { TrainerConfig } from "../../../core/api/trainer-config.js";
 import { isConflict, isForbidden, isNotFound, type ReconcileResult } from "../controller/errors.js";
+import type { EventRecorder } from "../controller/events.js";
 import type { Informer } from "../controller/informer.js";
 import type { OperatorMetrics } from "../controller/metrics.js";
 import {
@@ -41,6 +42,7 @@ import {
   semanticErrors,
   templateHashAnnotation,
 } from "./desired.js";
+import { statusEvents } from "./events.js";
 import { federationPollMs } from "./federation.js";
 import type { FederationObservation } from "./federation-status.js";
 import { leaveStep } from "./leave.js";
@@ -86,6 +88,7 @@ export class TrainingFederationReconciler {
     private readonly settings: ChildSettings & Partial<ChildPolicy>,
     private readonly membership: FederationMembership,
     private readonly metrics: OperatorMetrics,
+    private readonly events?: EventRecorder,
   ) {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.batch = kubeConfig.makeApiClient(BatchV1Api);
@@ -198,6 +201,12 @@ export class TrainingFederationReconciler {
       );
       this.metrics.apiWrites.inc({ verb: "patch", resource: "trainingfederations/status" });
       log.debug({ phase: status.phase }, "status updated");
+      // What changed is worth an Event where `kubectl describe` shows it (only on a change: a
+      // restarted operator, finding status as it left it, records nothing again).
+      for (const event of statusEvents(tf.status, status, memberIdOf(tf, this.settings))) {
+        await this.events?.record(tf, event.type, event.reason, event.action, event.note);
+        if (this.events) this.metrics.apiWrites.inc({ verb: "create", resource: "events" });
+      }
     }
     return polled ? { requeueAfterMs: federationPollMs } : undefined;
   }
