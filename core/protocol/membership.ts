@@ -313,6 +313,7 @@ export async function readFederationView(
       appliedRound: hb.appliedRound,
       modelHash: toHex(hb.modelHash),
       loss: hb.loss,
+      ...(hb.progress ? { progress: hb.progress } : {}),
     }));
     const refusal = admission.refusal(memberId, member.publicKey, member.specHash, member.revision);
     for (const { hb } of list) if (!refusal && hb.loss !== undefined) losses.push(hb.loss);

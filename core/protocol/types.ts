@@ -58,6 +58,18 @@ export interface WorkerHeartbeat {
    * it started (see scoreUpdates in core/codec); empty (and absent on the wire) before any.
    */
   memberScores: MemberScoreReport[];
+  /** What the worker's training showed after its last round, once it reported any. */
+  progress?: WorkerProgress;
+}
+
+/** A worker's training progress, as its heartbeats report it for the operator's status. */
+export interface WorkerProgress {
+  /** Evaluation loss of the global model after the last round (NaN: not evaluated). */
+  evalLoss: number;
+  /** Bytes of the update this worker sent in its last round. */
+  bytesSent: number;
+  /** Dense fp32 size of one update (4 × parameters), for the compression ratio. */
+  denseBytes: number;
 }
 
 /** One member's update score as a worker reports it. */
@@ -328,6 +340,8 @@ export interface WorkerView {
   appliedRound: number;
   modelHash: string;
   loss: number | undefined;
+  /** From its heartbeats, once reported (WorkerHeartbeat.progress). */
+  progress?: WorkerProgress;
 }
 
 /** A member as the operator shows it. */

@@ -98,6 +98,15 @@ const samples = [
       { memberId: "mallory", clipped: 4, dropped: 1 },
     ],
   }),
+  sample("heartbeat with training progress only", wire.encodeHeartbeat, wire.decodeHeartbeat, {
+    ...heartbeat,
+    progress: { evalLoss: 1.75, bytesSent: 123_456, denseBytes: 4_000_000 },
+  }),
+  sample("heartbeat with progress not yet evaluated", wire.encodeHeartbeat, wire.decodeHeartbeat, {
+    ...heartbeat,
+    memberScores: [{ memberId: "alpha", rounds: 1, cosine: 0.5, reputation: 0.25 }],
+    progress: { evalLoss: Number.NaN, bytesSent: 10, denseBytes: 40 },
+  }),
   sample("heartbeat with member scores", wire.encodeHeartbeat, wire.decodeHeartbeat, {
     ...heartbeat,
     memberScores: [

@@ -26,6 +26,7 @@ import type {
   UpdateManifest,
   UpdateStored,
   WorkerHeartbeat,
+  WorkerProgress,
 } from "./types.js";
 
 export {
@@ -90,8 +91,9 @@ export function encodeHeartbeat(h: WorkerHeartbeat, privateKey: Uint8Array): Uin
     .f64(h.loss ?? Number.NaN)
     .u64(h.roundsContributed)
     .u64(h.sentAtMs);
-  writeBoundedUpdates(w, h.boundedUpdates, h.memberScores.length > 0);
-  writeMemberScores(w, h.memberScores);
+  writeBoundedUpdates(w, h.boundedUpdates, h.memberScores.length > 0 || !!h.progress);
+  writeMemberScores(w, h.memberScores, !!h.progress);
+  if (h.progress) w.f64(h.progress.evalLoss).u64(h.progress.bytesSent).u64(h.progress.denseBytes);
   return envelope(Kind.heartbeat, w.finish(), privateKey);
 }
 
@@ -123,9 +125,16 @@ function readBoundedUpdates(r: Reader): BoundedUpdateCount[] {
   return counts;
 }
 
-/** The second optional trailing field: each member's update score, when there are any. */
-function writeMemberScores(w: Writer, scores: readonly MemberScoreReport[]): void {
-  if (scores.length === 0) return;
+/**
+ * The second optional trailing field: each member's update score, when there are any (or when
+ * the progress after it is written).
+ */
+function writeMemberScores(
+  w: Writer,
+  scores: readonly MemberScoreReport[],
+  followed: boolean,
+): void {
+  if (scores.length === 0 && !followed) return;
   if (scores.length > MAX_BOUNDED_MEMBERS) throw new RangeError("too many member scores");
   w.u32(scores.length);
   for (const s of scores) w.str(s.memberId).u64(s.rounds).f64(s.cosine).f64(s.reputation);
@@ -151,6 +160,16 @@ function readMemberScores(r: Reader): MemberScoreReport[] {
   return scores;
 }
 
+/** The third optional trailing field: the worker's training progress (WorkerProgress). */
+function readProgress(r: Reader): { progress?: WorkerProgress } {
+  if (r.atEnd()) return {};
+  const evalLoss = r.f64();
+  const progress = { evalLoss, bytesSent: r.u64(), denseBytes: r.u64() };
+  if (!(Number.isNaN(evalLoss) || (Number.isFinite(evalLoss) && evalLoss >= 0)))
+    throw new ProtocolMessageError("malformed", "a negative or infinite evaluation loss");
+  return { progress };
+}
+
 export function decodeHeartbeat(bytes: Uint8Array): Signed<WorkerHeartbeat> {
   return decodeWith(bytes, Kind.heartbeat, (r) => {
     const memberId = r.id("memberId");
@@ -173,6 +192,7 @@ export function decodeHeartbeat(bytes: Uint8Array): Signed<WorkerHeartbeat> {
       sentAtMs: r.u64(),
       boundedUpdates: readBoundedUpdates(r),
       memberScores: readMemberScores(r),
+      ...readProgress(r),
     };
   });
 }

@@ -35,6 +35,8 @@ test("happy path: three members train to the last round with agreeing hashes and
 
   // While training, each member's status lists all three members Active and says Ready.
   const sawAllActiveAndReady = new Set<string>();
+  // …and `kubectl get tfed` shows its eval loss and bytes per round (from status, not logs).
+  const sawProgress = new Map<string, string>();
   let views: MemberView[] = [];
   try {
     views = await bed.waitFor(
@@ -45,6 +47,17 @@ test("happy path: three members train to the last round with agreeing hashes and
           const active = (v.status?.members ?? []).filter((m) => m.state === "Active");
           if (active.length === members.length && condition(v, "Ready")?.status === "True")
             sawAllActiveAndReady.add(v.member);
+          if (!sawProgress.has(v.member) && v.status?.phase === "Training") {
+            const table = await bed.kubectl(v.member, "get", "tfed", name, "-n", namespace);
+            const [header = "", row = ""] = table.trim().split("\n");
+            const column = (title: string) => {
+              const start = header.indexOf(title);
+              return start < 0 ? "" : (row.slice(start).split(/\s+/)[0] ?? "");
+            };
+            const evalLoss = Number(column("EVAL-LOSS"));
+            const bytes = Number(column("BYTES/ROUND"));
+            if (evalLoss > 0 && bytes > 0) sawProgress.set(v.member, `${evalLoss} ${bytes}`);
+          }
         }
         // A failed member ends the wait at once (an assertion here would only be retried).
         if (current.some((v) => v.status?.phase === "Failed")) return current;
@@ -63,6 +76,20 @@ test("happy path: three members train to the last round with agreeing hashes and
   if (views.some((v) => v.status?.phase === "Failed")) t.diagnostic(await explain(bed));
   for (const v of views) assert.notEqual(v.status?.phase, "Failed", `${v.member} failed`);
   assert.deepEqual([...sawAllActiveAndReady].sort(), members, "members seen Active and Ready");
+  t.diagnostic(
+    `kubectl get tfed while training: ${JSON.stringify(Object.fromEntries(sawProgress))}`,
+  );
+  assert.deepEqual(
+    [...sawProgress.keys()].sort(),
+    members,
+    "every member's kubectl get tfed showed eval loss and bytes per round while training",
+  );
+  // Where Kubernetes users look first: each member's Events.
+  for (const member of members) {
+    const described = await bed.kubectl(member, "describe", "tfed", name, "-n", namespace);
+    assert.match(described, /Normal\s+Joined/, `${member}: a Joined Event`);
+    assert.match(described, /fedtrain\.dev\/operator/, `${member}: Events from the operator`);
+  }
   for (const v of views) {
     assert.equal(condition(v, "Ready")?.status, "True", `${v.member} Ready after completion`);
     // A member contributes to nearly every round; its trainer logs every round it applied.

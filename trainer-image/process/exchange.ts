@@ -2,7 +2,7 @@
 // `ExchangeTransport` as a parameter: `LocalExchange` connects N workers inside this process (the
 // standalone workstation mode); `NatsExchange` (nats-exchange.ts) joins one worker per process to
 // the federation over core/protocol, and adds `join` and `roundApplied`.
-import type { WorkerRef } from "../../core/protocol/index.js";
+import type { WorkerProgress, WorkerRef } from "../../core/protocol/index.js";
 import {
   type DiLoCoWorker,
   InProcessExchange,
@@ -25,6 +25,11 @@ export interface ExchangeTransport {
   join?(worker: DiLoCoWorker, local: LocalParameters): Promise<{ firstRound: number }>;
   /** Must be called first thing in the round callback of a transport that has `join`. */
   roundApplied?(report: RoundReport): void;
+  /**
+   * A federated transport's report of the worker's progress after a round (evaluation loss,
+   * bytes sent, dense update size), which its heartbeats carry to the operator's status.
+   */
+  reportProgress?(progress: WorkerProgress): void;
   /**
    * A federated transport's agreed workers of a round: those whose updates the commit of DiLoCo
    * round `round` included, once this process has seen that commit (undefined before). A

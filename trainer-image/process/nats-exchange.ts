@@ -24,6 +24,7 @@ import {
   type ReplicaModel,
   type UpdateAssessment,
   type WorkerOptions,
+  type WorkerProgress,
   type WorkerRef,
 } from "../../core/protocol/index.js";
 import type {
@@ -306,6 +307,11 @@ export class NatsExchange implements UpdateExchange, ExchangeTransport {
   }
 
   /** Acknowledges that the DiLoCo worker applied the commit of its round `report.round`. */
+  /** See ExchangeTransport.reportProgress. */
+  reportProgress(progress: WorkerProgress): void {
+    this.federationWorker?.reportProgress(progress);
+  }
+
   roundApplied(report: RoundReport): void {
     const slot = this.slots.get(report.round + 1);
     if (!slot?.commit.settled || slot.applied.settled)

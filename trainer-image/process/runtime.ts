@@ -547,6 +547,12 @@ export class TrainerRuntime {
     this.evalModel!.writeParameters(local.worker.global);
     const evalLoss = await this.evalModel!.evaluate(this.evalBatches);
     for (const each of this.workers) this.metrics.evalLoss.set({ worker: each.label }, evalLoss);
+    // The operator's status shows them (kubectl get tfed), from this worker's heartbeats.
+    this.transport.reportProgress?.({
+      evalLoss: Number.isFinite(evalLoss) ? evalLoss : Number.NaN,
+      bytesSent: report.bytesSent,
+      denseBytes: 4 * local.worker.global.length,
+    });
     this.log.info(
       {
         round: report.round,

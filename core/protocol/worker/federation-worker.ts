@@ -16,6 +16,7 @@ import type {
   ProtocolCounters,
   RoundAgreement,
   RoundResult,
+  WorkerProgress,
   WorkerRef,
 } from "../types.js";
 import { Applier } from "./applier.js";
@@ -42,6 +43,7 @@ export class FederationWorker {
   private readonly submitted = new Set<number>();
   private readonly timers: NodeJS.Timeout[] = [];
   private loss: number | undefined;
+  private progress: WorkerProgress | undefined;
 
   private constructor(options: WorkerOptions) {
     const ctx = new WorkerContext(options);
@@ -57,6 +59,7 @@ export class FederationWorker {
         modelHash: this.applier.modelHash,
         loss: this.loss,
         roundsContributed: this.applier.roundsContributed,
+        ...(this.progress ? { progress: this.progress } : {}),
       }),
     });
     this.ledger = new LedgerFollower(ctx, {
@@ -165,6 +168,14 @@ export class FederationWorker {
         });
     }, ms);
     this.timers.push(timer);
+  }
+
+  /**
+   * Reports the caller's training progress (evaluation loss, bytes sent, dense update size) in
+   * this worker's heartbeats from the next one on, where the operator's status shows it.
+   */
+  reportProgress(progress: WorkerProgress): void {
+    this.progress = { ...progress };
   }
 
   /**

@@ -8,7 +8,7 @@ import { ControlState } from "../control.js";
 import { ProtocolMessageError } from "../errors.js";
 import { equalBytes, toHex } from "../identity.js";
 import { workerKey } from "../inbox.js";
-import type { ModelDisagreement, WorkerHeartbeat, WorkerRef } from "../types.js";
+import type { ModelDisagreement, WorkerHeartbeat, WorkerProgress, WorkerRef } from "../types.js";
 import { decodeHeartbeat, decodeMember, encodeHeartbeat, isValidId } from "../wire.js";
 import type { Stoppable, WorkerContext } from "./context.js";
 import { followStream } from "./follow.js";
@@ -19,6 +19,7 @@ export interface HeartbeatReport {
   modelHash: Uint8Array;
   loss: number | undefined;
   roundsContributed: number;
+  progress?: WorkerProgress;
 }
 
 /** What presence asks of the other roles (wired by the facade). */

@@ -124,6 +124,31 @@ describe("federationStatus", () => {
     assert.equal(condition(conditions, "Degraded").status, "False");
   });
 
+  test("this member's evaluation loss, bytes per round and compression ratio, from its workers' progress", () => {
+    const own = memberView({
+      workers: [
+        worker({
+          workerId: "w0",
+          appliedRound: 3,
+          progress: { evalLoss: 1.23456, bytesSent: 1000, denseBytes: 40_000 },
+        }),
+        worker({
+          workerId: "w1",
+          appliedRound: 2,
+          progress: { evalLoss: 9, bytesSent: 3000, denseBytes: 40_000 },
+        }),
+      ],
+    });
+    const { fields } = federationStatus(member(), self, seen(view({ members: [own] })));
+    assert.equal(fields?.evalLoss, 1.235, "the latest round's, four digits");
+    assert.equal(fields?.bytesSentPerRound, 4000);
+    assert.equal(fields?.compressionRatio, 20);
+    // Nothing reported yet: the fields are absent, not zero.
+    const { fields: none } = federationStatus(member(), self, seen(view()));
+    assert.equal(none?.evalLoss, undefined);
+    assert.equal(none?.bytesSentPerRound, undefined);
+  });
+
   test("each member's clipped and dropped updates, as the view counts them", () => {
     const poisoned = view({
       members: [

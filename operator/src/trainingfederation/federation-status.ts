@@ -23,7 +23,15 @@ type ConditionInput = Pick<Condition, "type" | "status" | "reason" | "message">;
 /** The status fields the federation's view decides. */
 export type FederationFields = Pick<
   TrainingFederationStatus,
-  "round" | "progress" | "activeMembers" | "members" | "loss" | "lastCheckpoint"
+  | "round"
+  | "progress"
+  | "activeMembers"
+  | "members"
+  | "loss"
+  | "lastCheckpoint"
+  | "evalLoss"
+  | "bytesSentPerRound"
+  | "compressionRatio"
 >;
 
 /** The conditions written from the federation's view. */
@@ -259,6 +267,34 @@ export function degradedCondition(view: FederationView): ConditionInput {
   };
 }
 
+/**
+ * What this member's live workers last reported of their training: the evaluation loss of the
+ * global model (the same on every worker: the latest), the bytes they sent in their last round
+ * (summed) and the compression ratio (dense fp32 bytes over bytes sent).
+ */
+function ownProgress(
+  view: FederationView,
+  memberId: string,
+): Pick<FederationFields, "evalLoss" | "bytesSentPerRound" | "compressionRatio"> {
+  const workers =
+    view.members
+      .find((m) => m.memberId === memberId && m.state !== "Refused")
+      ?.workers.filter((w) => w.state === "Active" && w.progress) ?? [];
+  if (workers.length === 0) return {};
+  const latest = [...workers].sort((a, b) => b.appliedRound - a.appliedRound)[0]!.progress!;
+  const sent = workers.reduce((sum, w) => sum + w.progress!.bytesSent, 0);
+  const dense = workers.reduce((sum, w) => sum + w.progress!.denseBytes, 0);
+  return {
+    ...(Number.isFinite(latest.evalLoss) ? { evalLoss: round4(latest.evalLoss) } : {}),
+    ...(sent > 0 ? { bytesSentPerRound: sent, compressionRatio: round4(dense / sent) } : {}),
+  };
+}
+
+/** Four significant digits: status changes when the value does, not its last bits. */
+function round4(x: number): number {
+  return Number(x.toPrecision(4));
+}
+
 /** Mean of this member's live workers' losses. */
 function ownLoss(view: FederationView, memberId: string): number | undefined {
   const losses =
@@ -321,6 +357,7 @@ export function federationStatus(
   };
   const loss = ownLoss(view, self.memberId);
   if (loss !== undefined) fields.loss = loss;
+  Object.assign(fields, ownProgress(view, self.memberId));
   if (view.lastCheckpoint)
     fields.lastCheckpoint = {
       round: view.lastCheckpoint.round,

@@ -200,6 +200,9 @@ const federationFieldNames: (keyof FederationFields)[] = [
   "members",
   "loss",
   "lastCheckpoint",
+  "evalLoss",
+  "bytesSentPerRound",
+  "compressionRatio",
 ];
 
 /**
