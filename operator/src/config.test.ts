@@ -11,7 +11,7 @@ describe("parseConfig", () => {
     assert.equal(config.probeAddress, ":8081");
     assert.deepEqual(config.namespaces, []);
     assert.equal(config.maxConcurrentReconciles, 8);
-    assert.equal(config.resyncSeconds, 300);
+    assert.equal(config.resyncSeconds, 36000);
     assert.equal(config.clusterId, undefined);
   });
 

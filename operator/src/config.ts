@@ -159,8 +159,8 @@ export const flags: Record<string, Flag> = {
   },
   "resync-period": {
     env: "FEDTRAIN_RESYNC_SECONDS",
-    help: "seconds between full resyncs",
-    default: "300",
+    help: "seconds between full resyncs (the watches queue changes)",
+    default: "36000",
   },
   "log-level": { env: "FEDTRAIN_LOG_LEVEL", help: "debug, info, warn or error", default: "info" },
 };

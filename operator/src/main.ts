@@ -26,6 +26,7 @@ import { WorkQueue } from "./controller/queue.js";
 import { NatsConnections } from "./nats/connections.js";
 import { managedBySelector } from "./trainingfederation/desired.js";
 import { FederationClient } from "./trainingfederation/federation.js";
+import { FederationWatches } from "./trainingfederation/federation-watch.js";
 import {
   type TrainingFederationObject,
   TrainingFederationReconciler,
@@ -85,7 +86,8 @@ async function main(): Promise<void> {
     name: `fedtrain-operator ${identity}`,
     log,
   });
-  const membership = new FederationClient(nats, config);
+  const watches = new FederationWatches({ enqueue: (key) => queue.add(key), log });
+  const membership = new FederationClient(nats, config, watches);
   const enqueueOwner = (object: V1Job | V1ConfigMap) => {
     const key = TrainingFederationReconciler.ownerKey(object);
     if (key) queue.add(key);
@@ -249,6 +251,7 @@ async function main(): Promise<void> {
     clearInterval(resync);
     await controller.stop();
     await elector?.stop();
+    await watches.stop();
     await Promise.all([federations.stop(), jobs.stop(), configMaps.stop(), nats.close()]);
     probes.close();
     metricsServer.close();

@@ -16,14 +16,15 @@ import {
 import { displayUrls } from "../../../core/protocol/resources.js";
 import type { OperatorConfig } from "../config.js";
 import { describeError } from "../controller/errors.js";
-import type { NatsConnections } from "../nats/connections.js";
+import { NatsConnections } from "../nats/connections.js";
 import { type ChildSettings, natsUrlsOf } from "./desired.js";
 import type { FederationObservation } from "./federation-status.js";
+import type { FederationWatches } from "./federation-watch.js";
 
 /**
- * How often a member's federation view is read again while nothing in Kubernetes changes: the
- * round, heartbeats and loss live in NATS, which sends the operator no events. 10 s shows a round
- * (typically minutes) promptly and costs one view read per member per 10 s.
+ * How often a federation that cannot be watched yet is looked at again: one no member has
+ * created (its buckets do not exist), or NATS that does not answer. A watched federation is
+ * never polled: its watcher queues the objects on a change (federation-watch.ts).
  */
 export const federationPollMs = 10_000;
 // A view read is a few dozen JetStream requests; one that takes longer is a NATS problem.
@@ -80,7 +81,13 @@ export class FederationClient {
   constructor(
     private readonly connections: NatsConnections,
     private readonly settings: ChildSettings & Partial<Pick<OperatorConfig, "allowedNatsUrls">>,
+    private readonly watches?: FederationWatches,
   ) {}
+
+  /** Stops following tf's federation (it was deleted). */
+  forget(key: string): void {
+    this.watches?.forget(key);
+  }
 
   /** See natsUrlsAllowed. */
   allowed(urls: readonly string[]): boolean {
@@ -116,14 +123,25 @@ export class FederationClient {
       };
     }
     try {
-      const view = await within(
-        (async () => {
-          if (!(await federationExists(nc, tf.spec.federation.id))) return undefined;
-          return readFederationView(nc, protocolSpecOf(tf), specHashBytes(federationSpecHash));
-        })(),
-        viewTimeoutMs,
-        "reading the federation view",
-      );
+      const read = () =>
+        within(
+          (async () => {
+            if (!(await federationExists(nc, tf.spec.federation.id))) return undefined;
+            return readFederationView(nc, protocolSpecOf(tf), specHashBytes(federationSpecHash));
+          })(),
+          viewTimeoutMs,
+          "reading the federation view",
+        );
+      const view = this.watches
+        ? await this.watches.view(
+            nc,
+            NatsConnections.key(urls),
+            tf.spec.federation.id,
+            `${tf.metadata?.namespace}/${tf.metadata?.name}`,
+            federationSpecHash,
+            read,
+          )
+        : await read();
       return view ? { kind: "view", view } : { kind: "absent" };
     } catch (error) {
       log.warn({ error: describeError(error) }, "cannot read the federation from NATS");

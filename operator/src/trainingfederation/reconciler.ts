@@ -59,6 +59,8 @@ export interface FederationMembership {
     federationSpecHash: string,
     log: Logger,
   ): Promise<FederationObservation>;
+  /** Stops following the federation for an object that is gone. */
+  forget?(key: string): void;
 }
 
 /** A TrainingFederation as the Kubernetes client sees it. */
@@ -106,7 +108,11 @@ export class TrainingFederationReconciler {
   async reconcile(key: string, log: Logger): Promise<ReconcileResult | undefined> {
     const [namespace = "", name = ""] = key.split("/");
     let tf = this.caches.federations.get(namespace, name);
-    if (!tf) return undefined; // Deleted; its children are garbage-collected by owner reference.
+    if (!tf) {
+      // Deleted; its children are garbage-collected by owner reference.
+      this.membership.forget?.(key);
+      return undefined;
+    }
     if (tf.metadata?.deletionTimestamp) return this.finalize(tf, log);
     if (!tf.metadata?.finalizers?.includes(finalizer)) {
       // Carry on with the object as patched, rather than wait for its watch event.
@@ -208,7 +214,9 @@ export class TrainingFederationReconciler {
         if (this.events) this.metrics.apiWrites.inc({ verb: "create", resource: "events" });
       }
     }
-    return polled ? { requeueAfterMs: federationPollMs } : undefined;
+    // A watched federation queues this object when it changes; one not watchable yet (absent,
+    // or NATS not answering) is looked at again.
+    return polled && federation?.kind !== "view" ? { requeueAfterMs: federationPollMs } : undefined;
   }
 
   /**
