@@ -4,7 +4,9 @@
 // 2. scale: N TrainingFederations with 0 replicas (a suspended Job each, so no trainer process
 //    starts), time until every one has its children and Ready status, reconciles per second;
 // 3. restart: one pass of reconciles over cached objects (the operator's own throughput);
-// 4. steady state: API writes per minute once everything is Ready, across several resyncs;
+// 4. idle: one live federation (a peer on the test bed's NATS heartbeating, no rounds), the
+//    operator with its default resync: reconciles per object per 10 minutes, the messages its
+//    NATS connections publish per second, and API writes per minute;
 // and the operator's peak RSS. The baseline measured in the same run is the time the benchmark's
 // own client needs just to create the N objects.
 import { readFile } from "node:fs/promises";
@@ -12,16 +14,32 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
-import { group, plural, version } from "../core/api/index.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  federationSpecHash,
+  group,
+  plural,
+  specHashBytes,
+  type TrainingFederation,
+  version,
+} from "../core/api/index.js";
+import {
+  connectNats,
+  FederationWorker,
+  generateKeyPair,
+  type ReplicaModel,
+  registerMember,
+  sha256,
+} from "../core/protocol/index.js";
+import { protocolSpecOf } from "../operator/src/trainingfederation/federation.js";
 import { installFederationApi } from "../testbed/apply.js";
 import { OperatorProcess } from "../testbed/operator-process.js";
 import { waitFor } from "../testbed/process.js";
 import { Testbed } from "../testbed/testbed.js";
 
 const namespace = "bench";
-// Short, so that the steady-state window sees several full resyncs of every object.
-const resyncSeconds = 10;
-const steadyStateSeconds = 60;
+// The idle window: long enough for every heartbeat expiry and watch to show its cost.
+const steadyStateSeconds = 180;
 const applyToPodsRuns = 11;
 // Objects the benchmark's client creates at once (like a GitOps tool applying a folder).
 const createConcurrency = 16;
@@ -39,6 +57,17 @@ function manifest(name: string, replicas: number) {
       },
       contribution: { replicas, gpusPerReplica: 1 },
     },
+  };
+}
+
+/** A replica that never changes: the peer only heartbeats. */
+function stillModel(): ReplicaModel {
+  const state = new Uint8Array(16);
+  return {
+    apply() {},
+    hash: () => sha256(state),
+    snapshot: () => state.slice(),
+    restore() {},
   };
 }
 
@@ -75,6 +104,8 @@ export async function run(args: string[]): Promise<unknown> {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const objects = kubeConfig.makeApiClient(CustomObjectsApi);
   let operator: OperatorProcess | undefined;
+  let peer: FederationWorker | undefined;
+  let peerConnection: NatsConnection | undefined;
   try {
     await installFederationApi(testbed, cluster, namespace);
     operator = await OperatorProcess.start(
@@ -85,7 +116,7 @@ export async function run(args: string[]): Promise<unknown> {
         `--nats-url=${testbed.natsUrl}`,
         "--trainer-image=testbed.local/stand-in-trainer:1",
         `--leader-election-namespace=${namespace}`,
-        `--resync-period=${resyncSeconds}`,
+        // The default resync (10 h): the federation watches queue what changes.
       ],
       path.join(dir, "operator.log"),
     );
@@ -133,6 +164,37 @@ export async function run(args: string[]): Promise<unknown> {
     log(
       `[operator] apply → pods created: p50 ${percentile(applyToPods, 0.5).toFixed(3)} s over ${applyToPods.length} runs`,
     );
+
+    // A live federation: a peer of another member registered on the test bed's NATS, heartbeating
+    // (and never training), whose spec is the objects' own.
+    const first = (await objects.createNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural,
+      body: manifest("member-spec", 0),
+    })) as TrainingFederation;
+    const nc = await connectNats(testbed.natsUrl, "bench-peer");
+    const peerKeys = generateKeyPair();
+    const specHash = specHashBytes(federationSpecHash(first.spec.federation));
+    await registerMember(nc, {
+      federationId: "bench",
+      memberId: "peer",
+      specHash,
+      privateKey: peerKeys.privateKey,
+    });
+    peer = await FederationWorker.start({
+      nc,
+      spec: protocolSpecOf(first),
+      specHash,
+      memberId: "peer",
+      workerId: "w0",
+      privateKey: peerKeys.privateKey,
+      model: stillModel(),
+      role: "contributor",
+    });
+    peerConnection = nc;
+    log("[operator] a live federation: member peer heartbeating on NATS");
 
     // 2. N objects at once.
     const reconcilesBefore = await metric("controller_runtime_reconcile_total");
@@ -200,14 +262,17 @@ export async function run(args: string[]): Promise<unknown> {
     const reconcilesPerSecond = count / ((performance.now() - restarted) / 1000);
     log(`[operator] restarted: ${count} reconciles at ${reconcilesPerSecond.toFixed(0)}/s`);
 
-    // 3. steady state.
+    // 3. idle: a live federation where nothing changes (the peer heartbeats).
+    await sleep(15_000); // the restarted operator's watches settle
     const writesBefore = await metric("fedtrain_operator_api_writes_total");
     const reconcilesBeforeSteady = await metric("controller_runtime_reconcile_total");
-    log(`[operator] steady state for ${steadyStateSeconds} s (resync every ${resyncSeconds} s)`);
+    const natsBefore = await metric("fedtrain_operator_nats_messages_sent");
+    log(`[operator] idle for ${steadyStateSeconds} s (default resync)`);
     await sleep(steadyStateSeconds * 1000);
     const steadyWrites = (await metric("fedtrain_operator_api_writes_total")) - writesBefore;
     const steadyReconciles =
       (await metric("controller_runtime_reconcile_total")) - reconcilesBeforeSteady;
+    const natsSent = (await metric("fedtrain_operator_nats_messages_sent")) - natsBefore;
     const result = {
       objects: count,
       secondsUntilAllReady: Number(secondsUntilAllReady.toFixed(2)),
@@ -219,6 +284,11 @@ export async function run(args: string[]): Promise<unknown> {
       steadyStateReconcilesPerMinute: Number(
         ((steadyReconciles / steadyStateSeconds) * 60).toFixed(0),
       ),
+      idleReconcilesPerObjectPer10Min: Number(
+        ((steadyReconciles / (count + 1)) * (600 / steadyStateSeconds)).toFixed(3),
+      ),
+      // Every message its NATS connections publish: requests, acknowledgements, flow control.
+      idleJetStreamRequestsPerSecond: Number((natsSent / steadyStateSeconds).toFixed(3)),
       applyToPodsP50Seconds: Number(percentile(applyToPods, 0.5).toFixed(3)),
       applyToPodsP90Seconds: Number(percentile(applyToPods, 0.9).toFixed(3)),
       // The larger peak of the two operator processes: through creation, and restarted with every
@@ -235,6 +305,8 @@ export async function run(args: string[]): Promise<unknown> {
     console.table(result);
     return result;
   } finally {
+    await peer?.stop().catch(() => {});
+    await peerConnection?.close().catch(() => {});
     await operator?.stop();
     await testbed.down();
   }

@@ -86,6 +86,7 @@ async function main(): Promise<void> {
     name: `fedtrain-operator ${identity}`,
     log,
   });
+  metrics.watchNatsMessages(() => nats.messagesSent());
   const watches = new FederationWatches({ enqueue: (key) => queue.add(key), log });
   const membership = new FederationClient(nats, config, watches);
   const enqueueOwner = (object: V1Job | V1ConfigMap) => {

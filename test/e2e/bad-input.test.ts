@@ -22,9 +22,13 @@ const schedule = { rounds: 6, innerSteps: 10 };
 const roundsToSee = 3;
 
 let bed: FederationBed;
-federationBedPerFile((up) => {
-  bed = up;
-});
+// Each scenario runs in its own namespace, opted in to the operator when the chart is installed.
+federationBedPerFile(
+  (up) => {
+    bed = up;
+  },
+  { namespaces: ["arith-drift", "arith-closed"] },
+);
 
 /** The demo's manifest under another name, namespace and federation id, on a short schedule. */
 async function manifest(member: string, id: string): Promise<TrainingFederation> {

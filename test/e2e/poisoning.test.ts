@@ -39,7 +39,8 @@ federationBedPerFile(
   (up) => {
     bed = up;
   },
-  { gpusPerNode: 3 },
+  // Each run in its own namespace, opted in to the operator when the chart is installed.
+  { gpusPerNode: 3, namespaces: runs.map((run) => run.id) },
 );
 
 async function manifest(member: string, run: (typeof runs)[number]): Promise<TrainingFederation> {

@@ -24,7 +24,7 @@ const verbose = process.env.FEDTRAIN_TEST_VERBOSE === "1";
  */
 export function federationBedPerFile(
   use: (bed: FederationBed) => void,
-  options: { operatorReplicas?: number; gpusPerNode?: number } = {},
+  options: { operatorReplicas?: number; gpusPerNode?: number; namespaces?: string[] } = {},
 ): void {
   let bed: FederationBed | undefined;
   before(async () => {
@@ -38,7 +38,7 @@ export function federationBedPerFile(
 
 /** Brings up the bed; bring it down in an `after` hook. */
 async function startFederationBed(
-  options: { operatorReplicas?: number; gpusPerNode?: number } = {},
+  options: { operatorReplicas?: number; gpusPerNode?: number; namespaces?: string[] } = {},
 ): Promise<FederationBed> {
   const dir = await mkdtemp(path.join(os.tmpdir(), "fedtrain-e2e-"));
   return FederationBed.up({

@@ -128,6 +128,21 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * Messages the operator's NATS connections published (requests, acknowledgements and flow
+   * control included): what its federation views and watches cost the NATS servers.
+   */
+  watchNatsMessages(sent: () => number): void {
+    new Gauge({
+      name: "fedtrain_operator_nats_messages_sent",
+      help: "Messages the operator's NATS connections have published since it started (JetStream requests, acknowledgements, flow control)",
+      registers: [this.registry],
+      collect() {
+        this.set(sent());
+      },
+    });
+  }
+
   constructor() {
     // process_* and nodejs_* (memory, event-loop lag, GC): the usual health of a Node.js process.
     collectDefaultMetrics({ register: this.registry });

@@ -39,8 +39,17 @@ interface Entry {
 /** A pool of NATS connections keyed by their server URL set. */
 export class NatsConnections {
   private readonly entries = new Map<string, Entry>();
+  /** Messages published by connections already closed. */
+  private closedSent = 0;
 
   constructor(private readonly options: NatsConnectionsOptions) {}
+
+  /** Messages every connection opened so far has published (closed ones included). */
+  messagesSent(): number {
+    let sent = this.closedSent;
+    for (const entry of this.entries.values()) sent += entry.connection?.stats().outMsgs ?? 0;
+    return sent;
+  }
 
   /** The key of a URL set: order and duplicates do not make another connection. */
   static key(urls: readonly string[]): string {
@@ -111,6 +120,8 @@ export class NatsConnections {
       log.info({ servers }, "connected to NATS");
       void connection.closed().then(() => {
         entry.up = false;
+        this.closedSent += connection.stats().outMsgs;
+        if (entry.connection === connection) entry.connection = undefined;
       });
       for await (const status of connection.status()) {
         if (status.type === "disconnect") {

@@ -18,6 +18,11 @@ import { type FederationView, federationNames } from "../../../core/protocol/ind
 const DEBOUNCE_MS = 100;
 /** Slack after a heartbeat's expiry before the timer looks (the bucket's clock is the server's). */
 const EXPIRY_SLACK_MS = 250;
+/**
+ * How long a federation that cannot be watched (no member created it yet) is not tried again,
+ * and its view (absent) is shared by all its objects.
+ */
+const UNWATCHED_MS = 10_000;
 
 interface Watch {
   federationId: string;
@@ -45,6 +50,11 @@ export class FederationWatches {
   private readonly watches = new Map<string, Promise<Watch>>();
   /** Which watch each object last read through, so it can be forgotten. */
   private readonly objectWatch = new Map<string, string>();
+  /** Views of federations that cannot be watched yet, shared for UNWATCHED_MS. */
+  private readonly unwatchedViews = new Map<
+    string,
+    { at: number; view: Promise<FederationView | undefined> }
+  >();
 
   constructor(private readonly options: FederationWatchesOptions) {}
 
@@ -69,14 +79,21 @@ export class FederationWatches {
     if (!pending) {
       pending = this.start(nc, federationId);
       this.watches.set(watchKey, pending);
-      pending.catch(() => this.watches.delete(watchKey));
+      // Tried again after a while, not by every object's reconcile.
+      pending.catch(() => setTimeout(() => this.watches.delete(watchKey), UNWATCHED_MS).unref());
     }
     let watch: Watch;
     try {
       watch = await pending;
     } catch {
-      // The federation's buckets do not exist yet (or NATS refused): read without a watcher.
-      return read();
+      // The federation's buckets do not exist yet (or NATS refused): one shared read a while.
+      const cacheKey = `${watchKey}\u0000${specHash}`;
+      const cached = this.unwatchedViews.get(cacheKey);
+      if (cached && Date.now() - cached.at < UNWATCHED_MS) return cached.view;
+      const view = read();
+      this.unwatchedViews.set(cacheKey, { at: Date.now(), view });
+      view.catch(() => this.unwatchedViews.delete(cacheKey));
+      return view;
     }
     if (watch.broken) {
       this.watches.delete(watchKey);
