@@ -184,16 +184,27 @@ export class Applier {
   /**
    * A diverged replica restores the latest checkpoint it can trust and replays the commits after
    * it: one signed by a current member, written before the divergence or by another member (not
-   * from this replica's own diverged state), whose later commits this worker still holds. Until
-   * there is one it goes on applying, and says what it waits for.
+   * from this replica's own diverged state), of a round this replica has applied, whose later
+   * commits this worker still holds. Until there is one it goes on applying, and says what it
+   * waits for.
    */
   private async repairIfDiverged(): Promise<void> {
     const { ctx, links } = this;
     const after = this.divergedAfter;
     if (after === undefined) return;
-    const record = await this.checkpointRecord();
+    let record: Awaited<ReturnType<Applier["checkpointRecord"]>>;
+    try {
+      record = await this.checkpointRecord();
+    } catch (error) {
+      ctx.log(`a diverged replica cannot read the checkpoint record: ${String(error)}`);
+      return;
+    }
     let waiting: string | undefined;
     if (!record) waiting = "no checkpoint is recorded yet";
+    else if (record.ref.round > this.round)
+      // Restored once this replica has applied that round: jumping ahead would skip commits
+      // its caller waits for.
+      waiting = `the checkpoint of round ${record.ref.round} is ahead of this replica (round ${this.round})`;
     else if (!ctx.admission.isMemberKey(record.signer))
       waiting = `the checkpoint of round ${record.ref.round} is signed by no current member`;
     else if (record.ref.round >= after && equalBytes(record.signer, ctx.publicKey))

@@ -70,6 +70,7 @@ export class FederationWatches {
     key: string,
     specHash: string,
     read: () => Promise<FederationView | undefined>,
+    retry = true,
   ): Promise<FederationView | undefined> {
     const watchKey = `${serversKey}\u0000${federationId}`;
     const previous = this.objectWatch.get(key);
@@ -96,8 +97,10 @@ export class FederationWatches {
       return view;
     }
     if (watch.broken) {
-      this.watches.delete(watchKey);
-      return read();
+      // Its iterators ended (NATS restarted, a bucket was deleted): start another for this
+      // object, which the new watch then queues on changes like the rest.
+      if (this.watches.get(watchKey) === pending) this.watches.delete(watchKey);
+      return retry ? this.view(nc, serversKey, federationId, key, specHash, read, false) : read();
     }
     watch.objects.add(key);
     let view = watch.views.get(specHash);
