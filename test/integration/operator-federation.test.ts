@@ -231,7 +231,7 @@ describe("operator and the federation on NATS", () => {
     assert.equal((await federations.read("alpha")).metadata?.resourceVersion, before);
 
     // A round committed in NATS reaches status without any Kubernetes change (the operator
-    // resyncs every 300 s here): its federation watch queues the object.
+    // resyncs every 10 hours by default): its federation watch queues the object.
     await worker.contribute(new Uint8Array(64).fill(3), { loss: 0.125 });
     const committed = Date.now();
     await federations.waitStatus("alpha", "round 3 in status", (s) => s.round === 3, 2_000);
