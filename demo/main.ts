@@ -142,27 +142,29 @@ async function watchTraining(bed: FederationBed): Promise<Map<string, TrainerLog
   throw new Error("interrupted");
 }
 
+/**
+ * The progress lines: each member as `kubectl get tfed` shows it (its status: phase, trainers,
+ * the evaluation loss its trainers reported, bytes per round, the members it sees), as a cluster
+ * owner would watch the run; the trainers' logs only feed the summary's per-round curves.
+ */
 function render(views: MemberView[]): string {
   const rounds = demoSchedule.rounds;
-  const committed = Math.max(
-    0,
-    ...views.map((v) => v.status?.round ?? 0),
-    ...views.map((v) => (v.log.rounds.at(-1)?.round ?? -1) + 1),
-  );
+  const committed = Math.max(0, ...views.map((v) => v.status?.round ?? 0));
   const width = 30;
   const filled = Math.round((Math.min(committed, rounds) / rounds) * width);
   const bar = `${"█".repeat(filled)}${"░".repeat(width - filled)}`;
   const lines = [`[demo] ${elapsed().padStart(6)}  round ${committed}/${rounds} ${bar}`];
-  for (const { member, status, log } of views) {
-    const last = log.rounds.at(-1);
-    const sent = log.rounds.reduce((n, r) => n + r.bytesSent, 0);
+  for (const { member, status } of views) {
     const peers = (status?.members ?? []).map((m) => `${m.id}:${m.state}`).join(" ");
-    const loss = last ? last.evalLoss : status?.loss;
+    const loss = status?.evalLoss;
+    const perRound = status?.bytesSentPerRound;
     lines.push(
       `[demo]   ${member.padEnd(7)} ${(status?.phase ?? "-").padEnd(9)} ` +
         `trainers ${status?.trainersReady ?? "-"}  ` +
-        `${last ? "eval loss" : "loss"} ${loss === undefined ? "-" : loss.toFixed(4)}  ` +
-        `sent ${formatBytes(sent)}  members [${peers}]`,
+        `eval loss ${loss === undefined ? "-" : loss.toFixed(4)}  ` +
+        `sent ${perRound === undefined ? "-" : `${formatBytes(perRound)}/round`}` +
+        `${status?.compressionRatio ? ` (×${status.compressionRatio.toFixed(0)} smaller)` : ""}  ` +
+        `members [${peers}]`,
     );
   }
   return lines.join("\n");

@@ -147,6 +147,12 @@ describe("federationStatus", () => {
     const { fields: none } = federationStatus(member(), self, seen(view()));
     assert.equal(none?.evalLoss, undefined);
     assert.equal(none?.bytesSentPerRound, undefined);
+    // Once the workers stop reporting (the run completed), the last report stays.
+    const done = member();
+    done.status = { ...done.status, ...fields };
+    const { fields: after } = federationStatus(done, self, seen(view()));
+    assert.equal(after?.evalLoss, 1.235);
+    assert.equal(after?.bytesSentPerRound, 4000);
   });
 
   test("each member's clipped and dropped updates, as the view counts them", () => {

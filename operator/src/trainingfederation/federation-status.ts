@@ -357,7 +357,23 @@ export function federationStatus(
   };
   const loss = ownLoss(view, self.memberId);
   if (loss !== undefined) fields.loss = loss;
-  Object.assign(fields, ownProgress(view, self.memberId));
+  // The last report stays once the workers stop (the run completed, or they left).
+  const progress = ownProgress(view, self.memberId);
+  const previous = tf.status ?? {};
+  Object.assign(
+    fields,
+    progress.evalLoss === undefined && progress.bytesSentPerRound === undefined
+      ? {
+          ...(previous.evalLoss !== undefined ? { evalLoss: previous.evalLoss } : {}),
+          ...(previous.bytesSentPerRound !== undefined
+            ? { bytesSentPerRound: previous.bytesSentPerRound }
+            : {}),
+          ...(previous.compressionRatio !== undefined
+            ? { compressionRatio: previous.compressionRatio }
+            : {}),
+        }
+      : progress,
+  );
   if (view.lastCheckpoint)
     fields.lastCheckpoint = {
       round: view.lastCheckpoint.round,
