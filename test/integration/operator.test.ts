@@ -72,6 +72,22 @@ async function kubectlDescribe(name: string): Promise<string> {
   return stdout;
 }
 
+/** The Job named `name`, once it exists. */
+function waitForJob(name: string) {
+  return waitFor(
+    `the Job ${name}`,
+    async () => {
+      try {
+        return await batch.readNamespacedJob({ name, namespace });
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+    250,
+  );
+}
+
 async function trainerPods(name: string): Promise<V1Pod[]> {
   const pods = await core.listNamespacedPod({
     namespace,
@@ -307,18 +323,7 @@ describe("operator", () => {
       plural,
       body: allowed,
     });
-    const job = await waitFor(
-      "the Job of an allowed TrainingFederation",
-      async () => {
-        try {
-          return await batch.readNamespacedJob({ name: "labelled-data-trainers", namespace });
-        } catch {
-          return undefined;
-        }
-      },
-      30_000,
-      250,
-    );
+    const job = await waitForJob("labelled-data-trainers");
     assert.equal(job.spec?.template.spec?.containers[0]?.image, "testbed.local/stand-in-trainer:2");
     for (const [name] of [...cases, ["labelled-data"]]) await federations.deleteAndWait(name!);
   });
@@ -353,19 +358,7 @@ describe("operator", () => {
     // the real API server (suspend the new Job, later admit it) with Kueue's field manager.
     const body = manifest("queued", { queueName: "gpu-team" });
     await objects.createNamespacedCustomObject({ group, version, namespace, plural, body });
-    const readJob = () =>
-      waitFor(
-        "the queued TrainingFederation's Job",
-        async () => {
-          try {
-            return await batch.readNamespacedJob({ name: "queued-trainers", namespace });
-          } catch {
-            return undefined;
-          }
-        },
-        30_000,
-        250,
-      );
+    const readJob = () => waitForJob("queued-trainers");
     const job = await readJob();
     assert.equal(job.metadata?.labels?.["kueue.x-k8s.io/queue-name"], "gpu-team");
     const owned = JSON.stringify(
