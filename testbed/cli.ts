@@ -1,7 +1,7 @@
 // `npm run testbed -- up|status|down`: the test bed by hand.
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { defaultDir, Testbed } from "./testbed.js";
+import { defaultDir, type NodeRuntime, Testbed } from "./testbed.js";
 
 const usage = `usage: npm run testbed -- COMMAND [options]
 
@@ -10,12 +10,20 @@ commands:
             --clusters N        number of clusters (default 3)
             --nodes M           nodes per cluster (default 2)
             --gpus-per-node G   nvidia.com/gpu capacity of each node (default 2)
+            --runtime R         containerd: real nodes (kubelet + containerd, images built
+                                with \`npm run images\`); node-agent (default): pods as local
+                                processes
   status  show every component and whether it runs
   down    stop every process and remove the test bed's folder
             --keep-data         keep etcd data, logs and kubeconfigs
 
 options for every command:
   --dir D   the test bed's folder (default .testbed in the repository)`;
+
+function runtimeOf(value: string | undefined): NodeRuntime | undefined {
+  if (value === undefined || value === "containerd" || value === "node-agent") return value;
+  throw new Error(`--runtime must be containerd or node-agent, not ${value}`);
+}
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -24,6 +32,7 @@ async function main(): Promise<void> {
       clusters: { type: "string" },
       nodes: { type: "string" },
       "gpus-per-node": { type: "string" },
+      runtime: { type: "string" },
       dir: { type: "string" },
       "keep-data": { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -45,6 +54,7 @@ async function main(): Promise<void> {
         clusters: number("clusters", values.clusters),
         nodes: number("nodes", values.nodes),
         gpusPerNode: number("gpus-per-node", values["gpus-per-node"]),
+        runtime: runtimeOf(values.runtime),
       });
       console.log(
         `\ntest bed up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${testbed.clusters.length} clusters, NATS at ${testbed.natsUrl}\n`,

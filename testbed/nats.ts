@@ -53,14 +53,15 @@ const defaultStartTimeoutMs = 15_000;
 // nats-server drains and flushes its store on SIGTERM well within this on a test-sized store.
 const stopGraceMs = 5_000;
 
-/** The server's configuration file: loopback only, JetStream stored on disk under storeDir. */
+/** The server's configuration file: on host (loopback by default), JetStream on disk under storeDir. */
 export function natsServerConfig(
   port: number,
   storeDir: string,
   maxPayload = defaultMaxPayload,
+  host = "127.0.0.1",
 ): string {
   return [
-    "host: 127.0.0.1",
+    `host: ${host}`,
     `port: ${port}`,
     // Model updates are tens of MB; the protocol chunks them, but larger messages mean fewer
     // round trips. 8 MB is the largest size NATS recommends.
@@ -175,9 +176,9 @@ async function waitAccepting(port: number, child: ChildProcess, timeoutMs: numbe
 
 // The server sends its INFO line once it accepts clients; a bare TCP connect can succeed earlier.
 /** Whether a nats-server on port answers with its INFO line (it accepts clients). */
-export function answersInfo(port: number): Promise<boolean> {
+export function answersInfo(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1");
+    const socket = net.connect(port, host);
     const done = (ok: boolean) => {
       socket.destroy();
       resolve(ok);

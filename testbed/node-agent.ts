@@ -15,14 +15,8 @@ import {
 } from "@kubernetes/client-node";
 import { apiTimeMicro } from "../core/api/time.js";
 import { type NodeContext, PodRunner } from "./pod-runner.js";
+import { gpuLabels } from "./real-node.js";
 import versions from "./versions.json" with { type: "json" };
-
-/** The labels a GPU node of the test bed carries, as NVIDIA's GPU feature discovery sets them. */
-export const gpuLabels = {
-  "nvidia.com/gpu.present": "true",
-  "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
-  "nvidia.com/gpu.memory": "81559",
-};
 
 // The node lifecycle controller marks a node unhealthy after 40-50 s without a Lease renewal;
 // the kubelet renews every 10 s.

@@ -92,7 +92,11 @@ async function issue(
 }
 
 /** Creates (or reuses, when present) the PKI of one cluster in dir. */
-export async function ensureClusterPki(dir: string): Promise<ClusterPki> {
+/**
+ * The cluster's CA, API server certificate and service-account keys in dir (made once). extraIps:
+ * more addresses the API server is reached at (the test bed's host address, for real nodes).
+ */
+export async function ensureClusterPki(dir: string, extraIps: string[] = []): Promise<ClusterPki> {
   const pki: ClusterPki = {
     ca: { cert: path.join(dir, "ca.crt"), key: path.join(dir, "ca.key") },
     apiserver: { cert: path.join(dir, "apiserver.crt"), key: path.join(dir, "apiserver.key") },
@@ -127,8 +131,8 @@ export async function ensureClusterPki(dir: string): Promise<ClusterPki> {
         "basicConstraints=CA:FALSE",
         "keyUsage=critical,digitalSignature,keyEncipherment",
         "extendedKeyUsage=serverAuth",
-        // The addresses a client may use: loopback, and the in-cluster names of the API.
-        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
+        // The addresses a client may use: loopback (and extraIps), and the in-cluster names of the API.
+        `subjectAltName=IP:127.0.0.1,IP:10.0.0.1,${extraIps.map((ip) => `IP:${ip},`).join("")}DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc`,
         "",
       ].join("\n"),
     );

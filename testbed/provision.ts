@@ -3,11 +3,13 @@
 // because no registry reachable here ships them, and caches them by version.
 // `npm run provision` runs it as a CLI; other code calls provision().
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { repoRoot } from "../scripts/repository.js";
 import versions from "./versions.json" with { type: "json" };
 
 /** Absolute paths of the binaries the test bed runs. */
@@ -17,6 +19,10 @@ export interface Binaries {
   kubeControllerManager: string;
   kubeScheduler: string;
   kubectl: string;
+  /** The kubelet of the test bed's real nodes. */
+  kubelet: string;
+  /** The sandbox ("pause") program of the test bed's real nodes: static, sleeps until signalled. */
+  pause: string;
   helm: string;
   natsServer: string;
 }
@@ -90,18 +96,29 @@ export async function provision(options: ProvisionOptions = {}): Promise<Binarie
     kubeControllerManager: kubernetes("kube-controller-manager"),
     kubeScheduler: kubernetes("kube-scheduler"),
     kubectl: kubernetes("kubectl"),
+    kubelet: componentBinary(binDir, "kubelet", "kubelet"),
+    pause: componentBinary(binDir, "pause", "pause"),
     helm: componentBinary(binDir, "helm", "helm"),
     natsServer: componentBinary(binDir, "nats-server", "nats-server"),
   };
 }
 
-type ComponentName = "nats-server" | "etcd" | "helm" | "kubernetes";
+type ComponentName = "nats-server" | "etcd" | "helm" | "kubernetes" | "kubelet" | "pause";
+
+// The pause program's source lives in testbed/pause; its cache folder is named by a hash of it.
+const pauseSource = path.join(repoRoot, "testbed", "pause");
+const pauseVersion = createHash("sha256")
+  .update(readFileSync(path.join(pauseSource, "main.go")))
+  .digest("hex")
+  .slice(0, 12);
 
 const pinnedVersions: Record<ComponentName, string> = {
   "nats-server": versions.natsServer,
   etcd: versions.etcd,
   helm: versions.helm,
   kubernetes: versions.kubernetes,
+  kubelet: versions.kubernetes,
+  pause: pauseVersion,
 };
 
 // Versioned directories: a version bump in versions.json builds afresh next to the old binaries.
@@ -169,6 +186,42 @@ function components(): Component[] {
         const packages = kubernetesCommands.map((command) => `k8s.io/kubernetes/cmd/${command}`);
         const flags = buildFlags(kubernetesLdflags(versions.kubernetes));
         await go(["build", "-mod=mod", ...flags, "-o", `${outDir}/`, ...packages], workDir);
+      },
+    },
+    {
+      // Its own component (not one more of kubernetesCommands) so that a cache of the control
+      // plane built before the real nodes is kept; it shares the Go build cache with it.
+      name: "kubelet",
+      binaries: ["kubelet"],
+      firstBuildTime: "about 2 minutes (30 s after the control plane)",
+      async build(go, workDir, outDir) {
+        const kubernetes = `k8s.io/kubernetes@${versions.kubernetes}`;
+        const staging = locallyReplacedModules(await downloadedGoMod(go, kubernetes, workDir));
+        const goMod = kubernetesWrapperGoMod(versions.kubernetes, versions.go, staging);
+        await writeFile(path.join(workDir, "go.mod"), goMod);
+        const flags = buildFlags(kubernetesLdflags(versions.kubernetes));
+        const output = path.join(outDir, "kubelet");
+        await go(
+          ["build", "-mod=mod", ...flags, "-o", output, "k8s.io/kubernetes/cmd/kubelet"],
+          workDir,
+        );
+      },
+    },
+    {
+      // A static program (no C library), so that its image needs no root file system.
+      name: "pause",
+      binaries: ["pause"],
+      firstBuildTime: "seconds",
+      async build(go, workDir, outDir) {
+        await copyFile(path.join(pauseSource, "main.go"), path.join(workDir, "main.go"));
+        await writeFile(
+          path.join(workDir, "go.mod"),
+          `module fedtrain.dev/testbed/pause\n\ngo 1.22\n`,
+        );
+        const output = path.join(outDir, "pause");
+        await go(["build", ...buildFlags("-s -w"), "-o", output, "."], workDir, {
+          CGO_ENABLED: "0",
+        });
       },
     },
   ];

@@ -8,13 +8,37 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import https from "node:https";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { repoRoot } from "../scripts/repository.js";
+import {
+  buildImages,
+  checkContainerTools,
+  pauseImage,
+  type TestbedImages,
+} from "./container-images.js";
 import { writeKubeconfig } from "./kubeconfig.js";
 import { answersInfo, natsServerConfig } from "./nats.js";
-import { ensureClientCertificate, ensureClusterPki } from "./pki.js";
+import { type ClusterPki, ensureClientCertificate, ensureClusterPki } from "./pki.js";
 import { freePort, isRunning, startDaemon, stopDaemon, waitFor } from "./process.js";
 import { type Binaries, provision } from "./provision.js";
+import {
+  ensureHostAddress,
+  ensureNodeNetwork,
+  gpuLabels,
+  hostAddress,
+  importImages,
+  type NodeNetwork,
+  type NodeSpec,
+  nodeNetwork,
+  nodePaths,
+  nodeRunning,
+  removeHostAddress,
+  removeNode,
+  startContainerd,
+  startKubelet,
+  stopNode,
+  writeNodeConfig,
+} from "./real-node.js";
 
 /** The control-plane processes of each cluster. */
 export const controlPlaneComponents = ["apiserver", "controller-manager", "scheduler"] as const;
@@ -26,8 +50,17 @@ export type ClusterComponent = (typeof controlPlaneComponents)[number] | `node-$
 /** A process of the test bed: shared (etcd, nats) or of one cluster. */
 export type Component = "etcd" | "nats" | { cluster: string; component: ClusterComponent };
 
+/**
+ * What runs a cluster's pods: real nodes (kubelet + containerd + runc, fedtrain's images built
+ * from its Dockerfiles) or the test bed's node agent (pods as local processes, images mapped to
+ * local programs: see images.ts).
+ */
+export type NodeRuntime = "containerd" | "node-agent";
+
 /** Options of {@link Testbed.up}. */
 export interface UpOptions {
+  /** What runs the pods; default "node-agent". Fixed when the test bed is first brought up. */
+  runtime?: NodeRuntime;
   /** Folder of the test bed's state, logs and kubeconfigs; default `<repo>/.testbed`. */
   dir?: string;
   /** How many clusters, or their names; default 3. */
@@ -50,10 +83,22 @@ interface ClusterState {
   nodes: number;
   gpusPerNode: number;
   pids: Partial<Record<ClusterComponent, number>>;
+  /** Real nodes' processes, by component (node-1, …). */
+  nodePids?: Partial<Record<ClusterComponent, RealNodePids>>;
+}
+
+/** The processes of one real node. */
+interface RealNodePids {
+  containerd?: number;
+  kubelet?: number;
+  logKeeper?: number;
 }
 
 interface State {
   binaries: Binaries;
+  runtime?: NodeRuntime;
+  /** The images real nodes import (OCI archives). */
+  images?: TestbedImages;
   etcd: { clientPort: number; peerPort: number; pid?: number };
   nats: { port: number; pid?: number };
   /** The second octet of this test bed's node and pod addresses (1-254, random per test bed). */
@@ -75,6 +120,7 @@ const clusterNames = ["alpine", "birch", "cedar", "dogwood", "elm", "fir", "gink
 // Roomy for a cold API server on a busy 2-core machine (it is ready in 5-15 s when warm).
 const apiserverReadyTimeoutMs = 120_000;
 const nodeAgentEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "node-agent.js");
+const logKeeperEntry = path.join(path.dirname(fileURLToPath(import.meta.url)), "log-keeper.js");
 
 /** A running test bed, as recorded in its state file. */
 export class Testbed {
@@ -96,8 +142,11 @@ export class Testbed {
     const existing = await readState(dir);
     const wanted = wantedClusters(options, existing);
     const binaries = await provision({ log });
+    const runtime = existing?.runtime ?? options.runtime ?? "node-agent";
+    if (runtime === "containerd") await checkContainerTools();
     const state: State = existing ?? {
       binaries,
+      runtime,
       etcd: { clientPort: await freePort(), peerPort: await freePort() },
       nats: { port: await freePort() },
       podNet: 1 + Math.floor(Math.random() * 254),
@@ -117,6 +166,10 @@ export class Testbed {
         pids: {},
       });
     }
+    if (runtime === "containerd") {
+      state.images = await buildImages({ binaries, log });
+      await ensureHostAddress(state.podNet ?? 1);
+    }
     const testbed = new Testbed(dir, state, log);
     await testbed.save();
     await testbed.start("etcd");
@@ -126,7 +179,10 @@ export class Testbed {
         await testbed.start({ cluster: cluster.name, component });
       }
     }
-    for (const cluster of state.clusters) await testbed.waitNodesReady(cluster.name);
+    for (const cluster of state.clusters) {
+      await testbed.waitNodesReady(cluster.name, runtime === "containerd" ? 120_000 : undefined);
+      if (runtime === "containerd") await testbed.advertiseGpus(cluster.name);
+    }
     return testbed;
   }
 
@@ -141,9 +197,22 @@ export class Testbed {
     return this.state.clusters.map((c) => c.name);
   }
 
+  /** What runs the pods. */
+  get runtime(): NodeRuntime {
+    return this.state.runtime ?? "node-agent";
+  }
+
+  /**
+   * The address the API servers and NATS serve on: loopback with the node agent; with real nodes,
+   * the test bed's address on the host, which pods and kubelets in their namespaces reach too.
+   */
+  get hostAddress(): string {
+    return this.runtime === "containerd" ? hostAddress(this.state.podNet ?? 1) : "127.0.0.1";
+  }
+
   /** The NATS URL every cluster's pods use. */
   get natsUrl(): string {
-    return `nats://127.0.0.1:${this.state.nats.port}`;
+    return `nats://${this.hostAddress}:${this.state.nats.port}`;
   }
 
   /** The binaries the test bed runs (kubectl and helm included). */
@@ -164,13 +233,13 @@ export class Testbed {
     const state = this.cluster(cluster);
     const dir = this.clusterDir(state.name);
     const pkiDir = path.join(dir, "pki");
-    const pki = await ensureClusterPki(pkiDir);
+    const pki = await ensureClusterPki(pkiDir, this.extraIps());
     const stem = `user-${user.replace(/[^a-z0-9-]/gi, "-")}`;
     const client = await ensureClientCertificate(pki, pkiDir, stem, { user, groups });
     const file = path.join(dir, `${stem}.kubeconfig`);
     await writeKubeconfig(file, {
       cluster: state.name,
-      server: `https://127.0.0.1:${state.apiserverPort}`,
+      server: `https://${this.hostAddress}:${state.apiserverPort}`,
       caCert: pki.ca.cert,
       client,
       user,
@@ -200,6 +269,9 @@ export class Testbed {
     if (component === "etcd") return this.startEtcd();
     if (component === "nats") return this.startNats();
     const cluster = this.cluster(component.cluster);
+    if (this.runtime === "containerd" && component.component.startsWith("node-")) {
+      return this.startRealNode(cluster, component.component);
+    }
     const command = this.commandOf(component.component);
     if (await isRunning(cluster.pids[component.component], command)) return;
     const dir = this.clusterDir(cluster.name);
@@ -232,6 +304,13 @@ export class Testbed {
     } else if (component === "nats") {
       await stopDaemon(this.state.nats.pid, this.state.binaries.natsServer, graceMs);
       this.state.nats.pid = undefined;
+    } else if (this.runtime === "containerd" && component.component.startsWith("node-")) {
+      const cluster = this.cluster(component.cluster);
+      const spec = await this.nodeSpec(cluster, component.component);
+      const pids = cluster.nodePids?.[component.component] ?? {};
+      await stopNode(spec, pids, graceMs);
+      await stopDaemon(pids.logKeeper, process.execPath, 5_000);
+      if (cluster.nodePids) cluster.nodePids[component.component] = {};
     } else {
       const cluster = this.cluster(component.cluster);
       const pid = cluster.pids[component.component];
@@ -265,16 +344,19 @@ export class Testbed {
     ];
     for (const cluster of this.state.clusters) {
       for (const component of componentsOf(cluster)) {
-        const pid = cluster.pids[component];
+        const pid =
+          this.runtime === "containerd" && component.startsWith("node-")
+            ? cluster.nodePids?.[component]?.kubelet
+            : cluster.pids[component];
         out.push({
           component: `${cluster.name}/${component}`,
           pid,
           running: await isRunning(pid, this.commandOf(component)),
           detail:
             component === "apiserver"
-              ? `https://127.0.0.1:${cluster.apiserverPort}`
+              ? `https://${this.hostAddress}:${cluster.apiserverPort}`
               : component.startsWith("node-")
-                ? `${cluster.name}-${component}, ${cluster.gpusPerNode} GPUs`
+                ? `${cluster.name}-${component}, ${cluster.gpusPerNode} GPUs${this.runtime === "containerd" ? ` (kubelet + containerd, ${this.nodeNetworkOf(cluster, component).nodeIp})` : ""}`
                 : undefined,
         });
       }
@@ -299,6 +381,16 @@ export class Testbed {
     }
     await this.stop("nats");
     await this.stop("etcd");
+    if (this.runtime === "containerd") {
+      for (const cluster of this.state.clusters) {
+        for (const component of componentsOf(cluster).filter((c) => c.startsWith("node-"))) {
+          await removeNode(await this.nodeSpec(cluster, component), {
+            keepFiles: options.keepData,
+          });
+        }
+      }
+      await removeHostAddress(this.state.podNet ?? 1);
+    }
     if (options.keepData) await rm(path.join(this.dir, "state.json"), { force: true });
     else await rm(this.dir, { recursive: true, force: true });
   }
@@ -325,7 +417,126 @@ export class Testbed {
       case "scheduler":
         return b.kubeScheduler;
       default:
-        return process.execPath;
+        return this.runtime === "containerd" ? b.kubelet : process.execPath;
+    }
+  }
+
+  private extraIps(): string[] {
+    return this.runtime === "containerd" ? [this.hostAddress] : [];
+  }
+
+  private nodeNetworkOf(cluster: ClusterState, component: ClusterComponent): NodeNetwork {
+    return nodeNetwork(
+      this.state.podNet ?? 1,
+      cluster.index,
+      Number(component.slice("node-".length)),
+    );
+  }
+
+  /** What a real node of a cluster is made of (its folders, addresses and credentials). */
+  private async nodeSpec(cluster: ClusterState, component: ClusterComponent): Promise<NodeSpec> {
+    const dir = this.clusterDir(cluster.name);
+    const pkiDir = path.join(dir, "pki");
+    await mkdir(pkiDir, { recursive: true });
+    const pki = await ensureClusterPki(pkiDir, this.extraIps());
+    const name = `${cluster.name}-${component}`;
+    const client = await ensureClientCertificate(pki, pkiDir, `kubelet-${component}`, {
+      user: `system:node:${name}`,
+      // The test bed authorizes with RBAC only (no Node authorizer): the kubelet is an admin.
+      groups: ["system:nodes", "system:masters"],
+    });
+    const kubeconfig = path.join(dir, `kubelet-${component}.kubeconfig`);
+    await writeKubeconfig(kubeconfig, {
+      cluster: cluster.name,
+      server: `https://${this.hostAddress}:${cluster.apiserverPort}`,
+      caCert: pki.ca.cert,
+      client,
+      user: `system:node:${name}`,
+    });
+    const network = this.nodeNetworkOf(cluster, component);
+    return {
+      name,
+      network,
+      net: this.state.podNet ?? 1,
+      dir: path.join(dir, component),
+      // Sockets have 108 bytes for their path: the run folder is short, under /run.
+      runDir: path.join("/run/fedtrain-testbed", network.netns),
+      apiserverPort: cluster.apiserverPort,
+      kubeconfig,
+      clientCaFile: pki.ca.cert,
+      kubelet: this.state.binaries.kubelet,
+      pauseImage,
+      labels: {
+        "node.kubernetes.io/instance-type": "fedtrain-testbed",
+        "fedtrain.dev/testbed-cluster": cluster.name,
+        ...gpuLabels,
+        "nvidia.com/gpu.count": String(cluster.gpusPerNode),
+      },
+    };
+  }
+
+  /** Starts a real node (network, containerd with the images, kubelet, log keeper). */
+  private async startRealNode(cluster: ClusterState, component: ClusterComponent): Promise<void> {
+    const spec = await this.nodeSpec(cluster, component);
+    cluster.nodePids ??= {};
+    const pids = cluster.nodePids[component] ?? {};
+    cluster.nodePids[component] = pids;
+    const running = await nodeRunning(spec, pids);
+    if (running.kubelet && running.containerd) return;
+    if (running.kubelet || running.containerd) await stopNode(spec, pids);
+    this.log(
+      `[testbed] ${cluster.name}: starting ${component} (kubelet + containerd, ${spec.network.nodeIp})`,
+    );
+    await ensureNodeNetwork(spec);
+    await writeNodeConfig(spec);
+    pids.containerd = await startContainerd(spec);
+    await this.save();
+    const images = this.state.images;
+    if (!images) throw new Error("the test bed's images were not built");
+    await importImages(spec, [
+      images.pause.archive,
+      images.operator.archive,
+      images.trainer.archive,
+    ]);
+    pids.kubelet = startKubelet(spec);
+    if (!(await isRunning(pids.logKeeper, process.execPath))) {
+      pids.logKeeper = startDaemon({
+        command: process.execPath,
+        args: [
+          logKeeperEntry,
+          `--from=${nodePaths(spec).podLogs}`,
+          `--to=${this.podsDir(cluster.name)}`,
+        ],
+        logFile: path.join(spec.dir, "log-keeper.log"),
+      });
+    }
+    await this.save();
+  }
+
+  /**
+   * Advertises each real node's GPUs: an extended resource in the node's status, as a device
+   * plugin would report it (the kubelet keeps extended resources that others set).
+   */
+  private async advertiseGpus(name: string): Promise<void> {
+    const cluster = this.cluster(name);
+    const api = this.kubeConfig(name).makeApiClient(CoreV1Api);
+    for (const component of componentsOf(cluster).filter((c) => c.startsWith("node-"))) {
+      const node = `${cluster.name}-${component}`;
+      const gpus = String(cluster.gpusPerNode);
+      const current = await api.readNodeStatus({ name: node });
+      if (current.status?.capacity?.["nvidia.com/gpu"] === gpus) continue;
+      await api.patchNodeStatus(
+        {
+          name: node,
+          body: {
+            status: {
+              capacity: { "nvidia.com/gpu": gpus },
+              allocatable: { "nvidia.com/gpu": gpus },
+            },
+          },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.StrategicMergePatch),
+      );
     }
   }
 
@@ -368,7 +579,10 @@ export class Testbed {
     const { nats, binaries } = this.state;
     if (await isRunning(nats.pid, binaries.natsServer)) return;
     const config = path.join(this.dir, "nats.conf");
-    await writeFile(config, natsServerConfig(nats.port, path.join(this.dir, "jetstream")));
+    await writeFile(
+      config,
+      natsServerConfig(nats.port, path.join(this.dir, "jetstream"), undefined, this.hostAddress),
+    );
     this.log("[testbed] starting nats-server");
     nats.pid = startDaemon({
       command: binaries.natsServer,
@@ -378,7 +592,7 @@ export class Testbed {
     await this.save();
     await waitFor(
       "nats-server",
-      async () => ((await answersInfo(nats.port)) ? true : undefined),
+      async () => ((await answersInfo(nats.port, this.hostAddress)) ? true : undefined),
       30_000,
     );
   }
@@ -387,8 +601,8 @@ export class Testbed {
     const dir = this.clusterDir(cluster.name);
     const pkiDir = path.join(dir, "pki");
     await mkdir(pkiDir, { recursive: true });
-    const pki = await ensureClusterPki(pkiDir);
-    const server = `https://127.0.0.1:${cluster.apiserverPort}`;
+    const pki = await ensureClusterPki(pkiDir, this.extraIps());
+    const server = `https://${this.hostAddress}:${cluster.apiserverPort}`;
     const kubeconfigFor = async (user: string, groups: string[], file: string) => {
       const client = await ensureClientCertificate(pki, pkiDir, file, { user, groups });
       const kubeconfig = path.join(dir, `${file}.kubeconfig`);
@@ -409,8 +623,9 @@ export class Testbed {
         return [
           `--etcd-servers=http://127.0.0.1:${this.state.etcd.clientPort}`,
           `--etcd-prefix=/clusters/${cluster.name}`,
-          "--bind-address=127.0.0.1",
-          "--advertise-address=127.0.0.1",
+          `--bind-address=${this.hostAddress}`,
+          `--advertise-address=${this.hostAddress}`,
+          ...(await this.kubeletClientArgs(pki, pkiDir)),
           `--secure-port=${cluster.apiserverPort}`,
           `--cert-dir=${pkiDir}`,
           `--tls-cert-file=${pki.apiserver.cert}`,
@@ -459,6 +674,20 @@ export class Testbed {
     }
   }
 
+  /** With real nodes: how the API server reaches kubelets (`kubectl logs`, `exec`). */
+  private async kubeletClientArgs(pki: ClusterPki, pkiDir: string): Promise<string[]> {
+    if (this.runtime !== "containerd") return [];
+    const client = await ensureClientCertificate(pki, pkiDir, "apiserver-kubelet-client", {
+      user: "kube-apiserver-kubelet-client",
+      groups: ["system:masters"],
+    });
+    return [
+      `--kubelet-client-certificate=${client.cert}`,
+      `--kubelet-client-key=${client.key}`,
+      "--kubelet-preferred-address-types=InternalIP",
+    ];
+  }
+
   /** Waits until the API server answers /readyz, or says that its process exited. */
   private async waitApiserverReady(cluster: ClusterState): Promise<"ready" | "exited"> {
     const pkiDir = path.join(this.clusterDir(cluster.name), "pki");
@@ -472,7 +701,11 @@ export class Testbed {
       `the API server of ${cluster.name} to be ready`,
       async () => {
         if (!(await isRunning(cluster.pids.apiserver, command))) return "exited" as const;
-        const status = await httpsStatus(cluster.apiserverPort, "/readyz", { ca, cert, key });
+        const status = await httpsStatus(this.hostAddress, cluster.apiserverPort, "/readyz", {
+          ca,
+          cert,
+          key,
+        });
         return status === 200 ? ("ready" as const) : undefined;
       },
       apiserverReadyTimeoutMs,
@@ -520,18 +753,16 @@ async function readState(dir: string): Promise<State | undefined> {
 }
 
 function httpsStatus(
+  host: string,
   port: number,
   urlPath: string,
   tls: { ca: Buffer; cert: Buffer; key: Buffer },
 ): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const request = https.get(
-      { host: "127.0.0.1", port, path: urlPath, ...tls, timeout: 2_000 },
-      (response) => {
-        response.resume();
-        resolve(response.statusCode);
-      },
-    );
+    const request = https.get({ host, port, path: urlPath, ...tls, timeout: 2_000 }, (response) => {
+      response.resume();
+      resolve(response.statusCode);
+    });
     request.on("error", () => resolve(undefined));
     request.on("timeout", () => request.destroy());
   });
