@@ -498,3 +498,50 @@ async function unmountUnder(dirs: string[]): Promise<void> {
     for (const point of mounts) await quietly("umount", ["-l", point]);
   }
 }
+
+/**
+ * What a test bed (its folder, its network number) still holds on the host: processes, network
+ * namespaces, interfaces, loopback addresses, mounts, cgroups and iptables rules. Empty once it
+ * is down; a test asserts that.
+ */
+export async function hostLeftovers(dir: string, net: number): Promise<string[]> {
+  const found: string[] = [];
+  const prefix = `fedtrain-${net}-`;
+  for (const name of (await sh("ip", ["netns", "list"])).split("\n")) {
+    if (name.startsWith(prefix)) found.push(`network namespace ${name.split(" ")[0]}`);
+  }
+  for (const name of existsSync("/sys/class/net") ? await readdir("/sys/class/net") : []) {
+    if (name.startsWith(`ftb${net}h`) || name.startsWith(`ftb${net}n`))
+      found.push(`interface ${name}`);
+  }
+  if (
+    (await sh("ip", ["-o", "-4", "addr", "show", "dev", "lo"])).includes(` ${hostAddress(net)}/`)
+  ) {
+    found.push(`address ${hostAddress(net)} on lo`);
+  }
+  for (const point of await mountsUnder([dir, "/run/fedtrain-testbed", "/run/netns"])) {
+    if (point === "/run/netns") continue; // the host's, made by the first `ip netns add`
+    if (!point.startsWith("/run/netns/") || point.startsWith(`/run/netns/${prefix}`)) {
+      found.push(`mount ${point}`);
+    }
+  }
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.includes(dir) || cmdline.includes(`/run/fedtrain-testbed/${prefix}`)) {
+      found.push(`process ${entry}: ${cmdline.split("\0").join(" ").slice(0, 160)}`);
+    }
+  }
+  for (const hierarchy of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+    for (const name of await readdir(path.join("/sys/fs/cgroup", hierarchy)).catch(
+      () => [] as string[],
+    )) {
+      if (name.startsWith(prefix)) found.push(`cgroup /sys/fs/cgroup/${hierarchy}/${name}`);
+    }
+  }
+  const rules = await sh("iptables-save", []).catch(() => "");
+  for (const line of rules.split("\n")) {
+    if (line.includes(`10.${net}.`)) found.push(`iptables rule ${line}`);
+  }
+  return found;
+}

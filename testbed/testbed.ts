@@ -197,6 +197,11 @@ export class Testbed {
     return this.state.clusters.map((c) => c.name);
   }
 
+  /** The second octet of this test bed's node and pod addresses. */
+  get net(): number {
+    return this.state.podNet ?? 1;
+  }
+
   /** What runs the pods. */
   get runtime(): NodeRuntime {
     return this.state.runtime ?? "node-agent";
