@@ -207,7 +207,7 @@ describe("fedtrain's images on a real node (kubelet + containerd)", () => {
     const rounds = lines.filter((l) => l.msg === "round applied");
     assert.deepEqual(
       rounds.map((l) => l.round),
-      [1, 2, 3, 4, 5],
+      [0, 1, 2, 3, 4],
     );
     const first = rounds[0]!.evalLoss!;
     const last = rounds.at(-1)!.evalLoss!;
