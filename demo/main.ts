@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { connectNats, verifyFederationLedger } from "../core/protocol/index.js";
 import { repoRoot } from "../scripts/repository.js";
+import { buildImages } from "../testbed/container-images.js";
 import { FederationBed, type MemberView } from "../testbed/federation-bed.js";
 import { formatDuration, provision } from "../testbed/provision.js";
 import { Testbed } from "../testbed/testbed.js";
@@ -66,14 +67,20 @@ async function main(): Promise<void> {
   });
 
   say("provisioning the test bed's binaries (cached after the first run) …");
-  await provision({ log: (line) => say(line) });
+  const binaries = await provision({ log: (line) => say(line) });
+  say(
+    "building the operator and trainer images from their Dockerfiles (cached after the first run) …",
+  );
+  await buildImages({ binaries, log: (line) => say(line) });
 
   const stale = await Testbed.open(testbedDir, () => {});
   if (stale) {
     say("a test bed from an earlier demo is still there: stopping it first");
     await stale.down();
   }
-  say(`bringing up 3 clusters (${members.join(", ")}), 1 node × 2 GPUs each, and NATS, `);
+  say(
+    `bringing up 3 clusters (${members.join(", ")}), each 1 real node (kubelet + containerd) with 2 GPUs, and NATS,`,
+  );
   say("and installing fedtrain with the Helm chart into each cluster …");
   federation = await FederationBed.up({
     dir: testbedDir,

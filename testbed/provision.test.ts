@@ -14,6 +14,7 @@ import {
   kubernetesWrapperGoMod,
   locallyReplacedModules,
   ProvisionError,
+  pauseVersion,
   provision,
   requiredVersion,
   stagingVersionOf,
@@ -171,6 +172,8 @@ test("provision reuses cached binaries without needing Go", async () => {
         `kubernetes-${versions.kubernetes}`,
         ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"],
       ],
+      [`kubelet-${versions.kubernetes}`, ["kubelet"]],
+      [`pause-${pauseVersion}`, ["pause"]],
     ];
     for (const [dir, binaries] of cached) {
       await mkdir(path.join(bin, dir), { recursive: true });
@@ -192,7 +195,8 @@ test("provision reuses cached binaries without needing Go", async () => {
       binaries.natsServer,
       path.join(bin, `nats-server-${versions.natsServer}`, "nats-server"),
     );
-    assert.equal(lines.length, 4);
+    assert.equal(binaries.kubelet, path.join(bin, `kubelet-${versions.kubernetes}`, "kubelet"));
+    assert.equal(lines.length, 6);
     assert.ok(
       lines.every((line) => line.endsWith(": cached")),
       lines.join("\n"),

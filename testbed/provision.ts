@@ -107,7 +107,8 @@ type ComponentName = "nats-server" | "etcd" | "helm" | "kubernetes" | "kubelet" 
 
 // The pause program's source lives in testbed/pause; its cache folder is named by a hash of it.
 const pauseSource = path.join(repoRoot, "testbed", "pause");
-const pauseVersion = createHash("sha256")
+/** The pause program's version: a hash of its source. */
+export const pauseVersion = createHash("sha256")
   .update(readFileSync(path.join(pauseSource, "main.go")))
   .digest("hex")
   .slice(0, 12);

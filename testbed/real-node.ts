@@ -35,7 +35,7 @@ export interface NodeNetwork {
   /** The veth end in the node's namespace, and its address: the node's InternalIP. */
   nodeVeth: string;
   nodeIp: string;
-  /** The node's pod subnet (inside its namespace only: pods are masqueraded behind nodeIp). */
+  /** The node's pod subnet: routed from the host; towards the host, pods are masqueraded behind nodeIp. */
   podSubnet: string;
 }
 
@@ -277,11 +277,14 @@ export async function ensureNodeNetwork(spec: NodeSpec): Promise<void> {
     ]);
     await sh("ip", ["addr", "add", `${n.hostIp}/30`, "dev", n.hostVeth]);
     await sh("ip", ["link", "set", n.hostVeth, "up"]);
+    // The host reaches pods at their addresses, as a cluster's network routes pod subnets (tests
+    // scrape a trainer's /metrics); the route goes with the veth.
     await inNode(["ip", "addr", "add", `${n.nodeIp}/30`, "dev", n.nodeVeth]);
     await inNode(["ip", "link", "set", n.nodeVeth, "up"]);
     await inNode(["ip", "link", "set", "lo", "up"]);
     await inNode(["ip", "route", "add", "default", "via", n.hostIp]);
     await inNode(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    await sh("ip", ["route", "add", n.podSubnet, "via", n.nodeIp, "dev", n.hostVeth]);
     // Pods reach the API server as the kubernetes Service's ClusterIP (10.0.0.1:443), which no
     // kube-proxy serves here: the node forwards it to the API server on the host.
     await inNode([
@@ -501,7 +504,7 @@ async function unmountUnder(dirs: string[]): Promise<void> {
 
 /**
  * What a test bed (its folder, its network number) still holds on the host: processes, network
- * namespaces, interfaces, loopback addresses, mounts, cgroups and iptables rules. Empty once it
+ * namespaces, interfaces, loopback addresses, routes, mounts, cgroups and iptables rules. Empty once it
  * is down; a test asserts that.
  */
 export async function hostLeftovers(dir: string, net: number): Promise<string[]> {
@@ -538,6 +541,9 @@ export async function hostLeftovers(dir: string, net: number): Promise<string[]>
     )) {
       if (name.startsWith(prefix)) found.push(`cgroup /sys/fs/cgroup/${hierarchy}/${name}`);
     }
+  }
+  for (const route of (await sh("ip", ["-4", "route", "show"])).split("\n")) {
+    if (route.includes(`10.${net}.`)) found.push(`route ${route.trim()}`);
   }
   const rules = await sh("iptables-save", []).catch(() => "");
   for (const line of rules.split("\n")) {

@@ -12,7 +12,7 @@ import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from "@kuberne
 import { repoRoot } from "../scripts/repository.js";
 import {
   buildImages,
-  checkContainerTools,
+  ensureContainerTools,
   pauseImage,
   type TestbedImages,
 } from "./container-images.js";
@@ -22,6 +22,7 @@ import { type ClusterPki, ensureClientCertificate, ensureClusterPki } from "./pk
 import { freePort, isRunning, startDaemon, stopDaemon, waitFor } from "./process.js";
 import { type Binaries, provision } from "./provision.js";
 import {
+  ctr,
   ensureHostAddress,
   ensureNodeNetwork,
   gpuLabels,
@@ -143,7 +144,7 @@ export class Testbed {
     const wanted = wantedClusters(options, existing);
     const binaries = await provision({ log });
     const runtime = existing?.runtime ?? options.runtime ?? "node-agent";
-    if (runtime === "containerd") await checkContainerTools();
+    if (runtime === "containerd") await ensureContainerTools(undefined, log);
     const state: State = existing ?? {
       binaries,
       runtime,
@@ -478,6 +479,26 @@ export class Testbed {
         "nvidia.com/gpu.count": String(cluster.gpusPerNode),
       },
     };
+  }
+
+  /**
+   * The host pid of a running container of a real node (its first process), from the node's
+   * containerd; undefined when the container does not run there.
+   */
+  async realContainerPid(
+    name: string,
+    node: string,
+    containerId: string,
+  ): Promise<number | undefined> {
+    const cluster = this.cluster(name);
+    const component = node.slice(cluster.name.length + 1) as ClusterComponent;
+    if (!componentsOf(cluster).includes(component)) return undefined;
+    const tasks = await ctr(await this.nodeSpec(cluster, component), ["tasks", "ls"]);
+    for (const line of tasks.split("\n").slice(1)) {
+      const [id, pid, status] = line.trim().split(/\s+/);
+      if (id === containerId && status === "RUNNING") return Number(pid);
+    }
+    return undefined;
   }
 
   /** Starts a real node (network, containerd with the images, kubelet, log keeper). */
