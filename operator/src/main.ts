@@ -1,6 +1,8 @@
 // The fedtrain operator: watches TrainingFederations (and the Jobs and ConfigMaps it owns),
 // reconciles them while it holds the leader Lease, and serves /metrics, /healthz and /readyz.
 // SIGTERM stops it gracefully: no new reconciles, those in flight finish, the Lease is released.
+
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import os from "node:os";
 import {
@@ -73,7 +75,10 @@ async function main(): Promise<void> {
   const log = pino({ level: config.logLevel, base: { component: "fedtrain-operator" }, redact });
   const kubeConfig = loadKubeConfig(config);
   const metrics = new OperatorMetrics();
-  const identity = `${process.env.POD_NAME ?? os.hostname()}_${process.pid}`;
+  // One identity per incarnation, as client-go's leader election makes it: a container the
+  // kubelet restarts in place has the same pod name and, in its pid namespace, the same pid, and
+  // must not take the Lease it held before the crash for its own.
+  const identity = `${process.env.POD_NAME ?? os.hostname()}_${randomUUID().slice(0, 8)}`;
   const objects = kubeConfig.makeApiClient(CustomObjectsApi);
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const batch = kubeConfig.makeApiClient(BatchV1Api);
