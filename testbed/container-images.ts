@@ -7,7 +7,7 @@
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -160,6 +160,7 @@ export async function buildImages(options: ImageBuildOptions = {}): Promise<Test
     sources: ["trainer-image", "core"],
     buildArgs: { BUILD_BASE: base, RUNTIME_BASE: base, TFJS_BINDING: "none" },
   });
+  await store.release();
   return { operator, trainer, pause };
 }
 
@@ -184,6 +185,18 @@ class ImageStore {
     this.archives = path.join(dir, "archives");
     this.root = path.join(dir, "storage");
     this.runroot = path.join(dir, "run");
+  }
+
+  /**
+   * Unmounts what buildah's overlay driver leaves mounted (its layer folder, bound onto itself)
+   * once no build runs; the next buildah command mounts it again.
+   */
+  async release(): Promise<void> {
+    const layers = path.join(this.root, "overlay");
+    const mounted = (await readFile("/proc/self/mounts", "utf8"))
+      .split("\n")
+      .some((line) => line.split(" ")[1] === layers);
+    if (mounted) await run("umount", [layers], { label: "umount" }).catch(() => undefined);
   }
 
   /** The Debian + Node.js base; returns its reference. */
