@@ -1,5 +1,6 @@
-// The local multi-cluster test bed: N independent Kubernetes clusters on loopback (each with its
-// own API server, controller manager, scheduler, CA and a node agent per node; one etcd shared under a
+// The local multi-cluster test bed: N independent Kubernetes clusters on this machine (each with its
+// own API server, controller manager, scheduler, CA and nodes: real ones, kubelet + containerd in
+// network namespaces of their own (real-node.ts), or the node agent; one etcd shared under a
 // prefix per cluster) and one nats-server with JetStream. Every component is a detached process
 // recorded in <dir>/state.json, so `testbed up` can return, `status` and `down` can find them
 // again, and tests can stop or restart one component to inject a fault.
@@ -173,16 +174,22 @@ export class Testbed {
     }
     const testbed = new Testbed(dir, state, log);
     await testbed.save();
-    await testbed.start("etcd");
-    await testbed.start("nats");
-    for (const cluster of state.clusters) {
-      for (const component of componentsOf(cluster)) {
-        await testbed.start({ cluster: cluster.name, component });
+    try {
+      await testbed.start("etcd");
+      await testbed.start("nats");
+      for (const cluster of state.clusters) {
+        for (const component of componentsOf(cluster)) {
+          await testbed.start({ cluster: cluster.name, component });
+        }
       }
-    }
-    for (const cluster of state.clusters) {
-      await testbed.waitNodesReady(cluster.name, runtime === "containerd" ? 120_000 : undefined);
-      if (runtime === "containerd") await testbed.advertiseGpus(cluster.name);
+      for (const cluster of state.clusters) {
+        await testbed.waitNodesReady(cluster.name, runtime === "containerd" ? 120_000 : undefined);
+        if (runtime === "containerd") await testbed.advertiseGpus(cluster.name);
+      }
+    } catch (error) {
+      // A test bed that never came up leaves nothing running on the host (its logs stay).
+      if (!existing) await testbed.down({ keepData: true }).catch(() => {});
+      throw error;
     }
     return testbed;
   }
