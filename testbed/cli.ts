@@ -10,9 +10,9 @@ commands:
             --clusters N        number of clusters (default 3)
             --nodes M           nodes per cluster (default 2)
             --gpus-per-node G   nvidia.com/gpu capacity of each node (default 2)
-            --runtime R         containerd: real nodes (kubelet + containerd, images built
-                                with \`npm run images\`); node-agent (default): pods as local
-                                processes
+            --runtime R         containerd (default): real nodes (kubelet + containerd,
+                                fedtrain's images built as by \`npm run images\`; needs root);
+                                node-agent: pods as local processes (the integration tests')
   status  show every component and whether it runs
   down    stop every process and remove the test bed's folder
             --keep-data         keep etcd data, logs and kubeconfigs
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
         clusters: number("clusters", values.clusters),
         nodes: number("nodes", values.nodes),
         gpusPerNode: number("gpus-per-node", values["gpus-per-node"]),
-        runtime: runtimeOf(values.runtime),
+        runtime: runtimeOf(values.runtime) ?? "containerd",
       });
       console.log(
         `\ntest bed up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${testbed.clusters.length} clusters, NATS at ${testbed.natsUrl}\n`,
