@@ -416,21 +416,22 @@ export async function stopNode(
 ): Promise<void> {
   await stopDaemon(pids.kubelet, spec.kubelet, 5_000);
   const p = nodePaths(spec);
-  const containers = await runcContainers(p.runcRoot);
+  // containerd's runc shim keeps each namespace's containers under <Root>/<namespace>.
+  const root = path.join(p.runcRoot, "k8s.io");
+  const containers = await runcContainers(root);
   if (graceMs > 0 && containers.length > 0) {
     for (const id of containers)
-      await quietly("runc", ["--root", p.runcRoot, "kill", "--all", id, "TERM"]);
+      await quietly("runc", ["--root", root, "kill", "--all", id, "TERM"]);
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && (await runningContainers(p.runcRoot)) > 0) await sleep(100);
+    while (Date.now() < deadline && (await runningContainers(root)) > 0) await sleep(100);
   }
-  for (const id of containers) {
-    await quietly("runc", ["--root", p.runcRoot, "kill", "--all", id, "KILL"]);
-  }
+  for (const id of containers) await quietly("runc", ["--root", root, "kill", "--all", id, "KILL"]);
+  // Whatever still runs in the node's cgroups (a container runc no longer lists) goes too.
+  for (const pid of await pidsInCgroup(`/${spec.network.netns}/`)) signalGroup(pid, "SIGKILL");
   // The shims serve this node's containerd only; their command line names its socket.
   for (const pid of await pidsWithArgument(p.socket)) signalGroup(pid, "SIGKILL");
   await stopDaemon(pids.containerd, "containerd", 5_000);
-  for (const id of containers)
-    await quietly("runc", ["--root", p.runcRoot, "delete", "--force", id]);
+  for (const id of containers) await quietly("runc", ["--root", root, "delete", "--force", id]);
   await unmountUnder([p.containerdRoot, p.containerdState, p.kubeletRoot, spec.runDir]);
 }
 
@@ -470,6 +471,19 @@ async function runningContainers(root: string): Promise<number> {
   const out = await sh("runc", ["--root", root, "list", "--format", "json"]).catch(() => "null");
   const list = (JSON.parse(out || "null") ?? []) as { status: string }[];
   return list.filter((c) => c.status === "running").length;
+}
+
+/** Pids of the processes in a cgroup whose path (in any hierarchy) starts with `prefix`. */
+export async function pidsInCgroup(prefix: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cgroups = await readFile(`/proc/${entry}/cgroup`, "utf8").catch(() => "");
+    if (cgroups.split("\n").some((line) => line.split(":")[2]?.startsWith(prefix))) {
+      pids.push(Number(entry));
+    }
+  }
+  return pids;
 }
 
 /** Pids of the processes whose command line has `argument` as one of its words. */
@@ -528,10 +542,15 @@ export async function hostLeftovers(dir: string, net: number): Promise<string[]>
       found.push(`mount ${point}`);
     }
   }
+  const inNodeCgroups = new Set(await pidsInCgroup(`/${prefix}`));
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmdline.includes(dir) || cmdline.includes(`/run/fedtrain-testbed/${prefix}`)) {
+    if (
+      cmdline.includes(dir) ||
+      cmdline.includes(`/run/fedtrain-testbed/${prefix}`) ||
+      inNodeCgroups.has(Number(entry))
+    ) {
       found.push(`process ${entry}: ${cmdline.split("\0").join(" ").slice(0, 160)}`);
     }
   }

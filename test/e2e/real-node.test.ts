@@ -219,7 +219,39 @@ describe("fedtrain's images on a real node (kubelet + containerd)", () => {
   });
 
   test("bringing the test bed down leaves nothing behind on the host", async () => {
+    // A pod still running at teardown: its container must go with the node.
+    await core.createNamespacedPod({
+      namespace,
+      body: {
+        metadata: { name: "still-running" },
+        spec: {
+          containers: [
+            {
+              name: "sleeper",
+              image: trainerImage,
+              imagePullPolicy: "IfNotPresent",
+              command: ["sleep", "3600"],
+              securityContext: restricted,
+            },
+          ],
+        },
+      },
+    });
+    await waitFor(
+      "pod still-running to run",
+      async () =>
+        (await core.readNamespacedPod({ namespace, name: "still-running" })).status?.phase ===
+        "Running"
+          ? true
+          : undefined,
+      60_000,
+      500,
+    );
     const running = await hostLeftovers(dir, testbed.net);
+    assert.ok(
+      running.some((l) => l.startsWith("process") && l.includes("sleep 3600")),
+      `while up, the probe finds the running container: ${running.join("; ")}`,
+    );
     assert.ok(
       running.some((l) => l.startsWith("network namespace")) &&
         running.some((l) => l.startsWith("process")),
