@@ -100,11 +100,22 @@ describe("trainer processes federated over NATS", () => {
     );
   }
 
+  // Every trainer a test started: one left running by a failed assertion would keep this file's
+  // process (and the whole suite) from ever ending.
+  const started: TrainerProcess[] = [];
+
   function startTrainer(federation: FederationSpec, configFile: string, member: Member) {
-    return startMemberTrainer(directory, federation, member, configFile);
+    const trainer = startMemberTrainer(directory, federation, member, configFile);
+    started.push(trainer);
+    return trainer;
   }
 
   after(async () => {
+    for (const trainer of started) {
+      if (trainer.child.exitCode === null && trainer.child.signalCode === null) {
+        trainer.child.kill("SIGKILL");
+      }
+    }
     await nc?.close().catch(() => {});
     await server?.stop();
     if (directory) await rm(directory, { recursive: true, force: true });
