@@ -179,10 +179,7 @@ function components(): Component[] {
       binaries: [...kubernetesCommands],
       firstBuildTime: "about 5 minutes",
       async build(go, workDir, outDir) {
-        const kubernetes = `k8s.io/kubernetes@${versions.kubernetes}`;
-        const staging = locallyReplacedModules(await downloadedGoMod(go, kubernetes, workDir));
-        const goMod = kubernetesWrapperGoMod(versions.kubernetes, versions.go, staging);
-        await writeFile(path.join(workDir, "go.mod"), goMod);
+        await writeKubernetesWrapper(go, workDir);
         // One `go build` for all commands: they share most packages, which then compile once.
         const packages = kubernetesCommands.map((command) => `k8s.io/kubernetes/cmd/${command}`);
         const flags = buildFlags(kubernetesLdflags(versions.kubernetes));
@@ -196,10 +193,7 @@ function components(): Component[] {
       binaries: ["kubelet"],
       firstBuildTime: "about 2 minutes (30 s after the control plane)",
       async build(go, workDir, outDir) {
-        const kubernetes = `k8s.io/kubernetes@${versions.kubernetes}`;
-        const staging = locallyReplacedModules(await downloadedGoMod(go, kubernetes, workDir));
-        const goMod = kubernetesWrapperGoMod(versions.kubernetes, versions.go, staging);
-        await writeFile(path.join(workDir, "go.mod"), goMod);
+        await writeKubernetesWrapper(go, workDir);
         const flags = buildFlags(kubernetesLdflags(versions.kubernetes));
         const output = path.join(outDir, "kubelet");
         await go(
@@ -233,6 +227,14 @@ const etcdMain = "go.etcd.io/etcd/server/v3";
 // -v lists each package as it compiles: the heartbeat counts them to show progress.
 function buildFlags(ldflags: string): string[] {
   return ["-v", "-trimpath", "-ldflags", ldflags];
+}
+
+/** Writes the wrapper module that builds k8s.io/kubernetes' commands into workDir. */
+async function writeKubernetesWrapper(go: GoRun, workDir: string): Promise<void> {
+  const kubernetes = `k8s.io/kubernetes@${versions.kubernetes}`;
+  const staging = locallyReplacedModules(await downloadedGoMod(go, kubernetes, workDir));
+  const goMod = kubernetesWrapperGoMod(versions.kubernetes, versions.go, staging);
+  await writeFile(path.join(workDir, "go.mod"), goMod);
 }
 
 async function downloadedGoMod(go: GoRun, module: string, cwd: string): Promise<string> {
